@@ -1,0 +1,1 @@
+"""Simulated hamlet devices speaking the real field protocols over real transports."""

@@ -1,0 +1,3 @@
+from hamlet.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Smart-hamlet backend: ingest, time-series store, indicators, dashboard."""

@@ -1,0 +1,69 @@
+"""A real MQTT broker on an ephemeral port for one test: Mosquitto, or amqtt when absent."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.procs import ManagedProcess
+
+
+def free_port() -> int:
+    """An ephemeral port the OS just handed out (brokers cannot report a port-0 bind)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Broker:
+    host: str
+    port: int
+    kind: str  # "mosquitto" | "amqtt"
+    workdir: Path
+    process: ManagedProcess
+
+    def _argv(self) -> list[str]:
+        return list(self.process.argv)
+
+    def stop(self) -> None:
+        self.process.stop()
+
+    def kill(self) -> None:
+        self.process.kill9()
+
+    def start_again(self) -> None:
+        """Restart on the same port (a broker restart as clients see it)."""
+        self.process = _launch(self.kind, self.port, self.workdir)
+
+
+def _launch(kind: str, port: int, workdir: Path) -> ManagedProcess:
+    if kind == "mosquitto":
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            "log_type all\nlog_dest stdout\nmax_queued_messages 1000000\n"
+        )
+        mp = ManagedProcess(["mosquitto", "-c", str(conf)]).start()
+        mp.wait_for(rf"listen socket on port {port}", timeout=20)
+        return mp
+    mp = ManagedProcess([sys.executable, "-m", "tests.support.amqtt_broker", str(port)]).start()
+    mp.wait_for(r"^BROKER READY", timeout=30)
+    return mp
+
+
+@contextmanager
+def start_broker(workdir: Path, *, prefer_mosquitto: bool) -> Iterator[Broker]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    kind = "mosquitto" if prefer_mosquitto else "amqtt"
+    port = free_port()
+    broker = Broker("127.0.0.1", port, kind, workdir, _launch(kind, port, workdir))
+    try:
+        yield broker
+    finally:
+        broker.stop()
