@@ -1,0 +1,56 @@
+"""What every input source promises the gateway (its lifecycle contract).
+
+- ``run(sink)`` runs until cancelled. It handles its own transport reconnects (with capped,
+  jittered backoff) and keeps ``state`` current. It acknowledges its transport only after
+  ``await sink.submit(...)`` returned. Bad input goes to ``sink.reject`` with a reason.
+- If ``run`` raises, the gateway's supervisor records the error in the state and restarts it
+  after a backoff. One source failing never touches another.
+- Config is validated before construction; constructors do no I/O.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from gateway.records import Sink
+
+
+class SourceStatus(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"  # run() raised; the supervisor will restart it
+    STOPPED = "stopped"
+
+
+@dataclass
+class SourceState:
+    name: str
+    kind: str  # "serial" | "modbus" | "mqtt"
+    status: SourceStatus = SourceStatus.STARTING
+    since: float = field(default_factory=time.time)  # wall time of the last status change
+    last_reading_at: float | None = None
+    last_error: str | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    # Per-device/per-node detail (frames, CRC failures, gaps, timeouts...).
+    devices: dict[str, dict[str, int | float | str | None]] = field(default_factory=dict)
+
+    def set_status(self, status: SourceStatus, error: str | None = None) -> None:
+        if status != self.status:
+            self.status = status
+            self.since = time.time()
+        if error is not None:
+            self.last_error = error
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counters[key] = self.counters.get(key, 0) + n
+
+
+class Source(Protocol):
+    name: str
+    state: SourceState
+
+    async def run(self, sink: Sink) -> None: ...
