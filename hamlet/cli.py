@@ -18,7 +18,8 @@ from server.cli import app as server_app
 
 app = typer.Typer(
     name="hamlet",
-    help="Smart-hamlet data platform: gateways, server, simulator. / Nền tảng dữ liệu ấp thông minh.",
+    help="Smart-hamlet data platform: gateways, server, simulator.\n\n"
+    "Nền tảng dữ liệu ấp thông minh: gateway, máy chủ, mô phỏng.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_show_locals=False,

@@ -74,9 +74,7 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def validate_config(
-    model: type[M], data: Mapping[str, Any], *, source: str = "configuration"
-) -> M:
+def validate_config(model: type[M], data: Mapping[str, Any], *, source: str = "configuration") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -170,7 +170,7 @@ class SeriesBlock(BaseModel):
         cls,
         device: str,
         metric: str,
-        kind: RecordKind,
+        kind: Literal[RecordKind.READING, RecordKind.AGGREGATE, RecordKind.HEARTBEAT],
         points: Iterable[Point],
     ) -> SeriesBlock:
         pts = sorted(points, key=lambda p: p.seq)

@@ -8,6 +8,7 @@ reading, narrow enough to catch a byte-swapped register or a disconnected probe.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -69,7 +70,7 @@ def check_value(metric: str, value: float) -> None:
 
     Unknown metrics pass: a site may add its own; only known physics is policed.
     """
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise OutOfRange(f"{metric}: value is not finite ({value})")
     m = METRICS.get(metric)
     if m is None:

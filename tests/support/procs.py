@@ -13,8 +13,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,8 +65,6 @@ class ManagedProcess:
             m = rx.search(line)
             if m:
                 return m
-        import time
-
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -87,28 +86,22 @@ class ManagedProcess:
 
     def kill9(self) -> None:
         """SIGKILL the whole process group, as a power cut would."""
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=10)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM (a clean shutdown), then SIGKILL if it does not exit in time."""
         if self.proc.poll() is None:
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill9()
         # Reap anything left in the group (children it failed to stop).
-        try:
+        with suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         return self.proc.returncode
 
 
@@ -142,19 +135,37 @@ class ServerProcess:
     def add_gateway(self, gateway_id: str, hamlet: str = "dinh-phuoc") -> str:
         """Register a gateway through the real admin CLI; return its bearer token."""
         out = run_hamlet(
-            "server", "add-gateway", gateway_id, "--hamlet", hamlet,
-            "--data-dir", str(self.data_dir), "--json",
+            "server",
+            "add-gateway",
+            gateway_id,
+            "--hamlet",
+            hamlet,
+            "--data-dir",
+            str(self.data_dir),
+            "--json",
         )
         return str(json.loads(out)["token"])
 
 
 @contextmanager
-def start_server(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+def start_server(
+    data_dir: Path, *extra: str, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {"HAMLET_SERVER__ENVIRONMENT": "development", **(env or {})}
     mp = ManagedProcess(
-        [*HAMLET, "server", "run", "--data-dir", str(data_dir), "--host", "127.0.0.1",
-         "--port", "0", *extra],
+        [
+            *HAMLET,
+            "server",
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            *extra,
+        ],
         env=env,
     ).start()
     try:

@@ -1,0 +1,361 @@
+"""``hamlet demo``: broker, server, gateway and a simulated hamlet, every arrow a real transport.
+
+The embedded amqtt broker runs in this process; the server, the gateway and the simulator
+are child processes of their own (``hamlet server run``, ``hamlet gateway run``,
+``hamlet sim run``), talking over MQTT, pseudo-terminals and HTTP exactly as in the field.
+Every child is started in its own process group and stopped (SIGTERM, then SIGKILL) on the
+way out, whatever the way out is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import httpx
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from hamlet.broker import EmbeddedBroker
+
+GATEWAY_ID: Final = "gw-demo"
+HAMLET_ID: Final = "dinh-phuoc"
+START_TIMEOUT_S: Final = 90.0
+
+
+class DemoError(Exception):
+    """A part of the demo could not start; the message says which and why."""
+
+
+@dataclass
+class Child:
+    """A child process whose output lines are kept (last 200) and can be waited on."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+    lines: list[str] = field(default_factory=list)
+    _waiters: list[tuple[re.Pattern[str], asyncio.Future[re.Match[str]]]] = field(
+        default_factory=list
+    )
+    _pump: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=self.env,
+            start_new_session=True,
+        )
+        self._pump = asyncio.create_task(self._read(), name=f"demo-{self.name}-output")
+
+    async def _read(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        with self.log_path.open("a", encoding="utf-8") as log:
+            async for raw in self.proc.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                log.write(line + "\n")
+                log.flush()
+                self.lines = [*self.lines[-199:], line]
+                for rx, fut in list(self._waiters):
+                    m = rx.search(line)
+                    if m and not fut.done():
+                        fut.set_result(m)
+        code = await self.proc.wait()
+        for _, fut in self._waiters:
+            if not fut.done():
+                fut.set_exception(
+                    DemoError(f"{self.name} exited (code {code}) before it was ready")
+                )
+
+    async def wait_for(self, pattern: str, timeout: float = START_TIMEOUT_S) -> re.Match[str]:
+        rx = re.compile(pattern)
+        for line in self.lines:
+            m = rx.search(line)
+            if m:
+                return m
+        fut: asyncio.Future[re.Match[str]] = asyncio.get_running_loop().create_future()
+        self._waiters.append((rx, fut))
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except TimeoutError as err:
+            raise DemoError(f"{self.name} did not become ready in {timeout:.0f}s") from err
+        except DemoError as err:
+            tail = "\n".join(self.lines[-15:])
+            raise DemoError(f"{err}\n--- last output of {self.name} ---\n{tail}") from err
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), timeout)
+        # Whatever it started and left behind goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        await self.proc.wait()
+        if self._pump is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def gateway_config(
+    *, run_dir: Path, server_url: str, token: str, mqtt_port: int, serial: Path, modbus: Path
+) -> str:
+    """The demo gateway's TOML: the same file an installer would write with `gateway init`."""
+    return f"""\
+# Written by `hamlet demo`; a real gateway's file looks the same.
+id = "{GATEWAY_ID}"
+hamlet = "{HAMLET_ID}"
+data_dir = "{run_dir / "gateway"}"
+heartbeat_interval_s = 10
+
+[buffer]
+commit_interval_ms = 200
+max_bytes = 67108864
+
+[uplink]
+url = "{server_url}"
+token = "{token}"
+
+[[sources.mqtt]]
+name = "local-broker"
+host = "127.0.0.1"
+port = {mqtt_port}
+client_id = "hamlet-{GATEWAY_ID}"
+topics = ["hamlet/#"]
+
+[[sources.serial]]
+name = "lora-concentrator"
+port = "{serial}"
+baudrate = 115200
+
+[[sources.modbus]]
+name = "rs485"
+port = "{modbus}"
+baudrate = 9600
+timeout_s = 0.3
+
+[[sources.modbus.devices]]
+id = "soil-npk-1"
+profile = "npk-7in1"
+address = 1
+interval_s = 2
+
+[[sources.modbus.devices]]
+id = "water-ec-1"
+profile = "sensecap-s-ec-01"
+address = 2
+interval_s = 2
+
+[[sources.modbus.devices]]
+id = "water-level-1"
+profile = "s-yw-01b"
+address = 26
+interval_s = 2
+"""
+
+
+@dataclass
+class Figures:
+    received: int = 0
+    missing: int = 0
+    buffered: int | None = None
+    uploaded: int | None = None
+
+
+async def _server_figures(url: str) -> tuple[int, int]:
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        resp = await client.get(f"{url}/api/v1/gateways")
+        resp.raise_for_status()
+        for gw in resp.json():
+            if gw.get("id") == GATEWAY_ID:
+                return int(gw.get("received", 0)), int(gw.get("missing", 0))
+    return 0, 0
+
+
+async def _gateway_figures(control: Path) -> tuple[int | None, int | None]:
+    """Ask the running gateway over its control socket (what `hamlet gateway status` does)."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(control)), 2)
+    except (OSError, TimeoutError):
+        return None, None
+    try:
+        writer.write(b'{"cmd": "status"}\n')
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 2)
+        status = json.loads(line or b"{}")
+    except (OSError, TimeoutError, ValueError):
+        return None, None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    buffer = status.get("buffer", {})
+    uplink = status.get("uplink", {})
+    return buffer.get("depth"), uplink.get("uploaded")
+
+
+def _status_line(fig: Figures, started: float, url: str) -> Text:
+    up = int(time.monotonic() - started)
+    t = Text()
+    t.append(f"{url}  ", style="bold cyan")
+    t.append(f"received/đã nhận {fig.received:,}  ", style="green")
+    t.append(f"buffered/đang đệm {fig.buffered if fig.buffered is not None else '–'}  ")
+    t.append(f"uploaded/đã gửi {fig.uploaded if fig.uploaded is not None else '–'}  ")
+    t.append(f"missing/thiếu {fig.missing}  ", style="red" if fig.missing else "dim")
+    t.append(f"{up // 60:02d}:{up % 60:02d}", style="dim")
+    return t
+
+
+@contextlib.asynccontextmanager
+async def _children() -> AsyncIterator[list[Child]]:
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        # Stop in reverse order: sim, gateway (flushes its buffer), then the server.
+        for child in reversed(started):
+            await child.stop()
+
+
+async def run_demo(port: int, minutes: float | None, console: Console) -> int:
+    if port and not port_is_free(port):
+        console.print(
+            f'[red]Port {port} is in use.[/red] Pick another: make demo ARGS="--port 8090" '
+            f"(or --port 0 for any free port)."
+        )
+        return 2
+    port = port or free_port()
+    run_dir = Path(tempfile.mkdtemp(prefix="hamlet-demo-"))
+    (run_dir / "server").mkdir()
+    (run_dir / "gateway").mkdir()
+    logs = run_dir / "logs"
+    logs.mkdir()
+    hamlet = [sys.executable, "-m", "hamlet"]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HAMLET_SERVER__ENVIRONMENT="development")
+    url = f"http://127.0.0.1:{port}"
+    mqtt_port = free_port()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    console.print(f"[bold]Smart-hamlet demo / Demo ấp thông minh[/bold] — files in {run_dir}")
+    async with EmbeddedBroker("127.0.0.1", mqtt_port), _children() as children:
+        console.print(f"  MQTT broker (amqtt) on 127.0.0.1:{mqtt_port}")
+        add = await asyncio.create_subprocess_exec(
+            *hamlet, "server", "add-gateway", GATEWAY_ID, "--hamlet", HAMLET_ID,
+            "--data-dir", str(run_dir / "server"), "--json",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await add.communicate()
+        if add.returncode != 0:
+            raise DemoError(f"registering the demo gateway failed:\n{err.decode()}")
+        token = str(json.loads(out)["token"])
+
+        server = Child(
+            "server",
+            [*hamlet, "server", "run", "--data-dir", str(run_dir / "server"),
+             "--host", "127.0.0.1", "--port", str(port)],
+            env, logs / "server.log",
+        )  # fmt: skip
+        children.append(server)
+        await server.start()
+        await server.wait_for(r"listening on http://")
+        console.print(f"  server on {url}")
+
+        serial, modbus = run_dir / "tty-serial", run_dir / "tty-modbus"
+        sim = Child(
+            "sim",
+            [*hamlet, "sim", "run", "--scenario", "demo", "--mqtt-host", "127.0.0.1",
+             "--mqtt-port", str(mqtt_port), "--serial-link", str(serial),
+             "--modbus-link", str(modbus), "--interval-s", "2"],
+            env, logs / "sim.log",
+        )  # fmt: skip
+        children.append(sim)
+        await sim.start()
+        await sim.wait_for(r"^sim ready")
+        console.print("  simulated hamlet: MQTT kiosk & sensors, serial LoRa node, RS485 Modbus")
+
+        cfg = run_dir / "gateway.toml"
+        cfg.write_text(
+            gateway_config(
+                run_dir=run_dir, server_url=url, token=token, mqtt_port=mqtt_port,
+                serial=serial, modbus=modbus,
+            )
+        )  # fmt: skip
+        gateway = Child(
+            "gateway", [*hamlet, "gateway", "run", "--config", str(cfg)], env,
+            logs / "gateway.log",
+        )  # fmt: skip
+        children.append(gateway)
+        await gateway.start()
+        await gateway.wait_for(rf"gateway {GATEWAY_ID} running")
+
+        console.print(
+            f"\n[bold green]Dashboard / Bảng điều khiển: {url}/[/bold green]   "
+            f"(Ctrl-C to stop / Ctrl-C để dừng)\n"
+        )
+        deadline = time.monotonic() + minutes * 60 if minutes else None
+        started = time.monotonic()
+        fig = Figures()
+        control = run_dir / "gateway" / "control.sock"
+        with Live(_status_line(fig, started, url), console=console, refresh_per_second=2) as live:
+            while not stop.is_set():
+                for child in children:
+                    if child.proc is not None and child.proc.returncode is not None:
+                        tail = "\n".join(child.lines[-15:])
+                        raise DemoError(f"{child.name} stopped unexpectedly:\n{tail}")
+                with contextlib.suppress(httpx.HTTPError, ValueError):
+                    fig.received, fig.missing = await _server_figures(url)
+                fig.buffered, fig.uploaded = await _gateway_figures(control)
+                live.update(_status_line(fig, started, url))
+                timeout = 1.0
+                if deadline is not None:
+                    timeout = min(timeout, max(0.0, deadline - time.monotonic()))
+                    if timeout == 0.0:
+                        break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout)
+        console.print("Stopping / Đang dừng…")
+    console.print(
+        f"Stopped cleanly. Received {fig.received:,} records, missing {fig.missing}. Logs: {logs}"
+    )
+    return 0
