@@ -169,11 +169,10 @@ baudrate = 115200
 name = "rs485"
 port = "{modbus}"
 baudrate = 9600
-timeout_s = 0.3
 
 [[sources.modbus.devices]]
 id = "soil-npk-1"
-profile = "npk-7in1"
+profile = "soil-npk-7in1"
 address = 1
 interval_s = 2
 

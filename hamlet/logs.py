@@ -15,3 +15,7 @@ def setup_logging(level: str | None = None) -> None:
     if not under_journald:
         fmt = "%(asctime)s " + fmt
     logging.basicConfig(level=lvl, format=fmt, stream=sys.stderr, force=True)
+    # One INFO line per HTTP request would bury what an installer needs to read in journald;
+    # the uplink logs its own state changes instead.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -45,7 +45,9 @@ def _launch(kind: str, port: int, workdir: Path) -> ManagedProcess:
     if kind == "mosquitto":
         conf = workdir / "mosquitto.conf"
         conf.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+            # `user root`: mosquitto would otherwise drop to its own user, which also clears
+            # the parent-death signal that reaps it if the test runner dies.
+            f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n"
             f"persistence true\npersistence_location {workdir}/\n"
             "log_type all\nlog_dest stdout\nmax_queued_messages 1000000\n"
         )

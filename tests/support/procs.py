@@ -5,6 +5,7 @@ Readiness is an event (a line the program prints), never a sleep.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -20,6 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HAMLET = [sys.executable, "-m", "hamlet"]
+_PR_SET_PDEATHSIG = 1
+# Loaded here, not in the child: between fork and exec only async-signal-safe calls belong.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGKILL if the test runner dies, so a crashed or
+    timed-out pytest never leaves brokers and gateways behind (Linux only)."""
+    os.setsid()
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass
@@ -46,7 +58,8 @@ class ManagedProcess:
             text=True,
             env=env,
             cwd=self.cwd,
-            start_new_session=True,  # its own process group: we can kill all it started
+            # Its own process group (we can kill all it started), dying with its parent.
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - nothing threaded runs before exec
         )
         threading.Thread(target=self._pump, daemon=True).start()
         return self
