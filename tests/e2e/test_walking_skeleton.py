@@ -71,8 +71,8 @@ def _latest(server: ServerProcess) -> dict[str, dict[str, Any]]:
     r = httpx.get(f"{server.url}/api/v1/hamlets/{HAMLET_ID}/latest", timeout=5)
     r.raise_for_status()
     out: dict[str, dict[str, Any]] = {}
-    for row in r.json()["latest"]:
-        out.setdefault(row["device"], {})[row["metric"]] = row["value"]
+    for row in r.json():
+        out.setdefault(row["device"], {})[row["metric"]] = row["v"]
     return out
 
 

@@ -51,8 +51,10 @@ def _launch(kind: str, port: int, workdir: Path) -> ManagedProcess:
             f"persistence true\npersistence_location {workdir}/\n"
             "log_type all\nlog_dest stdout\nmax_queued_messages 1000000\n"
         )
-        mp = ManagedProcess(["mosquitto", "-c", str(conf)]).start()
-        mp.wait_for(rf"listen socket on port {port}", timeout=20)
+        # stdbuf: mosquitto block-buffers stdout into a pipe; "running" is printed once the
+        # listener accepts connections ("Opening … listen socket" comes before that).
+        mp = ManagedProcess(["stdbuf", "-oL", "mosquitto", "-c", str(conf)]).start()
+        mp.wait_for(r"mosquitto version \S+ running", timeout=20)
         return mp
     mp = ManagedProcess([sys.executable, "-m", "tests.support.amqtt_broker", str(port)]).start()
     mp.wait_for(r"^BROKER READY", timeout=30)

@@ -1,0 +1,1 @@
+"""The installer's toolkit behind ``hamlet gateway init|doctor|ports|status|tail``."""

@@ -1,0 +1,261 @@
+"""The MQTT source: a persistent QoS1 session on the hamlet's broker, acked after commit.
+
+paho-mqtt runs its network loop on its own thread (``loop_start``); messages cross into
+asyncio with ``call_soon_threadsafe``. The consumer drains what is queued (up to
+``batch_max``), hands the decoded records to ``sink.submit`` in one call and only then sends
+the PUBACKs (paho ``manual_ack``). A crash before that leaves the messages un-acked in the
+broker's session for the fixed client id, and they are redelivered when we come back.
+
+Flow control: the broker keeps at most ``max_inflight_messages`` un-acked QoS1 messages
+in flight to us (Mosquitto's default is 20), so the queue of QoS1 messages is bounded by the
+broker; only QoS0 input can overflow ``queue_max``, and that is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from gateway.normalize import Normalizer
+from gateway.records import Record, Sink
+from gateway.sources.backoff import Backoff
+from gateway.sources.base import SourceState, SourceStatus
+from gateway.sources.mqtt.config import MqttSourceConfig
+from gateway.sources.mqtt.decode import Decoded, PayloadError, decode
+from gateway.sources.seqtrack import SeqOutcome, SeqTracker
+
+log = logging.getLogger(__name__)
+
+# Keep this much of a rejected payload for inspection; the rest says nothing more.
+_RAW_KEEP: Final = 2048
+# A connection that lived this long was healthy: the next failure starts backoff afresh.
+_HEALTHY_AFTER_S: Final = 10.0
+_MAX_DEVICES: Final = 2000  # per-device detail kept in state (bounded against id floods)
+
+
+@dataclass(frozen=True, slots=True)
+class _Msg:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    retain: bool
+    dup: bool
+    generation: int  # which connection delivered it: acks go back on that one only
+
+
+class MqttSource:
+    """``[[sources.mqtt]]``: see the module docstring and gateway/sources/mqtt/README.md."""
+
+    def __init__(self, cfg: MqttSourceConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.state = SourceState(cfg.name, "mqtt")
+        self._seq = SeqTracker(max_devices=_MAX_DEVICES * 5)
+        self._generation = 0
+        self._stopping = False
+        self._normalizer = Normalizer()
+        # Last (seq, payload hash) per device: drops a device's retransmitted duplicate.
+        self._last_msg: dict[str, tuple[int, int]] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, sink: Sink) -> None:
+        self._stopping = False
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue[_Msg] = asyncio.Queue()
+        lost = asyncio.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.cfg.client_id,
+            clean_session=False,
+            protocol=mqtt.MQTTv311,
+            manual_ack=True,
+            reconnect_on_failure=False,  # we reconnect ourselves, with jitter
+        )
+        client.connect_timeout = self.cfg.connect_timeout_s
+        if self.cfg.username is not None:
+            pw = self.cfg.password.get_secret_value() if self.cfg.password else None
+            client.username_pw_set(self.cfg.username, pw)
+
+        def enqueue(msg: _Msg) -> None:  # runs on the event loop
+            if msg.qos == 0 and inbox.qsize() >= self.cfg.queue_max:
+                self.state.count("dropped_qos0_overflow")
+                return
+            inbox.put_nowait(msg)
+
+        def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+            msg = _Msg(m.topic, bytes(m.payload), m.qos, m.mid, m.retain, bool(m.dup), gen)
+            loop.call_soon_threadsafe(enqueue, msg)
+
+        def on_connect(c: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: Any, _p: Any) -> None:
+            if rc.is_failure:
+                loop.call_soon_threadsafe(self._refused, str(rc))
+                return
+            # The persistent session remembers our subscriptions; re-subscribing would make
+            # the broker replay every retained status. Subscribe when the session is new,
+            # and once per process start in case the configured topics changed.
+            if not flags.session_present or gen == 1:
+                subs: list[tuple[str, int]] = [(t, self.cfg.qos) for t in self.cfg.subscriptions()]
+                c.subscribe(subs)  # RUNNING once the broker acknowledges (on_subscribe)
+            else:
+                loop.call_soon_threadsafe(self._connected)
+
+        def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, rcs: Any, _p: Any) -> None:
+            bad = [str(rc) for rc in rcs if rc.is_failure]
+            if bad:
+                loop.call_soon_threadsafe(self._refused, f"subscription refused: {', '.join(bad)}")
+                return
+            loop.call_soon_threadsafe(self._connected)
+
+        def on_disconnect(_c: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            loop.call_soon_threadsafe(self._lost, lost, str(rc))
+
+        client.on_message = on_message
+        client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
+        client.on_subscribe = on_subscribe
+
+        gen = 0
+        backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._consume(inbox, sink, client), name=f"{self.name}-consume")
+                while True:
+                    self._generation = gen = gen + 1
+                    lost.clear()
+                    try:
+                        await asyncio.to_thread(
+                            client.connect, self.cfg.host, self.cfg.port, self.cfg.keepalive_s
+                        )
+                    except (OSError, mqtt.WebsocketConnectionError) as err:
+                        self._reconnecting(f"cannot reach broker {self._where()}: {err}")
+                        await asyncio.sleep(backoff.next_delay())
+                        continue
+                    client.loop_start()
+                    started = time.monotonic()
+                    try:
+                        await lost.wait()
+                    finally:
+                        await asyncio.to_thread(client.loop_stop)
+                    if time.monotonic() - started > _HEALTHY_AFTER_S:
+                        backoff.reset()
+                    self.state.count("reconnects")
+                    await asyncio.sleep(backoff.next_delay())
+        finally:
+            self._stopping = True
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
+            self.state.set_status(SourceStatus.STOPPED)
+
+    def _where(self) -> str:
+        return f"{self.cfg.host}:{self.cfg.port}"
+
+    def _reconnecting(self, error: str) -> None:
+        if self.state.status != SourceStatus.RECONNECTING:
+            log.warning("%s: %s; reconnecting with backoff", self.name, error)
+        self.state.set_status(SourceStatus.RECONNECTING, error)
+
+    def _connected(self) -> None:
+        log.info("%s: connected to broker %s", self.name, self._where())
+        self.state.set_status(SourceStatus.RUNNING)
+
+    def _refused(self, reason: str) -> None:
+        self._reconnecting(f"broker {self._where()} refused the connection: {reason}")
+
+    def _lost(self, lost: asyncio.Event, reason: str) -> None:
+        if not lost.is_set() and not self._stopping:
+            self._reconnecting(f"disconnected from broker {self._where()}: {reason}")
+        lost.set()
+
+    # ------------------------------------------------------------------ consuming
+
+    async def _consume(self, inbox: asyncio.Queue[_Msg], sink: Sink, client: mqtt.Client) -> None:
+        while True:
+            batch = [await inbox.get()]
+            while len(batch) < self.cfg.batch_max and not inbox.empty():
+                batch.append(inbox.get_nowait())
+            records: list[Record] = []
+            for msg in batch:
+                records.extend(self._decode(msg, sink))
+            if records:
+                await sink.submit(records)
+                self.state.last_reading_at = time.time()
+                self.state.count("records", len(records))
+            # Committed (or dead-lettered): now the broker may forget them.
+            for msg in batch:
+                if msg.qos == 0:
+                    continue
+                if msg.generation != self._generation:
+                    # Its connection is gone; the broker redelivers it on the new one.
+                    self.state.count("acks_skipped_stale")
+                    continue
+                client.ack(msg.mid, msg.qos)
+                self.state.count("acked")
+
+    def _decode(self, msg: _Msg, sink: Sink) -> list[Record]:
+        self.state.count("messages")
+        if msg.dup:
+            self.state.count("redelivered")
+        try:
+            dec = decode(self.cfg, msg.topic, msg.payload, retained=msg.retain)
+        except PayloadError as err:
+            self.state.count("rejected")
+            sink.reject(
+                self.name, str(err), f"{msg.topic[:200]} ".encode() + msg.payload[:_RAW_KEEP]
+            )
+            return []
+        if dec.seq is not None and self._is_duplicate(dec.device, dec.seq, msg):
+            # The device retried after a lost PUBACK: the same message twice. Keeping both
+            # would count one dossier or rating twice on the report card.
+            self.state.count("duplicates_dropped")
+            return []
+        self._track(dec)
+        # EC + water temperature in one message and no salinity: add PSS-78 salinity.
+        return self._normalizer.expand(dec.records)
+
+    def _is_duplicate(self, device: str, seq: int, msg: _Msg) -> bool:
+        fingerprint = (seq, hash((msg.topic, msg.payload)))
+        if self._last_msg.get(device) == fingerprint:
+            return True
+        if device not in self._last_msg and len(self._last_msg) >= _MAX_DEVICES * 5:
+            self._last_msg.pop(next(iter(self._last_msg)))
+        self._last_msg[device] = fingerprint
+        return False
+
+    def _track(self, dec: Decoded) -> None:
+        dev = self.state.devices.get(dec.device)
+        if dev is None:
+            if len(self.state.devices) >= _MAX_DEVICES:
+                self.state.count("devices_untracked")
+                return
+            dev = self.state.devices[dec.device] = {
+                "messages": 0,
+                "gaps": 0,
+                "lost": 0,
+                "resets": 0,
+            }
+        dev["messages"] = int(dev.get("messages") or 0) + 1
+        dev["last_seen"] = time.time()
+        if dec.status is not None:
+            dev["status"] = dec.status
+        if dec.seq is None:
+            return
+        outcome, n_lost = self._seq.observe(dec.device, dec.seq)
+        dev["last_seq"] = dec.seq
+        if outcome is SeqOutcome.GAP:
+            dev["gaps"] = int(dev.get("gaps") or 0) + 1
+            dev["lost"] = int(dev.get("lost") or 0) + n_lost
+            self.state.count("seq_gaps")
+            self.state.count("seq_lost", n_lost)
+        elif outcome is SeqOutcome.RESET:
+            dev["resets"] = int(dev.get("resets") or 0) + 1
+            self.state.count("seq_resets")
+        elif outcome is SeqOutcome.REPEAT:
+            self.state.count("seq_repeats")
