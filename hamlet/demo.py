@@ -171,21 +171,15 @@ port = "{modbus}"
 baudrate = 9600
 
 [[sources.modbus.devices]]
-id = "soil-npk-1"
+id = "soil-1"
 profile = "soil-npk-7in1"
 address = 1
 interval_s = 2
 
 [[sources.modbus.devices]]
-id = "water-ec-1"
+id = "sal-2"
 profile = "sensecap-s-ec-01"
 address = 2
-interval_s = 2
-
-[[sources.modbus.devices]]
-id = "water-level-1"
-profile = "s-yw-01b"
-address = 26
 interval_s = 2
 """
 

@@ -50,14 +50,22 @@ def _launch(kind: str, port: int, workdir: Path) -> ManagedProcess:
             f"listener {port} 127.0.0.1\nallow_anonymous true\nuser root\n"
             f"persistence true\npersistence_location {workdir}/\n"
             "log_type all\nlog_dest stdout\nmax_queued_messages 1000000\n"
+            # As on a gateway (docs/installer-guide.md): the default of 20 in-flight QoS1
+            # messages per client caps the gateway's commit-then-ack round trips.
+            "max_inflight_messages 1000\n"
         )
         # stdbuf: mosquitto block-buffers stdout into a pipe; "running" is printed once the
         # listener accepts connections ("Opening … listen socket" comes before that).
         mp = ManagedProcess(["stdbuf", "-oL", "mosquitto", "-c", str(conf)]).start()
-        mp.wait_for(r"mosquitto version \S+ running", timeout=20)
-        return mp
-    mp = ManagedProcess([sys.executable, "-m", "tests.support.amqtt_broker", str(port)]).start()
-    mp.wait_for(r"^BROKER READY", timeout=30)
+        ready = r"mosquitto version \S+ running"
+    else:
+        mp = ManagedProcess([sys.executable, "-m", "tests.support.amqtt_broker", str(port)]).start()
+        ready = r"^BROKER READY"
+    try:
+        mp.wait_for(ready, timeout=30)
+    except BaseException:
+        mp.stop()  # never leave a half-started broker behind
+        raise
     return mp
 
 

@@ -1,0 +1,157 @@
+"""The command-line contract ``hamlet demo`` relies on, and scheduled faults end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+from pathlib import Path
+
+import pytest
+import serial
+import typer
+from hypothesis import given
+from hypothesis import strategies as st
+from pymodbus.client import ModbusSerialClient
+
+from firmware_sim.cli import parse_fault, parse_serial_faults
+from firmware_sim.fleet import FleetError, read_tokens
+from tests.sim.conftest import scenario, sim_process, stats_of
+from tests.sim.mqttwatch import watch
+from tests.sim.refdecode import decode
+from tests.support.broker import Broker
+from tests.support.procs import run_hamlet
+
+
+def _lines(path: str, n: int, timeout: float = 20.0) -> list[bytes]:
+    buf = b""
+    deadline = time.monotonic() + timeout
+    with serial.Serial(path, 115200, timeout=0.2) as port:
+        while buf.count(b"\r\n") < n + 1:
+            assert time.monotonic() < deadline, buf[-200:]
+            buf += port.read(4096)
+    return buf.split(b"\r\n")[1 : n + 1]  # the first may be a partial line
+
+
+def test_demo_contract_all_transports_ready_then_clean_exit(
+    mqtt_broker: Broker, tmp_path: Path
+) -> None:
+    ser = tmp_path / "dev" / "serial" / "by-id" / "usb-hamlet-lora0"
+    mb = tmp_path / "dev" / "serial" / "by-id" / "usb-hamlet-rs485"
+    b = mqtt_broker
+    with (
+        watch(b.host, b.port, "hamlet/+/telemetry") as w,
+        sim_process(
+            "--scenario",
+            "demo",
+            "--seed",
+            "1",
+            "--speed",
+            "1.0",
+            "--mqtt-host",
+            b.host,
+            "--mqtt-port",
+            str(b.port),
+            "--serial-link",
+            str(ser),
+            "--modbus-link",
+            str(mb),
+            "--interval-s",
+            "0.5",
+        ) as mp,
+    ):
+        assert mp.lines.count("sim ready") == 1
+        assert ser.is_symlink()
+        assert mb.is_symlink()
+        frames = [decode(x) for x in _lines(str(ser), 4)]
+        assert {f.node for f in frames} <= {"wl-1", "awd-1"}
+        client = ModbusSerialClient(str(mb), baudrate=9600, timeout=1)
+        assert client.connect()
+        try:
+            r = client.read_holding_registers(0, count=7, device_id=1)
+            assert not r.isError()
+            assert 8 <= r.registers[0] / 10 <= 60
+        finally:
+            client.close()
+        body = json.loads(w.wait_for(lambda m: m.topic == "hamlet/wx-1/telemetry").payload)
+        assert {"air_temp", "humidity", "rain"} <= set(body["readings"])
+        mp.stop()
+        assert mp.proc.returncode == 0
+        stats_of(mp)
+    assert not ser.exists()  # links removed on exit
+    assert not mb.exists()
+
+
+def test_scheduled_clock_jump_reboot_and_unplug(tmp_path: Path) -> None:
+    link = tmp_path / "ttyLORA"
+    with sim_process(
+        "-s",
+        scenario("serial-two"),
+        "--serial-link",
+        str(link),
+        "--interval-s",
+        "0.05",
+        "--speed",
+        "1",
+        "--fault",
+        "clock_jump,at=0.3,jump=-3600,target=wx-1",
+        "--fault",
+        "reboot,at=0.6,target=wl-1",
+        "--fault",
+        "unplug,at=1.2,for=0.5",
+    ) as mp:
+        frames = [decode(x) for x in _lines(str(link), 30)]
+        mp.wait_for(r"^sim replugged lora0$")
+        assert link.exists()
+        mp.stop()
+        out = "\n".join(mp.lines)
+    assert "sim clock jump -3600s wx-1" in out
+    assert "sim unplugged lora0" in out
+    wx = [f.time for f in frames if f.node == "wx-1"]
+    assert any(a is not None and b is not None and b - a < -3000 for a, b in itertools.pairwise(wx))
+    wl = [f.seq for f in frames if f.node == "wl-1"]
+    assert 0 in wl[1:]  # the reboot restarted the counter
+    assert wl[0] > 0
+
+
+@given(st.text(max_size=60))
+def test_fault_option_parsers_never_crash(text: str) -> None:
+    for parse in (parse_fault, parse_serial_faults):
+        with contextlib.suppress(typer.Exit):  # a clean, explained refusal is fine
+            parse(text)
+
+
+def test_fault_option_parsers_accept_the_documented_forms() -> None:
+    f = parse_fault("unplug,at=30,for=10,target=lora0")
+    assert (f.kind, f.at_s, f.duration_s, f.target) == ("unplug", 30, 10, "lora0")
+    assert parse_serial_faults("corrupt=0.05,truncate=0.02").truncate == 0.02
+    for bad in ("melt,at=1", "unplug,at=-1", "unplug,when=3"):
+        with pytest.raises(typer.Exit):
+            parse_fault(bad)
+    with pytest.raises(typer.Exit):
+        parse_serial_faults("corrupt=2")
+
+
+@given(st.text(max_size=200))
+def test_tokens_file_reader_never_crashes(text: str) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write(text)
+    try:
+        tokens = read_tokens(Path(fh.name))
+    except FleetError:
+        return
+    finally:
+        Path(fh.name).unlink()
+    assert tokens
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items())
+
+
+def test_describe_json_lists_demo_devices() -> None:
+    rows = json.loads(run_hamlet("sim", "describe", "--scenario", "demo", "--json"))
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["soil-1"]["profile"] == "soil-npk-7in1"
+    assert by_id["soil-1"]["address"] == 1
+    assert by_id["wl-1"]["transport"] == "serial"
