@@ -8,6 +8,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.buffer.config import BufferConfig
+from gateway.clock import ClockConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.serial.config import SerialSourceConfig
@@ -34,6 +35,7 @@ class GatewayConfig(BaseModel):
     data_dir: Path = Field(Path("/var/lib/hamlet"), description="buffer, dead letters, state")
     heartbeat_interval_s: float = Field(60.0, ge=1.0)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    clock: ClockConfig = Field(default_factory=ClockConfig)
     uplink: UplinkConfig
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
 

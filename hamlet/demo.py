@@ -145,6 +145,10 @@ hamlet = "{HAMLET_ID}"
 data_dir = "{run_dir / "gateway"}"
 heartbeat_interval_s = 10
 
+[clock]
+# The demo runs on a desktop whose OS keeps time; a Pi uses "auto" (timesyncd / adjtimex).
+sync = "always"
+
 [buffer]
 commit_interval_ms = 200
 max_bytes = 67108864
