@@ -84,12 +84,12 @@ class ManagedProcess:
             if left <= 0:
                 raise TimeoutError(self._explain(f"no line matching {pattern!r} in {timeout}s"))
             try:
-                line = self._q.get(timeout=left)
+                got = self._q.get(timeout=left)
             except queue.Empty:
                 continue
-            if line is None:
+            if got is None:
                 raise RuntimeError(self._explain(f"process exited before {pattern!r}"))
-            m = rx.search(line)
+            m = rx.search(got)
             if m:
                 return m
 

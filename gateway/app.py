@@ -1,0 +1,177 @@
+"""The gateway: buffer, pipeline, uplink, heartbeat, control socket and supervised sources.
+
+Shutdown order matters: sources stop first (they ack nothing more), then the pipeline's
+last group commit lands, then the uplink and the buffer close. Nothing unconfirmed is
+deleted on the way out: the next start sends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from gateway.buffer import DurableBuffer
+from gateway.clock import Clock
+from gateway.control import SOCKET_NAME, ControlServer
+from gateway.heartbeat import Heartbeat
+from gateway.pipeline import Normalize, Pipeline
+from gateway.sources.backoff import Backoff
+from gateway.sources.base import Source, SourceStatus
+from gateway.uplink import Uplink
+
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
+log = logging.getLogger(__name__)
+
+# A source that ran this long before failing was healthy: restart backoff starts afresh.
+_HEALTHY_AFTER_S = 30.0
+
+
+def _normalizer() -> tuple[Normalize | None, tuple[type[Exception], ...]]:
+    """Helper B's normalizer when present; identity otherwise (check_value still applies)."""
+    try:
+        from gateway.normalize import NormalizeError, Normalizer
+    except ImportError:
+        log.warning("gateway.normalize is not available: records pass through unnormalized")
+        return None, (ValueError,)
+    norm = Normalizer()
+    fn: Normalize = norm.normalize
+    return fn, (NormalizeError,)
+
+
+def _build_sources(config: GatewayConfig) -> list[Source]:
+    from gateway.sources.registry import build_sources
+
+    return build_sources(config.sources)
+
+
+class Gateway:
+    """Async context manager owning every component and task of a running gateway."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        sources: list[Source] | None = None,
+        normalize: Normalize | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = Clock(config.clock)
+        self.buffer = DurableBuffer(config.buffer, config.data_dir, self.clock.boot_id)
+        norm_errors: tuple[type[Exception], ...] = (ValueError,)
+        if normalize is None:
+            normalize, norm_errors = _normalizer()
+        self.pipeline = Pipeline(self.buffer, self.clock, normalize, norm_errors)
+        self.uplink = Uplink(config.uplink, config.id, self.buffer, self.clock)
+        self.sources: list[Source] = sources if sources is not None else _build_sources(config)
+        self.started_mono = time.monotonic()
+        self.started_loop = 0.0
+        self.tail_dropped = 0
+        self._stack = AsyncExitStack()
+        self._source_tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def control_path(self) -> str:
+        return str(self.config.data_dir / SOCKET_NAME)
+
+    async def __aenter__(self) -> Gateway:
+        self.started_loop = asyncio.get_running_loop().time()
+        try:
+            await self._stack.enter_async_context(self.buffer)
+            await self._stack.enter_async_context(self.uplink)
+            await self._stack.enter_async_context(
+                ControlServer(self, self.config.data_dir / SOCKET_NAME)
+            )
+            await self._stack.enter_async_context(Heartbeat(self, self.config.heartbeat_interval_s))
+            # Registered last, so it runs first on exit: sources stop before anything else.
+            self._stack.push_async_callback(self._stop_sources)
+            for src in self.sources:
+                self._source_tasks.append(
+                    asyncio.create_task(self._supervise(src), name=f"source-{src.name}")
+                )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def _stop_sources(self) -> None:
+        for t in self._source_tasks:
+            t.cancel()
+        for t in self._source_tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for src in self.sources:
+            src.state.set_status(SourceStatus.STOPPED)
+
+    async def _supervise(self, src: Source) -> None:
+        """Run a source forever; on failure record why and restart after a backoff."""
+        backoff = Backoff(base_s=1.0, cap_s=60.0)
+        while True:
+            began = time.monotonic()
+            try:
+                await src.run(self.pipeline)
+                reason = "run() returned"
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                reason = f"{type(err).__name__}: {err}"
+                log.exception("source %s failed", src.name)
+            if time.monotonic() - began > _HEALTHY_AFTER_S:
+                backoff.reset()
+            delay = backoff.next_delay()
+            src.state.set_status(SourceStatus.FAILED, reason)
+            src.state.count("restarts")
+            log.error("source %s stopped (%s); restarting in %.1f s", src.name, reason, delay)
+            await asyncio.sleep(delay)
+
+
+async def run_gateway(
+    config: GatewayConfig, *, ready: Callable[[Gateway], None] | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT, then shut down cleanly."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            gateway = Gateway(config)
+        except ValueError as err:  # e.g. two sources with one name: a config mistake
+            log.error("gateway: %s", err)  # noqa: TRY400 - the message is the whole story
+            raise SystemExit(2) from err
+        try:
+            async with gateway as gw:
+                print(f"gateway {config.id} running", flush=True)
+                sys.stdout.flush()
+                if ready is not None:
+                    ready(gw)
+                await stop.wait()
+                log.info("gateway %s stopping", config.id)
+        except PermissionError as err:
+            log.error(  # noqa: TRY400
+                "gateway: no permission for %s (%s). Run as the hamlet user or fix the owner "
+                "of data_dir. / Không có quyền ghi vào thư mục dữ liệu.",
+                err.filename,
+                err.strerror,
+            )
+            raise SystemExit(2) from err
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,239 @@
+"""The durable buffer as the event loop sees it: group commit on one writer thread.
+
+``await append(records)`` returns only once the records are committed (fsynced WAL). The
+commit happens at most ``commit_interval_ms`` after the first waiting record arrived, or as
+soon as ``commit_max_records`` are waiting: an SD card is written a few times a second, not
+once per reading. Every SQLite call runs on one dedicated thread; the loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import ParamSpec, TypeVar
+
+from gateway import deadletter
+from gateway.buffer.config import BufferConfig
+from gateway.buffer.store import (
+    BufferError,
+    Counters,
+    NewRecord,
+    PendingGap,
+    Store,
+    StoredRecord,
+)
+from gateway.clock import Anchor
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+__all__ = ["BufferError", "DurableBuffer", "NewRecord", "PendingGap", "StoredRecord"]
+
+
+class DurableBuffer:
+    """Async facade over :class:`Store`; an async context manager owning its commit task."""
+
+    def __init__(self, config: BufferConfig, data_dir: Path, boot_id: str) -> None:
+        self.config = config
+        self.store = Store(config, data_dir, boot_id)
+        self._exec: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[int]]] = []
+        self._pending_n = 0
+        self._dead: list[deadletter.DeadLetter] = []
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._first_at = 0.0
+        # Set after every commit that added records: the uplink waits on it.
+        self.committed = asyncio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------
+    async def __aenter__(self) -> DurableBuffer:
+        self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hamlet-buffer")
+        try:
+            await self._run(self.store.open)
+        except BaseException:
+            self._exec.shutdown(wait=True)
+            raise
+        self._task = asyncio.create_task(self._committer(), name="buffer-committer")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing = True
+        self._wake.set()
+        self._full.set()
+        if self._task is not None:
+            # Final commit: whatever is waiting is written before the file closes.
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+                raise
+            finally:
+                if self._exec is not None:
+                    await asyncio.get_running_loop().run_in_executor(self._exec, self.store.close)
+                    self._exec.shutdown(wait=True)
+                    self._exec = None
+
+    async def _run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        if self._exec is None:
+            raise BufferError("buffer is not open")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._exec, lambda: fn(*args, **kwargs))
+
+    # -- appends --------------------------------------------------------------------
+    async def append(self, records: Sequence[NewRecord]) -> int:
+        """Commit ``records``; returns the first seq (they get consecutive seqs)."""
+        if self._closing:
+            raise BufferError("buffer is closing")
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(records, fut)
+        return await fut
+
+    def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[int]) -> None:
+        if not self._pending and not self._dead:
+            self._first_at = time.monotonic()
+        self._pending.append((records, fut))
+        self._pending_n += len(records)
+        if self._pending_n >= min(self.config.commit_min_group, self.config.commit_max_records):
+            self._full.set()
+        self._wake.set()
+
+    def put_dead(self, letter: deadletter.DeadLetter) -> None:
+        """Keep a dead letter; it is written with the next group commit (no extra fsync)."""
+        if not self._pending and not self._dead:
+            self._first_at = time.monotonic()
+        self._dead.append(letter)
+        self._wake.set()
+
+    async def _window(self) -> None:
+        """Wait until the waiting group should be committed.
+
+        A group is committed when it is ``commit_max_records`` big, or its oldest record has
+        waited ``commit_interval_ms``, or it holds ``commit_min_group`` records and has
+        waited ``commit_min_interval_ms``: such a group already spreads its fsync over
+        enough readings, and a source that submits one batch at a time (MQTT with a bounded
+        in-flight window) must not be throttled to one batch per full window.
+        """
+        cfg = self.config
+        while not self._closing and self._pending_n < cfg.commit_max_records:
+            age = time.monotonic() - self._first_at
+            if self._pending_n >= cfg.commit_min_group:
+                left = cfg.commit_min_interval_ms / 1000 - age
+            else:
+                left = cfg.commit_interval_ms / 1000 - age
+            if left <= 0:
+                return
+            self._full.clear()
+            if self._pending_n >= cfg.commit_min_group:
+                await asyncio.sleep(left)  # the short floor: nothing to wait for but time
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), left)
+
+    async def _committer(self) -> None:
+        while True:
+            if not self._pending and not self._dead:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            await self._window()
+            batch, self._pending, self._pending_n = self._pending, [], 0
+            dead, self._dead = self._dead, []
+            records: list[NewRecord] = []
+            for recs, _ in batch:
+                records.extend(recs)
+            try:
+                first = await self._run(self.store.commit, records, dead)
+            except asyncio.CancelledError:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(BufferError("buffer stopped before commit"))
+                raise
+            except (BufferError, OSError) as err:
+                log.error("buffer: commit of %d records failed: %s", len(records), err)  # noqa: TRY400
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(BufferError(str(err)))
+                continue
+            offset = first
+            for recs, fut in batch:
+                if not fut.done():
+                    fut.set_result(offset)
+                offset += len(recs)
+            if records:
+                self.committed.set()
+
+    # -- uplink side ----------------------------------------------------------------
+    async def read_batch(
+        self, after: int, upto: int | None, limit: int, *, hold_pending: bool
+    ) -> tuple[list[StoredRecord], list[PendingGap]]:
+        return await self._run(self.store.read_batch, after, upto, limit, hold_pending)
+
+    async def confirm(self, seqs: Sequence[int], gap_firsts: Sequence[int]) -> int:
+        return await self._run(self.store.confirm, seqs, gap_firsts)
+
+    async def give_up(self, seqs: Sequence[int], dead: Sequence[deadletter.DeadLetter]) -> int:
+        return await self._run(self.store.give_up, seqs, dead)
+
+    async def release(self) -> None:
+        await self._run(self.store.release)
+
+    async def reanchor(self, anchor: Anchor) -> int:
+        return await self._run(self.store.reanchor, anchor)
+
+    async def mark_unsynced(self) -> int:
+        return await self._run(self.store.mark_unsynced)
+
+    @property
+    def last_seq(self) -> int:
+        return self.store.next_seq - 1
+
+    @property
+    def depth(self) -> int:
+        return self.store.depth
+
+    @property
+    def counters(self) -> Counters:
+        return self.store.counters
+
+    async def oldest(self) -> tuple[int, str, int, int] | None:
+        return await self._run(self.store.oldest)
+
+    async def file_bytes(self) -> int:
+        return await self._run(self.store.file_bytes)
+
+    async def dead_summary(
+        self, n: int = 20
+    ) -> tuple[int, dict[str, int], list[deadletter.DeadLetter]]:
+        if self._dead:
+            await self.flush()
+        return await self._run(self.store.dead_summary, n)
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far (records, dead letters) is committed."""
+        if self._pending or self._dead:
+            await self.append([])
+
+    async def pending_gaps(self) -> list[PendingGap]:
+        return await self._run(self.store.pending_gaps)
+
+    async def count_kinds(self) -> dict[str, int]:
+        return await self._run(self.store.count_kinds)

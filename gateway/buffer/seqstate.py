@@ -1,0 +1,48 @@
+"""The sequence high-water mark, kept outside the database so it survives a corrupt file.
+
+Sequence numbers are reserved in blocks: before any seq at or above ``reserved`` is used,
+a new block is written here (write, fsync, rename, fsync the directory). If the database is
+lost, the gateway resumes at ``reserved`` and reports ``[floor, reserved - 1]`` as lost, so
+seq only ever grows, even across a replaced file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class SeqState:
+    reserved: int  # every seq below this may have been used
+    floor: int  # every seq below this was confirmed or declared as a gap when written
+
+
+def read_state(path: Path) -> SeqState | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return SeqState(int(data["reserved"]), int(data["floor"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError):
+        # A torn state file: the database still knows its last seq; caller copes.
+        return None
+
+
+def write_state(path: Path, state: SeqState) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    data = json.dumps({"reserved": state.reserved, "floor": state.floor}).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

@@ -1,0 +1,133 @@
+"""The control socket ``<data_dir>/control.sock``: JSON lines for ``hamlet gateway status/tail``.
+
+Protocol (documented in docs/store-and-forward.md): the client sends one line,
+``{"cmd": "status"}`` -> one JSON line back, then the server closes;
+``{"cmd": "tail"}`` -> one JSON line per committed record until the client disconnects.
+A slow tail client loses lines (counted), it never slows the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway import status
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME: Final = "control.sock"
+MAX_REQUEST: Final = 4096
+
+
+class ControlServer:
+    def __init__(self, gw: Gateway, path: Path) -> None:
+        self._gw = gw
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._clients: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ControlServer:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()  # a stale socket from a killed gateway
+        self._server = await asyncio.start_unix_server(
+            self._handle, path=str(self.path), limit=MAX_REQUEST
+        )
+        os.chmod(self.path, 0o660)  # owner and group (installers in the hamlet group)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+            for t in list(self._clients):
+                t.cancel()
+            for t in list(self._clients):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+            await self._server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._clients.add(task)
+        try:
+            await self._serve(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass  # the client went away: nothing to report
+        finally:
+            if task is not None:
+                self._clients.discard(task)
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 10)
+            req = json.loads(line)
+            cmd = req.get("cmd") if isinstance(req, dict) else None
+        except (ValueError, TimeoutError, asyncio.LimitOverrunError):
+            cmd = None
+        if cmd == "status":
+            await _send(writer, await status.snapshot(self._gw))
+        elif cmd == "tail":
+            await self._tail(reader, writer)
+        else:
+            await _send(writer, {"error": 'unknown request; send {"cmd": "status"} or "tail"'})
+
+    async def _tail(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sub = self._gw.pipeline.subscribe()
+        eof = asyncio.create_task(reader.read(1), name="tail-eof")
+        try:
+            while True:
+                get = asyncio.create_task(sub.queue.get())
+                done, _ = await asyncio.wait({get, eof}, return_when=asyncio.FIRST_COMPLETED)
+                if eof in done:
+                    get.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await get
+                    return
+                writer.write(json.dumps(get.result(), separators=(",", ":")).encode() + b"\n")
+                await writer.drain()
+        finally:
+            self._gw.tail_dropped += sub.dropped
+            self._gw.pipeline.unsubscribe(sub)
+            eof.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await eof
+
+
+async def _send(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
+    writer.write(json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n")
+    await writer.drain()
+
+
+async def request(path: Path, cmd: str, timeout: float = 10.0) -> dict[str, Any]:
+    """Client helper: one request, one JSON answer (for ``status``)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    try:
+        writer.write(json.dumps({"cmd": cmd}).encode() + b"\n")
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), timeout)
+        out: dict[str, Any] = json.loads(line)
+        return out
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

@@ -1,0 +1,199 @@
+"""Sources -> normalize/validate -> stamp -> durable buffer; and a fan-out for ``tail``.
+
+A bad record is dead-lettered with its reason and never fails the records around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import deadletter
+from gateway.buffer import DurableBuffer, NewRecord
+from gateway.clock import Anchor, Clock, TimeRejected, stamp_quality
+from gateway.records import Event, Reading, Record
+from hamlet.contract import IDENT_PATTERN
+from hamlet.metrics import GATEWAY_METRIC_PREFIX, OutOfRange, check_value
+
+log = logging.getLogger(__name__)
+
+_IDENT = re.compile(IDENT_PATTERN)
+
+Normalize = Callable[[Record], Record]
+# A tail line is a plain JSON-ready dict; subscribers get them after commit.
+TailItem = dict[str, Any]
+TAIL_QUEUE: int = 2000
+
+
+class BadIdent(ValueError):
+    """A device or metric name the uplink contract would refuse."""
+
+
+@dataclass
+class PipelineCounters:
+    received: int = 0
+    committed: int = 0
+    dead_lettered: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(eq=False)  # identity-hashed: kept in a set
+class TailSubscriber:
+    queue: asyncio.Queue[TailItem] = field(default_factory=lambda: asyncio.Queue(TAIL_QUEUE))
+    dropped: int = 0
+
+
+class Pipeline:
+    """Implements :class:`gateway.records.Sink`."""
+
+    def __init__(
+        self,
+        buffer: DurableBuffer,
+        clock: Clock,
+        normalize: Normalize | None = None,
+        normalize_errors: tuple[type[Exception], ...] = (ValueError,),
+    ) -> None:
+        self._buffer = buffer
+        self._clock = clock
+        self._normalize = normalize
+        self._norm_errors = normalize_errors
+        self.counters = PipelineCounters()
+        self._subs: set[TailSubscriber] = set()
+        self._anchored: Anchor | None = None
+
+    # -- Sink -----------------------------------------------------------------------
+    async def submit(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        self.counters.received += len(records)
+        stamp = self._clock.now()
+        if self._clock.anchor is not None and self._clock.anchor is not self._anchored:
+            self._anchored = self._clock.anchor
+            moved = await self._buffer.reanchor(self._anchored)
+            if moved:
+                log.info("clock: re-anchored %d records taken before sync", moved)
+        out: list[NewRecord] = []
+        kept: list[Record] = []
+        for rec in records:
+            try:
+                new, final = self._prepare(rec, stamp)
+            except (TimeRejected, BadIdent) as err:
+                self._dead(rec, str(err))
+                continue
+            except OutOfRange as err:
+                self._dead(rec, f"out_of_range: {err}")
+                continue
+            except self._norm_errors as err:
+                reason = str(err)
+                self._dead(rec, reason if ":" in reason else f"normalize: {reason}")
+                continue
+            out.append(new)
+            kept.append(final)
+        if not out:
+            return
+        first = await self._buffer.append(out)
+        self.counters.committed += len(out)
+        if self._subs:
+            self._fan_out(first, out, kept)
+
+    def reject(self, source: str, reason: str, raw: bytes | str) -> None:
+        self.counters.dead_lettered += 1
+        self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), source, reason, raw))
+
+    # -- internals ------------------------------------------------------------------
+    def _prepare(self, rec: Record, stamp: Any) -> tuple[NewRecord, Record]:
+        if self._normalize is not None:
+            rec = self._normalize(rec)
+        # An id the contract refuses would make the server refuse the whole batch.
+        name = rec.metric if isinstance(rec, Reading) else rec.name
+        if not _IDENT.match(rec.device) or not _IDENT.match(name):
+            raise BadIdent(
+                f"bad_ident: device {rec.device[:70]!r} / {name[:70]!r} is not a valid "
+                "identifier (letters, digits, _ . : -, at most 64)"
+            )
+        wall, tq = stamp_quality(stamp, rec.device_time_ms)
+        if isinstance(rec, Reading):
+            if not rec.metric.startswith(GATEWAY_METRIC_PREFIX):
+                check_value(rec.metric, rec.value)
+            return (
+                NewRecord(
+                    rec.kind, rec.device, rec.metric, float(rec.value), wall, tq, stamp.mono_ns
+                ),
+                rec,
+            )
+        attrs = json.dumps(dict(rec.attrs), separators=(",", ":"), ensure_ascii=False)
+        return NewRecord(rec.kind, rec.device, rec.name, None, wall, tq, stamp.mono_ns, attrs), rec
+
+    def _dead(self, rec: Record, reason: str) -> None:
+        self.counters.dead_lettered += 1
+        raw = json.dumps(_record_json(rec), ensure_ascii=False, default=str)
+        self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), rec.source, reason, raw))
+
+    # -- tail -----------------------------------------------------------------------
+    def subscribe(self) -> TailSubscriber:
+        sub = TailSubscriber()
+        self._subs.add(sub)
+        return sub
+
+    def unsubscribe(self, sub: TailSubscriber) -> None:
+        self._subs.discard(sub)
+
+    def _fan_out(self, first: int, out: list[NewRecord], kept: list[Record]) -> None:
+        items: list[TailItem] = []
+        for i, (new, rec) in enumerate(zip(out, kept, strict=True)):
+            item: TailItem
+            if isinstance(rec, Event):
+                item = {
+                    "seq": first + i,
+                    "kind": new.kind.value,
+                    "device": new.device,
+                    "name": new.metric,
+                    "attrs": dict(rec.attrs),
+                    "t": new.wall_ms,
+                    "source": rec.source,
+                }
+            else:
+                item = {
+                    "seq": first + i,
+                    "kind": new.kind.value,
+                    "device": new.device,
+                    "metric": new.metric,
+                    "value": new.value,
+                    "t": new.wall_ms,
+                    "tq": new.tq,
+                    "source": rec.source,
+                }
+            items.append(item)
+        for sub in self._subs:
+            for item in items:
+                try:
+                    sub.queue.put_nowait(item)
+                except asyncio.QueueFull:
+                    # A slow terminal must never slow the pipeline: count and move on.
+                    sub.dropped += 1
+
+
+def _record_json(rec: Record) -> dict[str, Any]:
+    if isinstance(rec, Reading):
+        return {
+            "device": rec.device,
+            "metric": rec.metric,
+            "value": rec.value,
+            "unit": rec.unit,
+            "kind": rec.kind.value,
+            "device_time_ms": rec.device_time_ms,
+        }
+    return {
+        "device": rec.device,
+        "name": rec.name,
+        "attrs": dict(rec.attrs),
+        "kind": rec.kind.value,
+        "device_time_ms": rec.device_time_ms,
+    }
