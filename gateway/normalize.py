@@ -199,6 +199,8 @@ class Normalizer:
         m = METRICS.get(metric)
         if m is None:
             # A site-specific figure (free heap, fan speed...): passed through untouched.
+            if metric == record.metric and unit == record.unit:
+                return record
             return replace(record, metric=metric, unit=unit)
         if unit is not None:
             value = self._convert(record.device, metric, value, unit, m.unit)
@@ -206,6 +208,8 @@ class Normalizer:
             check_value(metric, value)
         except OutOfRange as err:
             raise NormalizeError("out_of_range", f"{record.device}/{err}") from err
+        if metric == record.metric and record.unit is None and value == record.value:
+            return record  # already canonical: the common case, and a copy costs ~20 µs
         return replace(record, metric=metric, value=value, unit=None)
 
     @staticmethod

@@ -92,7 +92,8 @@ def parse_json(payload: bytes) -> Any:
         raise
     except ValueError as err:  # JSONDecodeError, and int() refusing >4300 digits
         raise PayloadError("bad_json", f"payload is not valid JSON: {str(err)[:120]}") from err
-    if _depth(obj) > _MAX_DEPTH:
+    # Depth can never exceed the number of opening brackets: skip the walk for flat payloads.
+    if payload.count(b"{") + payload.count(b"[") > _MAX_DEPTH and _depth(obj) > _MAX_DEPTH:
         raise PayloadError("too_deep", f"JSON nested deeper than {_MAX_DEPTH} levels")
     return obj
 
