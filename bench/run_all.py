@@ -29,8 +29,11 @@ def main() -> int:
     ap.add_argument("-k", default="", help="only scripts whose name contains this")
     args = ap.parse_args()
     console = Console()
-    scripts = sorted(p for p in HERE.glob("*.py") if p.name not in {"run_all.py"}
-                     and not p.name.startswith("_") and args.k in p.name)
+    scripts = sorted(
+        p
+        for p in HERE.glob("*.py")
+        if p.name not in {"run_all.py"} and not p.name.startswith("_") and args.k in p.name
+    )
     rows: list[dict[str, object]] = []
     failed: list[str] = []
     for script in scripts:
@@ -41,7 +44,7 @@ def main() -> int:
         took = time.monotonic() - t0
         for line in res.stdout.splitlines():
             if line.startswith("BENCH_JSON "):
-                rows.append(json.loads(line[len("BENCH_JSON "):]))
+                rows.append(json.loads(line[len("BENCH_JSON ") :]))
             else:
                 console.print(f"  {line}", markup=False, highlight=False)
         if res.returncode != 0:
@@ -53,12 +56,18 @@ def main() -> int:
     for col in ("bench", "metric", "value", "unit", "baseline", "ratio", "floor"):
         table.add_column(col, justify="right" if col in {"value", "baseline", "ratio"} else "left")
     for r in rows:
+
         def fmt(v: object) -> str:
             if isinstance(v, float):
                 return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
             return "" if v is None else str(v)
-        table.add_row(*(fmt(r.get(c)) for c in ("bench", "metric", "value", "unit", "baseline",
-                                                 "ratio", "floor")))
+
+        table.add_row(
+            *(
+                fmt(r.get(c))
+                for c in ("bench", "metric", "value", "unit", "baseline", "ratio", "floor")
+            )
+        )
     console.print(table)
     if failed:
         console.print(f"[red]failed: {', '.join(failed)}[/red]")

@@ -62,7 +62,8 @@ def hamlet_stack(tmp_path: Path, mqtt_broker: Broker) -> Iterator[tuple[ServerPr
             yield server, tmp_path
         finally:
             if gw is not None:
-                assert gw.stop() == 0, "gateway did not shut down cleanly:\n" + "\n".join(gw.lines[-30:])
+                tail = "\n".join(gw.lines[-30:])
+                assert gw.stop() == 0, f"gateway did not shut down cleanly:\n{tail}"
             sim.stop()
 
 

@@ -51,7 +51,8 @@ def test_error_names_file_key_and_what_is_allowed(tmp_path: Path) -> None:
     msg = str(exc.value)
     assert str(p) in msg
     assert "uplink.url" in msg
-    assert "heartbeat_interval_s" in msg and "greater than or equal to 1" in msg
+    assert "heartbeat_interval_s" in msg
+    assert "greater than or equal to 1" in msg
 
 
 def test_unknown_key_is_refused(tmp_path: Path) -> None:
