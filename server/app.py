@@ -1,0 +1,147 @@
+"""The FastAPI application factory and its lifespan (store open/close, retention task)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from hamlet import __version__
+from hamlet.contract import UplinkBatch
+from server import api, pages
+from server.config import ServerConfig
+from server.models import Health
+from server.ratelimit import AttemptWindow, TokenBucket
+from server.state import AppState, Metrics
+from server.store.base import Store, StoreError
+from server.store.schema import StoreUnavailable
+
+log = logging.getLogger("hamlet.server")
+CONFIG_ENV: Final = "HAMLET_SERVER_CONFIG_JSON"  # hands the parsed config to worker processes
+RETENTION_EVERY_S: Final = 3600.0
+
+
+def make_store(config: ServerConfig) -> Store:
+    if config.store.backend == "influxdb":
+        from server.store.influx import InfluxStore
+
+        influx: Store = InfluxStore(config)
+        return influx
+    from server.store.sqlite import SqliteStore
+
+    return SqliteStore(config)
+
+
+async def _retention(store: Store, days: int) -> None:
+    prune = getattr(store, "prune", None)
+    if prune is None or days <= 0:
+        return
+    while True:
+        cutoff = time.time_ns() // 1_000_000 - days * 86_400_000
+        n = await prune(cutoff)
+        if n:
+            log.info("retention: deleted %d raw points older than %d days", n, days)
+        await asyncio.sleep(RETENTION_EVERY_S)  # a schedule, not a wait for an event
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with make_store(config) as store:
+            app.state.hamlet = AppState(
+                config=config,
+                store=store,
+                ingest_limiter=TokenBucket(
+                    config.ingest.rate_per_gateway, config.ingest.burst_per_gateway
+                ),
+                login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
+                metrics=Metrics(),
+            )
+            async with asyncio.TaskGroup() as tg:
+                task = tg.create_task(
+                    _retention(store, config.store.sqlite.raw_retention_days), name="retention"
+                )
+                try:
+                    yield
+                finally:
+                    task.cancel()
+
+    app = FastAPI(
+        title="Smart-hamlet server",
+        version=__version__,
+        description=(
+            "Ingest for hamlet gateways, time series, registry and loss accounting. "
+            "Gateways post `UplinkBatch`es to `/api/v1/ingest` with their bearer token; "
+            "people read with an API token (`Authorization: Bearer hut_...`) or a session."
+        ),
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(pages.router)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
+    async def healthz() -> Health:
+        return Health(status="ok")
+
+    @app.get(
+        "/readyz",
+        response_model=Health,
+        tags=["operations"],
+        summary="Store answers",
+        responses={503: {"model": Health}},
+    )
+    async def readyz(request: Request) -> Any:
+        st: AppState = request.app.state.hamlet
+        try:
+            await st.store.ping()
+        except (StoreError, StoreUnavailable) as err:
+            return JSONResponse(
+                Health(status="unavailable", detail=str(err)).model_dump(), status_code=503
+            )
+        return Health(status="ok")
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics (this worker)",
+        response_class=PlainTextResponse,
+    )
+    async def metrics(request: Request) -> Response:
+        st: AppState = request.app.state.hamlet
+        return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        # The ingest body is read by hand (gzip, bounds), so FastAPI does not see its model:
+        # publish it (and the models it uses) under components.
+        body = UplinkBatch.model_json_schema(ref_template="#/components/schemas/{model}")
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for name, sub in body.pop("$defs", {}).items():
+            comps.setdefault(name, sub)
+        comps["UplinkBatch"] = body
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn worker processes: the parent validated the config already."""
+    return create_app(ServerConfig.model_validate_json(os.environ[CONFIG_ENV]))

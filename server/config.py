@@ -1,0 +1,169 @@
+"""Server configuration: one pydantic model tree, loaded by :func:`hamlet.config.load_config`.
+
+Environment overrides use the ``HAMLET_SERVER`` prefix, e.g.
+``HAMLET_SERVER__ENVIRONMENT=development`` or ``HAMLET_SERVER__AUTH__SECRET_KEY=...``.
+Outside development, secrets have no default: a production server refuses to start
+without them rather than run with a guessable key.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from hamlet.config import ConfigError, load_config
+
+ENV_PREFIX: Final = "HAMLET_SERVER"
+# Only ever used when environment == development; a production start refuses it.
+DEV_SECRET: Final = "development-only-secret-do-not-use-in-production"  # noqa: S105
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HttpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    # Seconds to let in-flight requests finish on SIGTERM.
+    graceful_timeout_s: int = Field(10, ge=1)
+
+
+class IngestConfig(_Section):
+    # A 100,000-point batch gzips to ~1 MB; 8 MB leaves room for slow links' big batches.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    # Decompressed JSON of a full batch is ~30 bytes a point; 64 MB bounds a gzip bomb.
+    max_decompressed_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    # Per-gateway request rate (token bucket): a backlog drains in big batches, not many.
+    rate_per_gateway: float = Field(20.0, gt=0, description="requests per second")
+    burst_per_gateway: int = Field(100, ge=1)
+    # Rejections kept for inspection (per server, newest first).
+    keep_rejections: int = Field(10_000, ge=0)
+
+
+class SqliteConfig(_Section):
+    # Days of raw points kept; hourly and daily rollups are kept forever. 0 = keep raw forever.
+    raw_retention_days: int = Field(0, ge=0)
+    # Offset of the local day used for daily rollups (Vietnam: UTC+7, no DST).
+    day_offset_minutes: int = Field(
+        7 * 60,
+        ge=-14 * 60,
+        le=14 * 60,
+        multiple_of=60,
+        description="whole hours, so daily rollups fold exactly from hourly ones",
+    )
+    busy_timeout_ms: int = Field(30_000, ge=100)
+    readers: int = Field(4, ge=1, le=64)
+
+
+class InfluxConfig(_Section):
+    url: str = "http://localhost:8086"
+    org: str = "hamlet"
+    bucket: str = "hamlet"
+    # Second bucket holding hourly means written by a downsampling task.
+    rollup_bucket: str = "hamlet_hourly"
+    token: SecretStr | None = None
+    timeout_ms: int = Field(30_000, ge=100)
+    points_per_request: int = Field(5_000, ge=1, le=100_000)
+
+
+class StoreConfig(_Section):
+    backend: Literal["sqlite", "influxdb"] = "sqlite"
+    sqlite: SqliteConfig = SqliteConfig()
+    influxdb: InfluxConfig = InfluxConfig()
+
+
+class AuthConfig(_Section):
+    secret_key: SecretStr | None = Field(
+        None, description="signs session cookies; at least 32 characters"
+    )
+    session_hours: float = Field(12.0, gt=0)
+    # Login attempts per (client, user name) per window before 429.
+    login_attempts: int = Field(5, ge=1)
+    login_window_s: float = Field(60.0, gt=0)
+    # Anyone (no login) may read every hamlet. Defaults to on in development (the demo),
+    # off in production, where only hamlets marked public are open.
+    open_read: bool | None = None
+    cookie_secure: bool | None = None
+
+
+class ServerConfig(_Section):
+    environment: Environment = Environment.PRODUCTION
+    data_dir: Path = Path("./hamlet-server-data")
+    http: HttpConfig = HttpConfig()
+    ingest: IngestConfig = IngestConfig()
+    store: StoreConfig = StoreConfig()
+    auth: AuthConfig = AuthConfig()
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ServerConfig:
+        dev = self.environment == Environment.DEVELOPMENT
+        if self.auth.secret_key is None:
+            if not dev:
+                raise ValueError(
+                    "auth.secret_key is required in production: set [auth] secret_key in the "
+                    "config file or HAMLET_SERVER__AUTH__SECRET_KEY (e.g. from "
+                    "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`), or set "
+                    'environment = "development" for a local demo'
+                )
+            self.auth.secret_key = SecretStr(DEV_SECRET)
+        elif not dev:
+            key = self.auth.secret_key.get_secret_value()
+            if len(key) < 32 or key == DEV_SECRET:
+                raise ValueError("auth.secret_key must be at least 32 random characters")
+        if self.store.backend == "influxdb" and self.store.influxdb.token is None:
+            raise ValueError(
+                'store.influxdb.token is required with backend = "influxdb" '
+                "(HAMLET_SERVER__STORE__INFLUXDB__TOKEN)"
+            )
+        if self.auth.open_read is None:
+            self.auth.open_read = dev
+        if self.auth.cookie_secure is None:
+            self.auth.cookie_secure = not dev
+        return self
+
+    @property
+    def secret(self) -> bytes:
+        assert self.auth.secret_key is not None  # filled by the validator
+        return self.auth.secret_key.get_secret_value().encode()
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "hamlet.sqlite3"
+
+
+def load_server_config(
+    path: Path | None,
+    *,
+    data_dir: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> ServerConfig:
+    """Config file + env + command-line overrides (the command line wins)."""
+    extra: dict[str, object] = {}
+    http: dict[str, object] = {}
+    if data_dir is not None:
+        extra["data_dir"] = str(data_dir)
+    if host is not None:
+        http["host"] = host
+    if port is not None:
+        http["port"] = port
+    if workers is not None:
+        http["workers"] = workers
+    if http:
+        extra["http"] = http
+    return load_config(ServerConfig, path, env_prefix=ENV_PREFIX, extra=extra)
+
+
+__all__ = ["ConfigError", "Environment", "ServerConfig", "load_server_config"]

@@ -1,0 +1,57 @@
+"""FastAPI dependencies: the app state and the caller, as ``Annotated`` aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from server.auth import SESSION_COOKIE, AuthProblem, Principal, PrincipalKind, identify
+from server.auth import readable_hamlets as _readable
+from server.state import AppState
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.hamlet
+    return state
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+async def get_principal(request: Request, state: State) -> Principal:
+    p = await state.store.db.read(
+        identify,
+        state.config.secret,
+        request.headers.get("authorization"),
+        request.cookies.get(SESSION_COOKIE),
+    )
+    if p.problem == AuthProblem.BAD_TOKEN:
+        raise HTTPException(
+            401, "unknown, revoked or malformed token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if p.kind == PrincipalKind.GATEWAY:
+        raise HTTPException(403, "gateway tokens may only post to /api/v1/ingest")
+    return p
+
+
+Caller = Annotated[Principal, Depends(get_principal)]
+
+
+async def readable(state: AppState, p: Principal) -> list[str] | None:
+    return await state.store.db.read(_readable, p, bool(state.config.auth.open_read))
+
+
+def deny(p: Principal) -> HTTPException:
+    """401 for someone not logged in (logging in may help), 403 for someone who is."""
+    if p.user is None:
+        return HTTPException(
+            401, "log in or send an API token to see this", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return HTTPException(403, f"role {p.role} may not do this here")
+
+
+async def require_hamlet(state: AppState, p: Principal, hamlet: str) -> None:
+    allowed = await readable(state, p)
+    if allowed is not None and hamlet not in allowed:
+        raise deny(p)

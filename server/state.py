@@ -1,0 +1,43 @@
+"""What the running app holds: config, store, limiters, metrics. Built in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from server.config import ServerConfig
+from server.ratelimit import AttemptWindow, TokenBucket
+from server.store.base import Store
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    requests: Counter = field(init=False)
+    records: Counter = field(init=False)
+    ingest_seconds: Histogram = field(init=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.requests = Counter(
+            "hamlet_ingest_requests", "Ingest requests by HTTP status", ["status"], registry=r
+        )
+        self.records = Counter(
+            "hamlet_ingest_records", "Ingested records by outcome", ["outcome"], registry=r
+        )
+        self.ingest_seconds = Histogram(
+            "hamlet_ingest_seconds",
+            "Time to settle one ingest batch",
+            registry=r,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+@dataclass
+class AppState:
+    config: ServerConfig
+    store: Store
+    ingest_limiter: TokenBucket
+    login_limiter: AttemptWindow
+    metrics: Metrics

@@ -1,0 +1,1 @@
+"""Time-series stores behind one interface (:class:`server.store.base.Store`)."""
