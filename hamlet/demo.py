@@ -35,6 +35,21 @@ GATEWAY_ID: Final = "gw-demo"
 HAMLET_ID: Final = "dinh-phuoc"
 START_TIMEOUT_S: Final = 90.0
 
+# What an admin would register with `hamlet server add-commune/add-hamlet/add-device`, so the
+# page shows names rather than "unconfirmed" devices. Ids match firmware_sim's demo scenario.
+DEMO_DEVICES: Final[tuple[tuple[str, str, str, str | None], ...]] = (
+    # id, kind, display name, crop (salinity threshold)
+    ("kiosk-1", "kiosk", "Ki-ốt nhà văn hóa ấp", None),
+    ("radio-1", "radio", "Cụm loa thông minh", None),
+    ("wifi-1", "wifi", "Wi-Fi công cộng nhà văn hóa", None),
+    ("wx-1", "sensor", "Trạm thời tiết", None),
+    ("sal-1", "sensor", "Độ mặn cống ấp", "durian"),
+    ("wl-1", "sensor", "Mực nước kênh", None),
+    ("awd-1", "sensor", "Ruộng lúa ướt khô xen kẽ", "rice"),
+    ("soil-1", "sensor", "Đất vườn sầu riêng", "durian"),
+    ("sal-2", "sensor", "Độ mặn ao lấy nước", "rice"),
+)
+
 
 class DemoError(Exception):
     """A part of the demo could not start; the message says which and why."""
@@ -188,6 +203,37 @@ interval_s = 2
 """
 
 
+def _register_demo_hamlet(data_dir: Path) -> None:
+    """Commune, hamlet and devices, written the way the admin CLI writes them."""
+    from hamlet.config import load_config
+    from server import registry
+    from server.config import ENV_PREFIX, ServerConfig
+    from server.models import DeviceIn
+    from server.store.schema import open_db
+
+    cfg = load_config(
+        ServerConfig,
+        None,
+        env_prefix=ENV_PREFIX,
+        extra={"environment": "development", "data_dir": str(data_dir)},
+    )
+    conn = open_db(cfg.ledger_path)
+    try:
+        registry.add_commune(conn, "dinh-mon", "Xã Định Môn")
+        registry.add_hamlet(conn, HAMLET_ID, commune="dinh-mon", name="Ấp Định Phước", public=True)
+        for dev_id, kind, name, crop in DEMO_DEVICES:
+            registry.upsert_device(
+                conn,
+                HAMLET_ID,
+                DeviceIn.model_validate(
+                    {"id": dev_id, "kind": kind, "name": name, "crop": crop,
+                     "gateway": GATEWAY_ID, "expected_interval_s": 2}
+                ),
+            )  # fmt: skip
+    finally:
+        conn.close()
+
+
 @dataclass
 class Figures:
     received: int = 0
@@ -286,6 +332,7 @@ async def run_demo(port: int, minutes: float | None, console: Console) -> int:
         if add.returncode != 0:
             raise DemoError(f"registering the demo gateway failed:\n{err.decode()}")
         token = str(json.loads(out)["token"])
+        _register_demo_hamlet(run_dir / "server")
 
         server = Child(
             "server",
