@@ -26,18 +26,18 @@ from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from hamlet.contract import GatewayAccounting, IngestResult, UplinkBatch
+from hamlet.contract import IngestResult, UplinkBatch
 from hamlet.metrics import METRICS
 from server.classify import Classified, PointRow, classify, seq_bounds
 from server.config import InfluxConfig, ServerConfig
-from server.models import DeviceOut, EventOut, LatestValue, Resolution, SeriesPoint, SeriesResult
+from server.models import Resolution, SeriesPoint, SeriesResult
 from server.ranges import RangeSet
 from server.registry import GatewayRow
 from server.store import ledger
 from server.store import sqlite_series as ss
 from server.store.base import StoreError
-from server.store.common import merge_devices, read_events
 from server.store.db import Database
+from server.store.meta_reads import SqliteMetaReads
 from server.store.sqlite import insert_events, result_of
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def downsample_task_flux(bucket: str, rollup_bucket: str, org: str) -> str:
 # --- the store --------------------------------------------------------------------------
 
 
-class InfluxStore:
+class InfluxStore(SqliteMetaReads):
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.influx: InfluxConfig = config.store.influxdb
@@ -356,36 +356,6 @@ class InfluxStore:
             truncated=len(pts) > limit,
             points=pts[:limit],
         )
-
-    async def events(
-        self,
-        hamlet: str,
-        *,
-        start: int,
-        end: int,
-        device: str | None = None,
-        name: str | None = None,
-        limit: int = 10_000,
-    ) -> list[EventOut]:
-        return await self.db.read(
-            read_events, hamlet, start=start, end=end, device=device, name=name, limit=limit
-        )
-
-    async def latest(self, hamlets: list[str] | None) -> list[LatestValue]:
-        return await self.db.read(ss.read_latest, hamlets)
-
-    async def devices(self, hamlets: list[str] | None) -> list[DeviceOut]:
-        def run(conn: sqlite3.Connection) -> list[DeviceOut]:
-            return merge_devices(conn, hamlets, ss.read_seen_devices(conn, hamlets))
-
-        return await self.db.read(run)
-
-    async def accounting(self, gateways: list[GatewayRow]) -> list[GatewayAccounting]:
-        def run(conn: sqlite3.Connection) -> list[GatewayAccounting]:
-            hb = ss.gateway_heartbeats(conn, [(g.id, g.hamlet) for g in gateways])
-            return ledger.accounting(conn, gateways, hb)
-
-        return await self.db.read(run)
 
     async def ping(self) -> None:
         assert self._client is not None

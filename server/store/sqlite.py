@@ -7,17 +7,17 @@ import sqlite3
 from types import TracebackType
 from typing import Self
 
-from hamlet.contract import GatewayAccounting, IngestResult, Rejection, UplinkBatch
+from hamlet.contract import IngestResult, Rejection, UplinkBatch
 from server.classify import Classified, classify, seq_bounds
 from server.config import ServerConfig
-from server.models import DeviceOut, EventOut, LatestValue, Resolution, SeriesResult
+from server.models import Resolution, SeriesResult
 from server.ranges import RangeSet
 from server.registry import GatewayRow
 from server.store import ledger
 from server.store import sqlite_series as ss
 from server.store.base import StoreError
-from server.store.common import merge_devices, read_events
 from server.store.db import Database
+from server.store.meta_reads import SqliteMetaReads
 
 log = logging.getLogger("hamlet.server.store")
 
@@ -42,7 +42,7 @@ def insert_events(conn: sqlite3.Connection, hamlet: str, gw: int, c: Classified)
         )
 
 
-class SqliteStore:
+class SqliteStore(SqliteMetaReads):
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         sc = config.store.sqlite
@@ -123,36 +123,6 @@ class SqliteStore:
             resolution=resolution,
             limit=limit,
         )
-
-    async def events(
-        self,
-        hamlet: str,
-        *,
-        start: int,
-        end: int,
-        device: str | None = None,
-        name: str | None = None,
-        limit: int = 10_000,
-    ) -> list[EventOut]:
-        return await self.db.read(
-            read_events, hamlet, start=start, end=end, device=device, name=name, limit=limit
-        )
-
-    async def latest(self, hamlets: list[str] | None) -> list[LatestValue]:
-        return await self.db.read(ss.read_latest, hamlets)
-
-    async def devices(self, hamlets: list[str] | None) -> list[DeviceOut]:
-        def run(conn: sqlite3.Connection) -> list[DeviceOut]:
-            return merge_devices(conn, hamlets, ss.read_seen_devices(conn, hamlets))
-
-        return await self.db.read(run)
-
-    async def accounting(self, gateways: list[GatewayRow]) -> list[GatewayAccounting]:
-        def run(conn: sqlite3.Connection) -> list[GatewayAccounting]:
-            hb = ss.gateway_heartbeats(conn, [(g.id, g.hamlet) for g in gateways])
-            return ledger.accounting(conn, gateways, hb)
-
-        return await self.db.read(run)
 
     async def ping(self) -> None:
         def run(conn: sqlite3.Connection) -> None:
