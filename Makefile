@@ -23,8 +23,10 @@ help:
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + "); install python3.11.")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { echo "Could not create a virtualenv: on Debian/Raspberry Pi OS run 'sudo apt-get install python3-venv' and retry."; exit 1; }
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev]'
+	@echo "Setting up $(VENV) (first run: about a minute; log in $(VENV)/install.log)..."
+	@{ $(BIN)/python -m pip install --upgrade pip && \
+	   $(BIN)/python -m pip install -c constraints.txt -e '.[all,dev]'; } > $(VENV)/install.log 2>&1 \
+	  || { tail -n 40 $(VENV)/install.log; echo "Installing the Python packages failed (full log: $(VENV)/install.log)."; exit 1; }
 	@touch $(STAMP)
 
 demo: $(STAMP)

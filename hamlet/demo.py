@@ -381,7 +381,16 @@ async def run_demo(port: int, minutes: float | None, console: Console) -> int:
         started = time.monotonic()
         fig = Figures()
         control = run_dir / "gateway" / "control.sock"
-        with Live(_status_line(fig, started, url), console=console, refresh_per_second=2) as live:
+        # A terminal gets one live line; a pipe or a log file gets a plain line every 10 s.
+        live = Live(
+            _status_line(fig, started, url),
+            console=console,
+            refresh_per_second=2,
+            auto_refresh=console.is_terminal,
+            transient=not console.is_terminal,  # plain lines already said it all
+        )
+        last_plain = 0.0
+        with live:
             while not stop.is_set():
                 for child in children:
                     if child.proc is not None and child.proc.returncode is not None:
@@ -390,7 +399,11 @@ async def run_demo(port: int, minutes: float | None, console: Console) -> int:
                 with contextlib.suppress(httpx.HTTPError, ValueError):
                     fig.received, fig.missing = await _server_figures(url)
                 fig.buffered, fig.uploaded = await _gateway_figures(control)
-                live.update(_status_line(fig, started, url))
+                if console.is_terminal:
+                    live.update(_status_line(fig, started, url))
+                elif time.monotonic() - last_plain >= 10.0:
+                    last_plain = time.monotonic()
+                    console.print(_status_line(fig, started, url), soft_wrap=True)
                 timeout = 1.0
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - time.monotonic()))
