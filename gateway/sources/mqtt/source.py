@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -90,9 +91,23 @@ class MqttSource:
                 return
             inbox.put_nowait(msg)
 
+        # paho's thread appends here and wakes the loop once per burst, not once per
+        # message: each call_soon_threadsafe is a self-pipe write and a loop wake-up.
+        pending: deque[_Msg] = deque()
+        wake_scheduled = [False]
+
+        def drain_pending() -> None:  # runs on the event loop
+            wake_scheduled[0] = False  # before draining: a later append schedules anew
+            while pending:
+                enqueue(pending.popleft())
+
         def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
-            msg = _Msg(m.topic, bytes(m.payload), m.qos, m.mid, m.retain, bool(m.dup), gen)
-            loop.call_soon_threadsafe(enqueue, msg)
+            pending.append(
+                _Msg(m.topic, bytes(m.payload), m.qos, m.mid, m.retain, bool(m.dup), gen)
+            )
+            if not wake_scheduled[0]:
+                wake_scheduled[0] = True
+                loop.call_soon_threadsafe(drain_pending)
 
         def on_connect(c: mqtt.Client, _u: Any, flags: mqtt.ConnectFlags, rc: Any, _p: Any) -> None:
             if rc.is_failure:
@@ -189,6 +204,7 @@ class MqttSource:
                 self.state.last_reading_at = time.time()
                 self.state.count("records", len(records))
             # Committed (or dead-lettered): now the broker may forget them.
+            acked = 0
             for msg in batch:
                 if msg.qos == 0:
                     continue
@@ -197,7 +213,9 @@ class MqttSource:
                     self.state.count("acks_skipped_stale")
                     continue
                 client.ack(msg.mid, msg.qos)
-                self.state.count("acked")
+                acked += 1
+            if acked:
+                self.state.count("acked", acked)
 
     def _decode(self, msg: _Msg, sink: Sink) -> list[Record]:
         self.state.count("messages")
