@@ -94,8 +94,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         ids = [f"gw-{i}" for i in range(gateways)]
+        # Each gateway's batches move forward in time, as a live uplink's do (one batch
+        # covers POINTS / 80 series = 63 one-minute rounds); the last one ends about now.
+        span_ms = (POINTS // 80 + 1) * 60_000
+        t_start = time.time_ns() // 1_000_000 - (per_gw + 1) * span_ms
         batches = {
-            g: [realistic_batch(g, 1 + k * POINTS, POINTS, t0=None) for k in range(per_gw)]
+            g: [
+                realistic_batch(g, 1 + k * POINTS, POINTS, t0=t_start + k * span_ms)
+                for k in range(per_gw)
+            ]
             for g in ids
         }
         bodies = {g: [gz(b) for b in bs] for g, bs in batches.items()}
