@@ -17,12 +17,12 @@ from tests.server.helpers import batch, block, body
 from tests.support.procs import start_server
 
 GATEWAYS = 200
-SECONDS = 20.0
+SECONDS = 60.0  # the issue: "200 gateways posting concurrently for a minute"
 POINTS = 50
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(300)
 async def test_200_gateways_concurrently_without_loss(tmp_path: Path) -> None:
     with start_server(tmp_path / "srv", "--workers", "2") as srv:
         conn = sqlite3.connect(srv.data_dir / "hamlet.sqlite3", isolation_level=None)
