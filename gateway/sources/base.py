@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -38,15 +40,42 @@ class SourceState:
     # Per-device/per-node detail (frames, CRC failures, gaps, timeouts...).
     devices: dict[str, dict[str, int | float | str | None]] = field(default_factory=dict)
 
+    # Futures of callers waiting in `wait_until`; resolved on every change (event loop only).
+    _waiters: list[asyncio.Future[None]] = field(
+        default_factory=list, init=False, repr=False, compare=False
+    )
+
     def set_status(self, status: SourceStatus, error: str | None = None) -> None:
         if status != self.status:
             self.status = status
             self.since = time.time()
         if error is not None:
             self.last_error = error
+        self.changed()
 
     def count(self, key: str, n: int = 1) -> None:
         self.counters[key] = self.counters.get(key, 0) + n
+        self.changed()
+
+    def changed(self) -> None:
+        """Wake everyone in :meth:`wait_until` (call after changing fields directly)."""
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_until(
+        self, cond: Callable[[SourceState], bool], timeout: float | None = None
+    ) -> None:
+        """Return once ``cond(self)`` holds, re-checking on every state change.
+
+        For supervisors, status pages and tests: an event, not a polling loop.
+        """
+        async with asyncio.timeout(timeout):
+            while not cond(self):
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiters.append(fut)
+                await fut
 
 
 class Source(Protocol):

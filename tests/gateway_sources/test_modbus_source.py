@@ -142,7 +142,5 @@ async def test_missing_port_reconnecting(tmp_path: Path, committed: Committed) -
         _bus(str(tmp_path / "ttyUSB-gone"), devices, backoff_initial_s=0.05, backoff_max_s=0.2)
     )
     async with running(src, committed):
-        async with asyncio.timeout(10):
-            while src.state.status != SourceStatus.RECONNECTING:
-                await asyncio.sleep(0.01)
+        await src.state.wait_until(lambda st: st.status == SourceStatus.RECONNECTING, timeout=10)
     assert "ttyUSB-gone" in (src.state.last_error or "")

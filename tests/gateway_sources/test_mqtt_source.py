@@ -41,11 +41,7 @@ async def running(src: MqttSource, sink: Any) -> AsyncIterator[asyncio.Task[None
 
 
 async def _until_running(src: MqttSource, timeout: float = 15.0) -> None:
-    # The state is the source's public promise; poll it at a short interval since it has
-    # no event of its own (bounded by the timeout).
-    async with asyncio.timeout(timeout):
-        while src.state.status != SourceStatus.RUNNING:
-            await asyncio.sleep(0.01)
+    await src.state.wait_until(lambda st: st.status == SourceStatus.RUNNING, timeout)
 
 
 def _tele(dev: str, seq: int, **readings: float) -> str:
@@ -132,9 +128,9 @@ async def test_hostile_payloads_rejected_good_ones_kept(
         await sink.wait_until(
             lambda: len(sink.rejects) == len(HOSTILE) and len(sink.items) == len(HOSTILE) + 1
         )
-        async with asyncio.timeout(10):
-            while src.state.counters.get("acked", 0) < 2 * len(HOSTILE) + 1:
-                await asyncio.sleep(0.01)
+        await src.state.wait_until(
+            lambda st: st.counters.get("acked", 0) >= 2 * len(HOSTILE) + 1, timeout=10
+        )
     for (_, reason, raw), (topic, _, expected) in zip(sink.rejects, HOSTILE, strict=True):
         assert expected in reason, (topic, reason)
         assert len(raw) <= 2048 + 201
@@ -172,9 +168,7 @@ async def test_broker_restart_reconnects(
         await sink.wait_until(lambda: len(sink.items) == 1)
         publisher.close()
         mqtt_broker.stop()
-        async with asyncio.timeout(15):
-            while src.state.status != SourceStatus.RECONNECTING:
-                await asyncio.sleep(0.01)
+        await src.state.wait_until(lambda st: st.status == SourceStatus.RECONNECTING, timeout=15)
         assert "broker" in (src.state.last_error or "")
         mqtt_broker.start_again()
         await _until_running(src)
@@ -303,9 +297,7 @@ async def test_embedded_amqtt_broker(amqtt_broker: Broker, committed: Committed)
             ))  # fmt: skip
             pub.publish("hamlet/wl-2/telemetry", _tele("wl-2", 1, water_level=2.05))
             await committed.wait_until(lambda: len(committed.items) == 2)
-            async with asyncio.timeout(10):
-                while src.state.counters.get("acked", 0) < 2:
-                    await asyncio.sleep(0.01)
+            await src.state.wait_until(lambda st: st.counters.get("acked", 0) >= 2, timeout=10)
     finally:
         pub.close()
     assert committed.events[0]["attrs"] == {"scale": 3, "score": 3}
@@ -327,9 +319,7 @@ async def test_device_retransmission_is_kept_once(
         publisher.publish("hamlet/kiosk-3/telemetry", _tele("kiosk-3", 8, rssi=-60))
         publisher.publish("hamlet/kiosk-3/telemetry", _tele("kiosk-3", 9, rssi=-61))
         await committed.wait_until(lambda: len(committed.items) == 3)
-        async with asyncio.timeout(10):
-            while src.state.counters.get("acked", 0) < 4:
-                await asyncio.sleep(0.01)
+        await src.state.wait_until(lambda st: st.counters.get("acked", 0) >= 4, timeout=10)
     assert [e["name"] for e in committed.events] == ["rating"]
     assert src.state.counters["duplicates_dropped"] == 1
     assert src.state.counters["seq_repeats"] == 1

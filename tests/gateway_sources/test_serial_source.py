@@ -32,11 +32,19 @@ async def running(src: SerialSource, sink: Any) -> AsyncIterator[None]:
             await task
 
 
-async def _until(cond: Any, timeout: float = 15.0) -> None:
-    # Source state has no event of its own; poll it briefly, bounded by the timeout.
+async def _until(src: SerialSource, sink: Committed, cond: Any, timeout: float = 15.0) -> None:
+    """Wait until ``cond()`` holds; it depends on the source's state and on what the sink
+    committed, so wake on a change of either (both announce their changes)."""
     async with asyncio.timeout(timeout):
         while not cond():
-            await asyncio.sleep(0.01)
+            waits = {
+                asyncio.ensure_future(src.state.wait_until(lambda _st: cond())),
+                asyncio.ensure_future(sink.wait_until(cond)),
+            }
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for fut in pending:
+                fut.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 class Wire:
@@ -74,7 +82,7 @@ async def test_frames_noise_bitflips_truncation(
     sink = committed
     src = SerialSource(_cfg(pty_pair.b))
     async with running(src, sink):
-        await _until(lambda: src.state.status == SourceStatus.RUNNING)
+        await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
         good = [encode_frame("soil-1", s, None, {"soil_moisture": 30 + s}) for s in range(1, 6)]
         flipped = bytearray(encode_frame("soil-1", 99, None, {"soil_moisture": 1}))
         flipped[12] ^= 0x04
@@ -84,7 +92,9 @@ async def test_frames_noise_bitflips_truncation(
         wire.write(os.urandom(3000).replace(b"\n", b"") + b"\n")  # babble past the line limit
         wire.write(good[3] + b"$wx-1,1,,rain=0.2\r\n")  # then a frame without checksum
         wire.write(b"noise" + good[4])
-        await _until(lambda: len(sink.items) >= 4 and src.state.counters.get("no_crc") == 1)
+        await _until(
+            src, sink, lambda: len(sink.items) >= 4 and src.state.counters.get("no_crc") == 1
+        )
     values = [r["value"] for r in sink.readings]
     assert values == [31, 33, 34, 35]
     node = src.state.devices["soil-1"]
@@ -109,11 +119,13 @@ async def test_resets_and_gaps_per_node(
     sink = committed
     src = SerialSource(_cfg(pty_pair.b))
     async with running(src, sink):
-        await _until(lambda: src.state.status == SourceStatus.RUNNING)
+        await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
         for node, seq in [("a", 10), ("b", 1), ("a", 11), ("a", 15), ("b", 2), ("b", 2), ("a", 0)]:
             # ("b", 2) twice: a radio retransmission of the same frame, kept once.
             wire.write(encode_frame(node, seq, 1764309600.5, {"water_level": 1.5}))
-        await _until(lambda: len(sink.items) == 6 and src.state.counters.get("frames") == 6)
+        await _until(
+            src, sink, lambda: len(sink.items) == 6 and src.state.counters.get("frames") == 6
+        )
         assert src.state.counters["duplicates_dropped"] == 1
     a, b = src.state.devices["a"], src.state.devices["b"]
     assert (a["frames"], a["gaps"], a["lost"], a["resets"]) == (4, 1, 3, 1)
@@ -166,18 +178,18 @@ async def test_unplug_and_replug(tmp_path: Path, committed: Committed) -> None:
     src = SerialSource(_cfg(adapter.b))
     try:
         async with running(src, sink):
-            await _until(lambda: src.state.status == SourceStatus.RUNNING)
+            await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
             w.write(encode_frame("wl-3", 1, None, {"water_level": 1.1}))
-            await _until(lambda: len(sink.items) == 1)
+            await _until(src, sink, lambda: len(sink.items) == 1)
             adapter.unplug()
             w.close()
-            await _until(lambda: src.state.status == SourceStatus.RECONNECTING)
+            await _until(src, sink, lambda: src.state.status == SourceStatus.RECONNECTING)
             assert src.state.last_error is not None
             adapter.plug()
             w = Wire(adapter.a)
-            await _until(lambda: src.state.status == SourceStatus.RUNNING)
+            await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
             w.write(encode_frame("wl-3", 2, None, {"water_level": 1.2}))
-            await _until(lambda: len(sink.items) == 2)
+            await _until(src, sink, lambda: len(sink.items) == 2)
             lost = src.state.counters["port_lost"]
     finally:
         w.close()
@@ -191,5 +203,5 @@ async def test_missing_port_reports_reconnecting(tmp_path: Path, committed: Comm
     sink = committed
     src = SerialSource(_cfg(str(tmp_path / "no-such-adapter")))
     async with running(src, sink):
-        await _until(lambda: src.state.status == SourceStatus.RECONNECTING)
+        await _until(src, sink, lambda: src.state.status == SourceStatus.RECONNECTING)
     assert "no-such-adapter" in (src.state.last_error or "")
