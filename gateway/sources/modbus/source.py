@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -31,6 +32,10 @@ from gateway.sources.modbus.config import ModbusDeviceConfig, ModbusSourceConfig
 log = logging.getLogger(__name__)
 
 _SUBMIT_QUEUE: Final = 256  # polls waiting for commit; beyond this the poller waits
+
+
+# Opening a serial port takes milliseconds; longer means the adapter is wedged.
+_CONNECT_TIMEOUT_S: Final = 5.0
 
 
 class PollError(Exception):
@@ -116,7 +121,7 @@ class ModbusSource:
                 reconnect_delay=0,
             )
             try:
-                if not await client.connect():
+                if not await self._connect(client):
                     self._reconnecting(f"cannot open {self.cfg.port}")
                     await asyncio.sleep(backoff.next_delay())
                     continue
@@ -131,6 +136,17 @@ class ModbusSource:
             finally:
                 client.close()
             await asyncio.sleep(backoff.next_delay())
+
+    async def _connect(self, client: AsyncModbusSerialClient) -> bool:
+        # A missing adapter is the usual case on site: say so without asking pymodbus, and
+        # never let an open that hangs (a wedged USB adapter) hold the bus task forever.
+        if not os.path.exists(self.cfg.port):  # noqa: ASYNC240 - one stat of a device node
+            return False
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                return bool(await client.connect())
+        except TimeoutError:
+            return False
 
     def _reconnecting(self, error: str) -> None:
         if self.state.status != SourceStatus.RECONNECTING:
