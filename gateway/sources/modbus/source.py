@@ -144,9 +144,15 @@ class ModbusSource:
             return False
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                return bool(await client.connect())
+                ok = bool(await client.connect())
         except TimeoutError:
-            return False
+            ok = False
+        # pymodbus's connect() can swallow a CancelledError meant for us (seen as a gateway
+        # that would not stop): honour a pending cancellation ourselves.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
+        return ok
 
     def _reconnecting(self, error: str) -> None:
         if self.state.status != SourceStatus.RECONNECTING:
