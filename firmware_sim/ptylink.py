@@ -78,6 +78,7 @@ class PtyPort:
         self._pty: _Pty | None = None
         self.dropped_bytes = 0
         self.written_bytes = 0
+        self.backlog_flushes = 0  # times a full buffer's unread backlog was discarded
 
     @property
     def plugged(self) -> bool:
@@ -108,6 +109,7 @@ class PtyPort:
             except BlockingIOError:
                 if attempt == 0:
                     p.flush_input()  # nobody is reading: discard the stale backlog
+                    self.backlog_flushes += 1
             except OSError:
                 break
         self.written_bytes += done

@@ -35,6 +35,8 @@ class SerialLink:
         self.port.unplug()
         for kind, n in self.faults.counts.items():
             self.stats[f"serial.{self.name}.{kind}"] = n
+        # Frames lost because nobody read the port fast enough (the buffer filled up).
+        self.stats[f"serial.{self.name}.backlog_flushes"] = self.port.backlog_flushes
 
     def send(self, frame: bytes) -> None:
         self.stats[f"serial.{self.name}.frames"] += 1
