@@ -286,6 +286,8 @@ class InfluxStore(SqliteMetaReads):
         if lines:
             try:
                 await asyncio.to_thread(self._write_lines, lines)
+            # influxdb-client raises ApiException, urllib3 and socket errors alike: this is
+            # the backend boundary, and each becomes one StoreError (a 503 to the gateway).
             except Exception as err:
                 raise StoreError(f"InfluxDB write failed: {err}") from err
         try:
