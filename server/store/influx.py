@@ -28,17 +28,15 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from hamlet.contract import IngestResult, UplinkBatch
 from hamlet.metrics import METRICS
-from server.classify import Classified, PointRow, classify, seq_bounds
+from server.classify import Classified, PointRow
 from server.config import InfluxConfig, ServerConfig
 from server.models import Resolution, SeriesPoint, SeriesResult
-from server.ranges import RangeSet
 from server.registry import GatewayRow
-from server.store import ledger
 from server.store import sqlite_series as ss
 from server.store.base import StoreError
 from server.store.db import Database
 from server.store.meta_reads import SqliteMetaReads
-from server.store.sqlite import insert_events, result_of
+from server.store.settle import classify_batch, result_of, settle_batch
 
 if TYPE_CHECKING:
     from influxdb_client.client.influxdb_client import InfluxDBClient
@@ -245,28 +243,19 @@ class InfluxStore(SqliteMetaReads):
     def _settle(
         self, conn: sqlite3.Connection, gateway: GatewayRow, batch: UplinkBatch, now_ms: int
     ) -> Classified:
-        bounds = seq_bounds(batch)
         conn.execute("BEGIN IMMEDIATE")
         try:
-            loaded = ledger.load_settled(conn, gateway.num, *bounds) if bounds else []
-            c = classify(batch, RangeSet(loaded), now_ms)
             # SQLite keeps only the latest value per series (for the hamlet board).
-            ss.write_points(
+            c = settle_batch(
                 conn,
                 self._ids,
-                hamlet=gateway.hamlet,
-                gateway=gateway.id,
-                gw=gateway.num,
-                blocks=c.blocks,
-                now_ms=now_ms,
+                gateway,
+                batch,
+                now_ms,
                 day_offset_ms=0,
+                keep_rejections=self.config.ingest.keep_rejections,
                 raw=False,
                 rollups=False,
-            )
-            insert_events(conn, gateway.hamlet, gateway.num, c)
-            ledger.save(conn, gateway.num, c, loaded, now_ms)
-            ledger.record_rejections(
-                conn, gateway.num, c, now_ms, self.config.ingest.keep_rejections
             )
             conn.execute("COMMIT")
         except BaseException:
@@ -277,9 +266,7 @@ class InfluxStore(SqliteMetaReads):
 
     async def ingest(self, gateway: GatewayRow, batch: UplinkBatch, now_ms: int) -> IngestResult:
         def peek(conn: sqlite3.Connection) -> Classified:
-            bounds = seq_bounds(batch)
-            loaded = ledger.load_settled(conn, gateway.num, *bounds) if bounds else []
-            return classify(batch, RangeSet(loaded), now_ms)
+            return classify_batch(conn, gateway, batch, now_ms)[0]
 
         first = await self.db.read(peek)
         lines = [line(gateway.hamlet, gateway.id, p) for p in first.points]

@@ -7,39 +7,17 @@ import sqlite3
 from types import TracebackType
 from typing import Self
 
-from hamlet.contract import IngestResult, Rejection, UplinkBatch
-from server.classify import Classified, classify, seq_bounds
+from hamlet.contract import IngestResult, UplinkBatch
 from server.config import ServerConfig
 from server.models import Resolution, SeriesResult
-from server.ranges import RangeSet
 from server.registry import GatewayRow
-from server.store import ledger
 from server.store import sqlite_series as ss
 from server.store.base import StoreError
 from server.store.db import Database
 from server.store.meta_reads import SqliteMetaReads
+from server.store.settle import result_of, settle_batch
 
 log = logging.getLogger("hamlet.server.store")
-
-
-def result_of(c: Classified) -> IngestResult:
-    return IngestResult(
-        accepted=c.accepted,
-        duplicates=c.duplicates,
-        rejected=[Rejection(seq=s, reason=r) for s, r in c.rejected],
-    )
-
-
-def insert_events(conn: sqlite3.Connection, hamlet: str, gw: int, c: Classified) -> None:
-    if c.events:
-        conn.executemany(
-            "INSERT INTO events(gw, seq, hamlet, device, kind, name, t, q, attrs) "
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (gw, e.seq, hamlet, e.device, e.kind, e.name, e.t, e.q, e.attrs_json)
-                for e in c.events
-            ],
-        )
 
 
 class SqliteStore(SqliteMetaReads):
@@ -68,23 +46,14 @@ class SqliteStore(SqliteMetaReads):
     ) -> IngestResult:
         """One batch, inside the writer's shared transaction (its own savepoint)."""
         try:
-            bounds = seq_bounds(batch)
-            loaded = ledger.load_settled(conn, gateway.num, *bounds) if bounds else []
-            c = classify(batch, RangeSet(loaded), now_ms)
-            ss.write_points(
+            c = settle_batch(
                 conn,
                 self._ids,
-                hamlet=gateway.hamlet,
-                gateway=gateway.id,
-                gw=gateway.num,
-                blocks=c.blocks,
-                now_ms=now_ms,
+                gateway,
+                batch,
+                now_ms,
                 day_offset_ms=self._day_offset_ms,
-            )
-            insert_events(conn, gateway.hamlet, gateway.num, c)
-            ledger.save(conn, gateway.num, c, loaded, now_ms)
-            ledger.record_rejections(
-                conn, gateway.num, c, now_ms, self.config.ingest.keep_rejections
+                keep_rejections=self.config.ingest.keep_rejections,
             )
         except BaseException:
             # Series ids created in the rolled-back savepoint no longer exist.

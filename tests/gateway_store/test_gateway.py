@@ -118,8 +118,7 @@ async def test_failing_source_is_restarted_and_others_unaffected(tmp_path: Path)
     async with Gateway(cfg, sources=[bad, good]) as gw:
         await asyncio.wait_for(bad.crashed.wait(), 10)
         await good.queue.put([Reading("wl-1", "water_level", 1.0)])
-        while good.submitted < 1:
-            await asyncio.sleep(0.01)
+        await good.state.wait_until(lambda st: st.counters.get("records", 0) >= 1, timeout=10)
         st = await request(Path(gw.control_path), "status")
     by_name = {s["name"]: s for s in st["sources"]}
     assert by_name["rs485"]["status"] == "failed"
