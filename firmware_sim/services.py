@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from functools import lru_cache
 from typing import Final, Literal
 
@@ -64,9 +64,8 @@ SERVICE_HOURS_PER_DAY: Final = 8.0
 @lru_cache(maxsize=64)
 def tet_break(year: int) -> tuple[date, date]:
     """First and last day of the Tết holiday of ``year`` (lunar, from hamlet.vncalendar)."""
-    days = sorted(
-        d for d, name in public_holidays(year).items() if "Nguyên Đán" in name or name.endswith(" Tết")
-    )
+    names = public_holidays(year).items()
+    days = sorted(d for d, n in names if "Nguyên Đán" in n or n.endswith(" Tết"))
     return days[0], days[-1]
 
 

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 API_PREFIX: Final = "/api/v1"
 INGEST_PATH: Final = f"{API_PREFIX}/ingest"
+LIMITS_PATH: Final = f"{API_PREFIX}/limits"
 CONTRACT_VERSION: Final = 1
 
 # Bounds a server enforces and a gateway respects when sizing batches.
@@ -276,6 +277,20 @@ class UplinkBatch(BaseModel):
 
     def record_count(self) -> int:
         return sum(len(s.seq) for s in self.series) + len(self.events)
+
+
+class IngestLimits(BaseModel):
+    """What one ingest request may carry on this server (``GET /api/v1/limits``), so a
+    client sizes its batches from the server's own figures rather than guessing."""
+
+    contract_version: int = CONTRACT_VERSION
+    max_points_per_batch: int = MAX_POINTS_PER_BATCH
+    max_events_per_batch: int = MAX_EVENTS_PER_BATCH
+    max_series_per_batch: int = MAX_SERIES_PER_BATCH
+    max_gaps_per_batch: int = 10_000
+    max_body_bytes: int = Field(description="compressed request body, bytes")
+    max_decompressed_bytes: int = Field(description="inflated request body, bytes")
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
 
 
 class Rejection(BaseModel):
