@@ -68,6 +68,16 @@ def test_backfill_every_builtin_scenario(name: str, server: ServerProcess, tmp_p
         listed = sorted(d["id"] for d in r.json())
         expected = sorted([d.id for d in scn.devices if d.hamlet == h.id] + [f"gw-{h.id}"])
         assert listed == expected, (h.id, listed)
+    # The gateways report what their devices' own seqs showed (dropouts, reboots).
+    lost = 0.0
+    for h in scn.hamlets:
+        r = httpx.get(f"{server.url}/api/v1/hamlets/{h.id}/latest", headers=headers, timeout=10)
+        r.raise_for_status()
+        gw_rows = {row["metric"]: row["v"] for row in r.json() if row["device"] == f"gw-{h.id}"}
+        assert {"gw.seq_gaps", "gw.seq_lost", "gw.seq_resets"} <= gw_rows.keys()
+        lost += gw_rows["gw.seq_lost"]
+    if name == "dinh-mon":  # realistic sensor faults: ~2 % of readings never arrive
+        assert lost > 0
 
 
 def test_a_multi_hamlet_scenario_needs_a_gateway_per_hamlet(server: ServerProcess) -> None:
@@ -76,6 +86,15 @@ def test_a_multi_hamlet_scenario_needs_a_gateway_per_hamlet(server: ServerProces
         run_hamlet(
             "sim", "backfill", "--server", server.url, "--token", token, "--gateway", "gw-one",
             "--scenario", "october-flood", "--days", "0.1", "--quiet",
+        )  # fmt: skip
+
+
+def test_a_server_that_cannot_tell_its_limits_is_an_error(server: ServerProcess) -> None:
+    token = server.add_gateway("gw-x", hamlet="dinh-phuoc")
+    with pytest.raises(RuntimeError, match="cannot learn the server's batch limits"):
+        run_hamlet(
+            "sim", "backfill", "--server", server.url + "/no-such-prefix", "--token", token,
+            "--gateway", "gw-x", "--scenario", "demo", "--days", "0.1", "--quiet",
         )  # fmt: skip
 
 
