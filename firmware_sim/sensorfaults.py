@@ -69,7 +69,7 @@ class SensorFaultModel:
     def apply(self, t: float, out: dict[str, float]) -> dict[str, float]:
         """The readings as the faulty sensor reports them; {} when the reading is lost."""
         s = self.spec
-        idx = int(t)
+        idx = int(t * 1000)  # per reading, also for sub-second test intervals
         if s.dropouts and noise.uniform(self.seed, self.key, idx, 3) < s.dropouts:
             self.counts["dropouts"] += 1
             return {}

@@ -155,3 +155,25 @@ def test_describe_json_lists_demo_devices() -> None:
     assert by_id["soil-1"]["profile"] == "soil-npk-7in1"
     assert by_id["soil-1"]["address"] == 1
     assert by_id["wl-1"]["transport"] == "serial"
+
+
+def test_describe_json_has_service_hours_rates_scales_and_year_type() -> None:
+    rows = json.loads(run_hamlet("sim", "describe", "--scenario", "kiosk-outage", "--json"))
+    by_id = {r["id"]: r for r in rows}
+    onestop = by_id["kiosk-onestop"]
+    assert onestop["service_hours"] == "Mon-Fri 07:00-11:30,13:30-17:00"
+    assert onestop["people"] == 15000
+    assert 10 <= onestop["sessions_per_day"] <= 25
+    assert onestop["rating_scale"] == 5
+    assert onestop["rating_share"] < 0.6
+    assert onestop["heartbeat_s"] == 60
+    assert by_id["kiosk-hamlet"]["rating_scale"] == 3
+    assert [b["hour"] for b in by_id["radio-dp"]["broadcasts"]] == [5.0, 17.0]
+    assert {r["year_type"] for r in rows} == {"auto"}
+    flood = json.loads(run_hamlet("sim", "describe", "--scenario", "october-flood", "--json"))
+    assert {r["year_type"] for r in flood} == {"record-flood"}
+    awd = next(r for r in flood if r["model"] == "field_water")
+    assert [c["name"] for c in awd["crops"]] == ["dong-xuan", "he-thu", "thu-dong"]
+    commune = json.loads(run_hamlet("sim", "describe", "--scenario", "dinh-mon", "--json"))
+    sal = next(r for r in commune if r["model"] == "salinity")
+    assert sal["sensor_faults"]["dropouts"] == 0.02
