@@ -10,6 +10,7 @@ fallow until the next crop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import StrEnum
 from typing import Final
 
@@ -44,9 +45,8 @@ DEFAULT_CROPS: Final = (
 
 
 def crop_from(sow_mmdd: str, days: int, name: str = "") -> Crop:
-    from datetime import date
-
     month, day = (int(x) for x in sow_mmdd.split("-"))
+    # Day of year in a common year: a crop is sown by the date, whatever the leap days.
     return Crop(name or sow_mmdd, date(2023, month, day).timetuple().tm_yday, days)
 
 

@@ -33,7 +33,6 @@ class SensorFaultModel:
         # Cleaning days differ from probe to probe.
         self._clean_phase = noise.uniform(seed, self.key, 0, 99) * spec.clean_every_days * DAY_S
         self._stuck: tuple[int, dict[str, float]] | None = None
-        self.counts: dict[str, int] = {"spikes": 0, "dropouts": 0, "stuck": 0}
 
     def fouling_factor(self, t: float) -> float:
         """1.0 just after a cleaning, falling by ``fouling_per_day`` a day until the next."""
@@ -71,7 +70,6 @@ class SensorFaultModel:
         s = self.spec
         idx = int(t * 1000)  # per reading, also for sub-second test intervals
         if s.dropouts and noise.uniform(self.seed, self.key, idx, 3) < s.dropouts:
-            self.counts["dropouts"] += 1
             return {}
         probe = {k: v for k, v in out.items() if k not in NODE_METRICS}
         factor = self.fouling_factor(t)
@@ -82,12 +80,10 @@ class SensorFaultModel:
         if episode is not None:
             if self._stuck is None or self._stuck[0] != episode:
                 self._stuck = (episode, dict(probe))
-            self.counts["stuck"] += 1
             probe = dict(self._stuck[1])
         elif s.spikes and probe and noise.uniform(self.seed, self.key, idx, 4) < s.spikes:
             name = sorted(probe)[int(noise.uniform(self.seed, self.key, idx, 5) * len(probe))]
             v = probe[name] + s.spike_size * max(abs(probe[name]), 1.0)
             m = METRICS.get(name)
             probe[name] = round(min(m.hi, v) if m is not None else v, 3)
-            self.counts["spikes"] += 1
         return {**probe, **{k: v for k, v in out.items() if k in NODE_METRICS}}

@@ -33,6 +33,7 @@ CONTRACT_VERSION: Final = 1
 MAX_POINTS_PER_BATCH: Final = 100_000
 MAX_EVENTS_PER_BATCH: Final = 10_000
 MAX_SERIES_PER_BATCH: Final = 10_000
+MAX_GAPS_PER_BATCH: Final = 10_000
 # A reading may claim to be at most this far ahead of the receiver's clock (ms): more is a
 # device or gateway clock gone wrong, and storing it would poison "latest value" queries.
 MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000
@@ -266,7 +267,7 @@ class UplinkBatch(BaseModel):
     sent_at: int = Field(description="gateway wall time at sending, ms since epoch")
     series: list[SeriesBlock] = Field(default_factory=list, max_length=MAX_SERIES_PER_BATCH)
     events: list[EventRecord] = Field(default_factory=list, max_length=MAX_EVENTS_PER_BATCH)
-    gaps: list[Gap] = Field(default_factory=list, max_length=10_000)
+    gaps: list[Gap] = Field(default_factory=list, max_length=MAX_GAPS_PER_BATCH)
 
     @model_validator(mode="after")
     def _bounded(self) -> UplinkBatch:
@@ -287,7 +288,7 @@ class IngestLimits(BaseModel):
     max_points_per_batch: int = MAX_POINTS_PER_BATCH
     max_events_per_batch: int = MAX_EVENTS_PER_BATCH
     max_series_per_batch: int = MAX_SERIES_PER_BATCH
-    max_gaps_per_batch: int = 10_000
+    max_gaps_per_batch: int = MAX_GAPS_PER_BATCH
     max_body_bytes: int = Field(description="compressed request body, bytes")
     max_decompressed_bytes: int = Field(description="inflated request body, bytes")
     max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
