@@ -386,11 +386,12 @@ def backfill(  # noqa: PLR0917 - typer maps parameters to options
     except UplinkError as err:
         raise _fail(str(err)) from err
     secs = time.monotonic() - started
+    most = max((p.records for p in opts.per_gateway.values()), default=0)
     typer.echo(
         f"backfill done: {stats.records} records in {stats.batches} batches, "
         f"{stats.accepted} accepted, {stats.duplicates} duplicates, {stats.rejected} rejected, "
         f"{secs:.1f} s ({stats.records / max(secs, 1e-9):,.0f} records/s), "
-        f"last seq {opts.seq_start + max(p.records for p in opts.per_gateway.values()) - 1}"
+        f"last seq {opts.seq_start + most - 1}"
     )
     for gw, p in sorted(opts.per_gateway.items()):
         typer.echo(
