@@ -7,13 +7,20 @@ a transport and firmware quirks); the command line says *where* (broker, pty pat
 from __future__ import annotations
 
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from firmware_sim.years import YearType
 from hamlet.config import format_validation_error
@@ -123,6 +130,18 @@ class SensorFaults(_Strict):
     dead_battery_at: str = Field(
         "", description="ISO local time or +SECONDS: the cell fails, the node dies a day later"
     )
+
+    @field_validator("dead_battery_at")
+    @classmethod
+    def _when(cls, v: str) -> str:
+        try:
+            if v.startswith("+"):
+                float(v[1:])
+            elif v:
+                datetime.fromisoformat(v)
+        except ValueError as err:
+            raise ValueError(f"{v!r}: use +SECONDS or an ISO local time") from err
+        return v
 
     @model_validator(mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import ModbusSerialClient
 
-from firmware_sim.cli import parse_fault, parse_serial_faults
+from firmware_sim.cli import _override, parse_fault, parse_serial_faults, read_hamlet_gateways
 from firmware_sim.fleet import FleetError, read_tokens
 from tests.sim.conftest import scenario, sim_process, stats_of
 from tests.sim.mqttwatch import watch
@@ -147,6 +147,54 @@ def test_tokens_file_reader_never_crashes(text: str) -> None:
         Path(fh.name).unlink()
     assert tokens
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items())
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.one_of(st.text(max_size=200), json_like.map(json.dumps)))
+def test_gateways_file_reader_refuses_garbage_cleanly(text: str) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write(text)
+    try:
+        mapping = read_hamlet_gateways(Path(fh.name))
+    except typer.Exit:
+        return  # a clean, explained refusal
+    finally:
+        Path(fh.name).unlink()
+    assert mapping
+    assert all(isinstance(g, str) and isinstance(t, str) for g, t in mapping.values())
+
+
+@given(st.text(max_size=80), st.sampled_from([None, "ordinary", "drought", "flood", ""]))
+def test_scenario_overrides_refuse_garbage_cleanly(faults: str, year: str | None) -> None:
+    from firmware_sim.scenario import load_scenario
+
+    scn = load_scenario("demo")
+    with contextlib.suppress(typer.Exit):
+        out = _override(scn, seed=None, year_type=year, sensor_faults=faults)
+        assert out.faults.sensor.dropouts >= 0
+
+
+def test_gateways_file_forms(tmp_path: Path) -> None:
+    lines = tmp_path / "g.txt"
+    lines.write_text("# hamlet gateway token\nh1 gw-1 tok1\n\nh2 gw-2 tok2\n")
+    assert read_hamlet_gateways(lines) == {"h1": ("gw-1", "tok1"), "h2": ("gw-2", "tok2")}
+    js = tmp_path / "g.json"
+    js.write_text(json.dumps({"h1": {"gateway": "gw-1", "token": "t"}}))
+    assert read_hamlet_gateways(js) == {"h1": ("gw-1", "t")}
+    for bad in ("h1 gw-1\n", "{}", '{"h1": "gw-1"}'):
+        (tmp_path / "bad.txt").write_text(bad)
+        with pytest.raises(typer.Exit):
+            read_hamlet_gateways(tmp_path / "bad.txt")
 
 
 def test_describe_json_lists_demo_devices() -> None:
