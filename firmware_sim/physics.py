@@ -8,7 +8,9 @@ irrigation and evaporation) and advance in fixed steps from where they were.
 Sources for the shapes and magnitudes: DESIGN.md §5 (Cần Thơ station on the Hậu river:
 alarm level III 2.00 m, record 2.29 m on 22 Oct 2025, semi-diurnal tide; dry-season salinity
 Feb–Apr; mean air temperature ≈27 °C with a ≈7 °C daily swing; humidity 78–88 %; rainy
-season May–Nov with ≈1,600–1,950 mm a year from tipping buckets of 0.2–0.28 mm).
+season May–Nov with ≈1,600–1,950 mm a year from tipping buckets of 0.2–0.28 mm). Year
+types (``firmware_sim/years.py``) set each year's flood peak and salt reach; the calibration
+figures and their sources are in docs/simulator.md.
 """
 
 from __future__ import annotations
@@ -75,8 +77,8 @@ def flood_season(t: float) -> float:
     return _bump(day_of_year(t), centre=293.0, width=32.0)
 
 
-# River discharge damps the tide: at the flood peak the range is this much smaller
-# (our estimate from Cần Thơ tide tables: ≈2.2 m spring range in March, ≈1.5 m in October).
+# River discharge damps the tide: at the flood peak the range is this much smaller (our
+# estimate; it gives a mean daily range of ≈1.7 m in March and ≈1.2 m in October).
 FLOOD_TIDE_DAMPING: Final = 0.3
 LOW_WATER_MEAN_M: Final = 0.18  # dry-season mean level at the station (national datum)
 

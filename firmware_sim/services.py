@@ -2,7 +2,9 @@
 
 Events are pure functions of time: each local minute is a bucket whose sessions (and their
 look-ups, dossiers and ratings) follow from the seed alone, so ``events_between(a, b)``
-returns the same events however the interval is cut up.
+returns the same events however the interval is cut up. A kiosk's mean rate follows the
+people it serves; arrivals peak in the morning, on Mondays and before Tết, and stop on
+public holidays (``hamlet.vncalendar``, any year). Figures: docs/simulator.md.
 """
 
 from __future__ import annotations
