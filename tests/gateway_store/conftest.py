@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,8 +41,9 @@ def buffer_config(**kw: int) -> BufferConfig:
 
 
 def db_files(data_dir: Path) -> int:
+    """Everything the buffer keeps on disk, measured on the files themselves."""
     total = 0
-    for name in ("buffer.db", "buffer.db-wal"):
+    for name in ("buffer.db", "buffer.db-wal", "buffer.db-shm", "buffer.db-journal"):
         p = data_dir / name
         if p.exists():
             total += p.stat().st_size
@@ -80,3 +82,38 @@ def accounting_for(url: str, gw_id: str) -> dict[str, Any]:
         if g["id"] == gw_id:
             return dict(g)
     raise AssertionError(f"gateway {gw_id} not in {resp.text[:500]}")
+
+
+class FileWatch:
+    """Samples the buffer's files from another thread, as often as it can, while running.
+
+    It opens no SQLite connection (a reader would hold checkpoints back and change what it
+    measures); ``os.stat`` only.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="file-watch", daemon=True)
+
+    def __enter__(self) -> FileWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def sample(self) -> int:
+        size = db_files(self.data_dir)
+        self.peak = max(self.peak, size)
+        self.samples += 1
+        return size
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            # Yield the GIL briefly: the sampler must not starve the buffer it measures.
+            self._stop.wait(0.0002)
