@@ -32,8 +32,11 @@ class Salvage:
 
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[sqlite3.Connection]:
-    # Read-only: the moved file is evidence, not a database we go on using.
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+    # Read-only: the moved file is evidence, not a database we go on using. Without a WAL
+    # beside it, immutable: SQLite then creates no -wal/-shm files next to it either.
+    wal = Path(f"{path}-wal").exists()
+    mode = "mode=ro" if wal else "immutable=1"
+    con = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=1)
     try:
         yield con
     finally:
