@@ -1,8 +1,9 @@
 """The buffer's byte budget: a hard cap on the files, and the order in which records give way.
 
 ``buffer.max_bytes`` caps everything the buffer keeps on disk: ``buffer.db``, ``-wal``,
-``-shm`` and (never used in WAL mode, counted anyway) ``-journal``. It is split so that each
-file is bounded by construction, and the files themselves are measured after every commit:
+``-shm`` and ``-journal`` (a rollback journal exists only for a moment while a new, empty
+file is switched to WAL). It is split so that each file is bounded by construction, and the
+files themselves are measured after every commit:
 
 * ``-shm``: one 32 KiB wal-index block, enough for 4,062 WAL frames; the WAL never gets
   that long (its share is at most 4 MiB = 1,017 frames).
@@ -228,15 +229,21 @@ def check_files(store: Store) -> int:
     return size
 
 
-def enforce(store: Store, below: int = RANK[RecordKind.ALERT] + 1) -> None:
-    """Bring pages in use to ``budget.low``, stage by stage (only stages before ``below``)."""
+def enforce(store: Store) -> None:
+    """Bring pages in use to ``budget.low``, stage by stage."""
     b = store.budget
-    for stage in STAGES[:below]:
+    for stage in STAGES:
         while used_pages(store.con) > b.low:
-            if stage.action is Action.AGGREGATE:
-                done = _aggregate_chunk(store, stage.kind)
-            else:
+            if stage.action is Action.DROP:
                 done = _drop_chunk(store, stage.kind)
+            else:
+                try:
+                    done = _aggregate_chunk(store, stage.kind)
+                except sqlite3.DatabaseError as err:
+                    # No page left even for the aggregates: dropping needs none.
+                    if getattr(err, "sqlite_errorname", "") != "SQLITE_FULL":
+                        raise
+                    done = 0
             if done == 0:
                 break
         if used_pages(store.con) <= b.low:

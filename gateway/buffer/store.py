@@ -120,6 +120,7 @@ class Counters:
     dead_evicted: int = 0
     unused: int = 0  # reserved seqs declared never used after a lost file
     over_budget: int = 0  # commits after which the files measured over max_bytes (a bug)
+    file_full: int = 0  # commits that met the database file's page cap (SQLITE_FULL)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -409,12 +410,26 @@ class Store:
         One transaction, unless the group would outgrow the WAL's share of the budget: then
         a few, in order, and the caller is answered after the last.
         """
-        first = -1
-        for part, part_dead in policy.slices(self.budget, records, dead):
-            got = self._commit_part(part, part_dead)
+        parts = list(policy.slices(self.budget, records, dead))
+        files = self.counters.corrupt_files
+        first, i = -1, 0
+        while i < len(parts):
+            got = self._commit_part(*parts[i])
+            if self.counters.corrupt_files != files and i > 0:
+                # The file was replaced under this group: its first slices went with the old
+                # file (declared lost); commit the whole group again in the new one.
+                files = self.counters.corrupt_files
+                first, i = -1, 0
+                continue
             first = got if first < 0 else first
-        if policy.over(self):
-            policy.enforce(self)
+            i += 1
+        try:
+            if policy.over(self):
+                policy.enforce(self)
+        except sqlite3.DatabaseError as err:
+            # The group is committed and must be answered as such; the budget is enforced
+            # again after the next commit (whose own errors are handled above).
+            log.error("buffer: byte budget enforcement failed: %s", err)  # noqa: TRY400
         policy.check_files(self)
         return first
 
@@ -427,6 +442,7 @@ class Store:
             name = getattr(err, "sqlite_errorname", "")
             try:
                 if name == "SQLITE_FULL":
+                    self.counters.file_full += 1
                     return policy.commit_when_full(self, records, dead)
             except sqlite3.DatabaseError as again:
                 raise BufferError(f"cannot commit to {self.db_path}: {again}") from again

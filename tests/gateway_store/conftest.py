@@ -40,14 +40,22 @@ def buffer_config(**kw: int) -> BufferConfig:
     return BufferConfig.model_validate(base)
 
 
+BUFFER_FILES = ("buffer.db", "buffer.db-wal", "buffer.db-shm", "buffer.db-journal")
+
+
+def file_sizes(data_dir: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in BUFFER_FILES:
+        try:
+            out[name] = (data_dir / name).stat().st_size
+        except FileNotFoundError:
+            out[name] = 0
+    return out
+
+
 def db_files(data_dir: Path) -> int:
     """Everything the buffer keeps on disk, measured on the files themselves."""
-    total = 0
-    for name in ("buffer.db", "buffer.db-wal", "buffer.db-shm", "buffer.db-journal"):
-        p = data_dir / name
-        if p.exists():
-            total += p.stat().st_size
-    return total
+    return sum(file_sizes(data_dir).values())
 
 
 def gateway_config(
@@ -94,6 +102,7 @@ class FileWatch:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.peak = 0
+        self.peaks: dict[str, int] = dict.fromkeys(BUFFER_FILES, 0)
         self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="file-watch", daemon=True)
@@ -107,8 +116,11 @@ class FileWatch:
         self._thread.join(timeout=10)
 
     def sample(self) -> int:
-        size = db_files(self.data_dir)
+        sizes = file_sizes(self.data_dir)
+        size = sum(sizes.values())
         self.peak = max(self.peak, size)
+        for name, n in sizes.items():
+            self.peaks[name] = max(self.peaks[name], n)
         self.samples += 1
         return size
 

@@ -137,6 +137,16 @@ async def six_times_the_budget(gw: Gateway, watch: FileWatch) -> None:
         assert kinds.get("alert") == (block + 1) * ALERTS, (block, kinds)
 
 
+def assert_each_file_within_its_share(watch: FileWatch) -> None:
+    b = Budget.for_max(MAX)
+    assert watch.peak <= MAX, f"files reached {watch.peak} B, budget {MAX} B"
+    assert watch.peaks["buffer.db"] <= b.db_pages * policy.PAGE_SIZE, watch.peaks
+    assert watch.peaks["buffer.db-wal"] <= b.wal_bytes, watch.peaks
+    assert watch.peaks["buffer.db-shm"] <= b.shm_bytes, watch.peaks
+    # A rollback journal only exists while a new file is switched to WAL: a page or two.
+    assert watch.peaks["buffer.db-journal"] <= 4 * policy.PAGE_SIZE + 1024, watch.peaks
+
+
 def assert_each_kept_once(data_dir: Path) -> None:
     got = kept(data_dir)
     assert got["heartbeat"] == Counter(range(BLOCKS * HEARTBEATS))
@@ -175,7 +185,7 @@ async def test_uplink_down_six_times_the_budget(tmp_path: Path, server: ServerPr
             counters = gw.buffer.counters
             last = gw.buffer.last_seq
             assert gw.uplink.status.state.value == "down"
-    assert watch.peak <= MAX, f"files reached {watch.peak} B, budget {MAX} B"
+    assert_each_file_within_its_share(watch)
     assert watch.samples > BLOCKS
     assert counters.over_budget == 0
     # Both ways a reading gives way were needed, and heartbeats/events never were.
@@ -258,7 +268,7 @@ async def test_oldest_batch_in_flight_keeps_heartbeats_and_events(
                 counters = gw.buffer.counters
                 last = gw.buffer.last_seq
                 hole.released.set()
-    assert watch.peak <= MAX, f"files reached {watch.peak} B, budget {MAX} B"
+    assert_each_file_within_its_share(watch)
     assert counters.aggregated + counters.dropped > 0
     assert_each_kept_once(data)
     rows, _gaps = accounting(data)
@@ -286,8 +296,8 @@ async def test_group_bigger_than_the_wal_share_is_split(tmp_path: Path) -> None:
                 await buf.append([reading()])
                 wal_peak = max(wal_peak, (tmp_path / "buffer.db-wal").stat().st_size)
     assert kinds == {"event": 1500}
-    assert watch.peak <= MAX
     assert wal_peak <= Budget.for_max(MAX).wal_bytes
+    assert_each_file_within_its_share(watch)
 
 
 async def test_a_full_file_never_stops_the_committer(tmp_path: Path) -> None:
@@ -308,7 +318,8 @@ async def test_a_full_file_never_stops_the_committer(tmp_path: Path) -> None:
             last = buf.last_seq
             counters = buf.counters
     assert after == last
-    assert watch.peak <= MAX
+    assert counters.file_full > 0, "the file's page cap was met"
+    assert_each_file_within_its_share(watch)
     rows, gaps = accounting(tmp_path)
     assert counters.dropped > 0
     assert len(gaps["dropped"]) == counters.dropped
@@ -435,3 +446,22 @@ async def test_lowered_budget_shrinks_the_file(tmp_path: Path) -> None:
         await buf.append([reading()])
         assert db_files(tmp_path) <= MAX
     assert db_files(tmp_path) <= MAX
+
+
+async def test_dead_letters_get_a_bounded_share(tmp_path: Path) -> None:
+    """Dead letters cannot give way to the budget: they may use a sixteenth of it."""
+    from gateway import deadletter
+
+    cfg = buffer_config(max_bytes=MAX)  # dead_letter_max_bytes stays at its 1 MiB default
+    async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
+        for i in range(200):
+            buf.put_dead(deadletter.make(T0, "mqtt", "bad_json: x", b"z" * 2000 + bytes([i])))
+        await buf.flush()
+        size = await buf._run(
+            lambda: buf.store.con.execute(
+                "SELECT sum(length(raw) + length(reason)) FROM dead"
+            ).fetchone()[0]
+        )
+        counters = buf.counters
+    assert size <= MAX // 16
+    assert counters.dead_evicted > 0
