@@ -151,8 +151,15 @@ class Budget:
         return self.max_bytes // 16
 
 
+def text_bytes(text: str | None) -> int:
+    """UTF-8 size of ``text``, bounded from above without encoding it (4 bytes a char)."""
+    if not text:
+        return 0
+    return len(text) if text.isascii() else 4 * len(text)
+
+
 def row_bytes(record: NewRecord) -> int:
-    return ROW_BYTES + len(record.attrs or "") + len(record.device) + len(record.metric)
+    return ROW_BYTES + text_bytes(record.attrs) + len(record.device) + len(record.metric)
 
 
 def slices(
@@ -272,7 +279,7 @@ def _oldest(store: Store, kind: RecordKind, columns: str) -> list[tuple[int, ...
     size = 0
     limit = store.budget.txn_bytes // 2
     for row in store.con.execute(
-        f"SELECT {columns}, coalesce(length(attrs), 0) FROM rec "
+        f"SELECT {columns}, coalesce(length(CAST(attrs AS BLOB)), 0) FROM rec "
         "WHERE kind = ? AND seq NOT BETWEEN ? AND ? ORDER BY seq",
         (KIND_CODE[kind], lo, hi),
     ):

@@ -538,7 +538,7 @@ class Store:
         rev = self._series_rev
         size, cap = 0, self.budget.txn_bytes
         for seq, kind, sid, value, wall, tq, vmin, vmax, n, attrs in self.con.execute(sql, args):
-            size += policy.ROW_BYTES + len(attrs or "")
+            size += policy.ROW_BYTES + policy.text_bytes(attrs)
             if size > cap and out:
                 break
             dev, met = rev[sid]
