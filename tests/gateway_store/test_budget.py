@@ -202,7 +202,9 @@ async def test_uplink_down_six_times_the_budget(tmp_path: Path, server: ServerPr
 
 class BlackHole:
     """An HTTP server that takes a request and answers nothing until released: a 3G link
-    that swallows the post, so the uplink's batch stays in flight."""
+    that swallows the post, so the uplink's batch stays in flight. Posts that carry no
+    readings (the gateway's start heartbeat may come alone) get a 503: the uplink retries,
+    and the batch it holds next has the oldest readings in it."""
 
     def __init__(self) -> None:
         self.bodies: list[bytes] = []
@@ -230,7 +232,10 @@ class BlackHole:
                 if line.lower().startswith("content-length:"):
                     length = int(line.split(":", 1)[1])
             body = await reader.readexactly(length)
-            if not self.released.is_set():
+            if not any(k == 0 for k in sent_kinds(body).values()):
+                writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+            elif not self.released.is_set():
                 self.bodies.append(body)
                 self.got.set()
                 await self.released.wait()
@@ -242,10 +247,12 @@ class BlackHole:
                 await writer.wait_closed()
 
 
-def seqs_of(body: bytes) -> list[int]:
+def sent_kinds(body: bytes) -> dict[int, int]:
+    """Seq -> kind code of every record in a posted batch."""
     batch = UplinkBatch.model_validate_json(gzip.decompress(body))
-    seqs = [p.seq for s in batch.series for p in s.points()]
-    return seqs + [e.seq for e in batch.events]
+    out = {p.seq: policy.KIND_CODE[s.kind] for s in batch.series for p in s.points()}
+    out.update({e.seq: policy.KIND_CODE[e.kind] for e in batch.events})
+    return out
 
 
 async def test_oldest_batch_in_flight_keeps_heartbeats_and_events(
@@ -262,8 +269,10 @@ async def test_oldest_batch_in_flight_keeps_heartbeats_and_events(
                     [Reading(f"wl-{i % 4}", "water_level", 1.0 + i / 10_000) for i in range(3000)]
                 )
                 await asyncio.wait_for(hole.got.wait(), 30)
-                inflight = seqs_of(hole.bodies[0])
-                assert inflight[0] == 1
+                inflight = sent_kinds(hole.bodies[0])
+                # The oldest records, readings among them, are the batch in flight.
+                assert min(inflight) == 1
+                assert Counter(inflight.values())[0] >= 1000
                 await six_times_the_budget(gw, watch)
                 counters = gw.buffer.counters
                 last = gw.buffer.last_seq
@@ -272,8 +281,8 @@ async def test_oldest_batch_in_flight_keeps_heartbeats_and_events(
     assert counters.aggregated + counters.dropped > 0
     assert_each_kept_once(data)
     rows, _gaps = accounting(data)
-    # The batch in flight was never touched: each of its readings is still there, raw.
-    assert Counter(rows.get(s) for s in inflight) == Counter({0: len(inflight)})
+    # The batch in flight was never touched: each of its records is still there, as sent.
+    assert {s: rows.get(s) for s in inflight} == inflight
     assert len(rows) + counters.aggregated + counters.dropped == last
     await drain_and_account(data, server, token, last)
 
@@ -465,3 +474,32 @@ async def test_dead_letters_get_a_bounded_share(tmp_path: Path) -> None:
         counters = buf.counters
     assert size <= MAX // 16
     assert counters.dead_evicted > 0
+
+
+async def test_readings_meeting_a_full_file_never_push_out_events(tmp_path: Path) -> None:
+    """Events fill most of the file; a burst of readings bigger than the room left meets
+    the page cap: readings give way (declared), every event stays."""
+    cfg = buffer_config(max_bytes=MAX)
+    attrs = json.dumps({"note": "z" * 250})
+    events = [
+        NewRecord(RecordKind.EVENT, "kiosk-1", "lookup", None, T0, 0, i, attrs) for i in range(1200)
+    ]
+    budget = Budget.for_max(MAX)
+    with FileWatch(tmp_path) as watch:
+        async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
+            await buf.append(events)
+            used = await buf._run(lambda: policy.used_pages(buf.store.con))
+            assert budget.low * 3 // 4 < used <= budget.low
+            await buf.append([reading(value=float(i % 7)) for i in range(12_000)])
+            kinds = await buf.count_kinds()
+            counters = buf.counters
+            last = buf.last_seq
+    assert counters.file_full > 0, "the burst met the file's page cap"
+    assert kinds["event"] == 1200
+    assert_each_file_within_its_share(watch)
+    rows, gaps = accounting(tmp_path)
+    given_up = gaps.get("dropped", set()) | gaps.get("aggregated", set())
+    assert counters.dropped > 0
+    assert all(rows.get(s) is None for s in given_up)
+    assert set(rows) | given_up == set(range(1, last + 1))
+    assert sum(1 for k in rows.values() if k == 3) == 1200
