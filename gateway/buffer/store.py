@@ -415,12 +415,13 @@ class Store:
         first, i = -1, 0
         while i < len(parts):
             got = self._commit_part(*parts[i])
-            if self.counters.corrupt_files != files and i > 0:
-                # The file was replaced under this group: its first slices went with the old
-                # file (declared lost); commit the whole group again in the new one.
+            if self.counters.corrupt_files != files:
                 files = self.counters.corrupt_files
-                first, i = -1, 0
-                continue
+                if i > 0:
+                    # The file was replaced under this group: its first slices went with the
+                    # old file (declared lost); commit the whole group again in the new one.
+                    first, i = -1, 0
+                    continue
             first = got if first < 0 else first
             i += 1
         try:
