@@ -167,7 +167,8 @@ def slices(
 ) -> Iterator[tuple[Sequence[NewRecord], Sequence[deadletter.DeadLetter]]]:
     """Split a group commit so no transaction outgrows the WAL's share."""
     limit = budget.txn_bytes
-    size = sum(ROW_BYTES + len(d.raw) + len(d.reason) for d in dead)
+    # Twice: at their cap, inserting dead letters evicts as many bytes of older ones.
+    size = sum(2 * (ROW_BYTES + len(d.raw) + text_bytes(d.reason)) for d in dead)
     start = 0
     for i, rec in enumerate(records):
         n = row_bytes(rec)
