@@ -128,4 +128,4 @@ class FileWatch:
         while not self._stop.is_set():
             self.sample()
             # Yield the GIL briefly: the sampler must not starve the buffer it measures.
-            self._stop.wait(0.0002)
+            self._stop.wait(0.0005)
