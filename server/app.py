@@ -20,6 +20,8 @@ from hamlet.contract import UplinkBatch
 from server import api, limits, pages
 from server.config import ServerConfig
 from server.models import Health
+from server.notify import routes as notify_routes
+from server.notify.service import open_notifier
 from server.ratelimit import AttemptWindow, TokenBucket
 from server.state import AppState, Metrics
 from server.store.base import Store, StoreError
@@ -66,7 +68,11 @@ def create_app(config: ServerConfig) -> FastAPI:
                 login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
                 metrics=Metrics(),
             )
-            async with asyncio.TaskGroup() as tg:
+            async with (
+                open_notifier(config.notify, config.data_dir) as notifier,
+                asyncio.TaskGroup() as tg,
+            ):
+                app.state.notify = notifier
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
                 )
@@ -88,6 +94,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(api.router)
     app.include_router(limits.router)
     app.include_router(pages.router)
+    app.include_router(notify_routes.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:
