@@ -8,6 +8,8 @@ password file and ACL written by ``hamlet gateway broker``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -20,6 +22,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from gateway.broker.conf import MAX_QUEUED_MESSAGES, BrokerSite, render, settings
 from gateway.broker.credentials import (
@@ -32,8 +35,17 @@ from gateway.broker.credentials import (
     verify_password,
 )
 from gateway.broker.health import DROPPED, accepts_anonymous, read_sys
+from gateway.buffer import DurableBuffer
+from gateway.buffer.config import BufferConfig
+from gateway.clock import Clock, ClockConfig
 from gateway.installer.doctor import Outcome, check_broker_health
+from gateway.normalize import NormalizeError, Normalizer
+from gateway.pipeline import Pipeline
+from gateway.sources.base import SourceStatus
+from gateway.sources.mqtt.config import MqttSourceConfig
+from gateway.sources.mqtt.source import MqttSource
 from tests.conftest import require_tool
+from tests.gateway_sources.conftest import Committed
 from tests.support.broker import Broker, free_port
 from tests.support.procs import ManagedProcess, run_hamlet
 
@@ -351,3 +363,47 @@ def test_add_device_command_is_idempotent(tmp_path: Path) -> None:
     assert "topic write tele/tas-1/#" in text
     with pytest.raises(RuntimeError, match="cannot be a broker user"):
         run_hamlet("gateway", "broker", "add-device", "bad/#", *args)
+
+
+async def test_the_gateway_source_logs_in_and_commits(
+    field_broker: FieldBroker, tmp_path: Path
+) -> None:
+    """The real MQTT source, as the gateway's broker user, through the real pipeline."""
+    cfg = MqttSourceConfig(
+        host="127.0.0.1",
+        port=field_broker.port,
+        client_id="t-gw-source",
+        username=GATEWAY_USER,
+        password=SecretStr(GW_PASSWORD),
+        backoff_initial_s=0.05,
+        backoff_max_s=0.5,
+    )
+    clock = Clock(ClockConfig(sync="always"))
+    (tmp_path / "gw").mkdir()
+    async with DurableBuffer(BufferConfig(), tmp_path / "gw", clock.boot_id) as buffer:
+        sink = Committed(Pipeline(buffer, clock, Normalizer().normalize, (NormalizeError,)), buffer)
+        src = MqttSource(cfg)
+        task = asyncio.create_task(src.run(sink))
+        try:
+            await src.state.wait_until(lambda st: st.status == SourceStatus.RUNNING, 15)
+            dev = Client(field_broker.port, "soil-1", field_broker.passwords["soil-1"], "t-d")
+            assert dev.connect()
+            try:
+                tele = {"id": "soil-1", "seq": 1, "readings": {"soil_moisture": 31.5}}
+                forged = {"id": "soil-2", "seq": 1, "readings": {"soil_moisture": 99.0}}
+                await asyncio.to_thread(
+                    dev.publish, "hamlet/soil-2/telemetry", json.dumps(forged).encode()
+                )
+                await asyncio.to_thread(
+                    dev.publish, "hamlet/soil-1/telemetry", json.dumps(tele).encode()
+                )
+            finally:
+                dev.close()
+            await sink.wait_until(lambda: len(sink.items) >= 1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert [(r["device"], r["metric"], r["value"]) for r in sink.readings] == [
+        ("soil-1", "soil_moisture", 31.5)
+    ]
