@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -16,10 +17,12 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import HttpUrl, SecretStr
 
+from gateway.app import Gateway
 from gateway.buffer import DurableBuffer
 from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
@@ -28,6 +31,8 @@ from gateway.records import Reading
 from gateway.uplink.client import Uplink
 from gateway.uplink.config import UplinkConfig
 from gateway.uplink.retry_after import parse_retry_after
+from tests.gateway_store.conftest import accounting_for, gateway_config
+from tests.support.procs import start_server
 
 Reply = tuple[int, dict[str, str]]
 
@@ -141,3 +146,30 @@ def test_parse_http_date(offset: int) -> None:
 def test_parse_refuses_what_is_not_a_delay() -> None:
     for bad in ["", "soon", "-5", "1.5", "\u0661\u0662", "9" * 11, "Wed, 99 Foo 2026"]:
         assert parse_retry_after(bad, NOW) is None, bad
+
+
+async def test_real_server_rate_limit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A real server that allows one request per 2 s answers 429 with Retry-After; the
+    gateway waits that long instead of hammering it with 10 ms retries."""
+    env = {
+        "HAMLET_SERVER__INGEST__RATE_PER_GATEWAY": "0.5",
+        "HAMLET_SERVER__INGEST__BURST_PER_GATEWAY": "1",
+    }
+    caplog.set_level(logging.WARNING, logger="gateway.uplink.client")
+    with start_server(tmp_path / "server", env=env) as srv:
+        token = srv.add_gateway("gw-test")
+        cfg = gateway_config(tmp_path / "gw", srv.url, token, backoff_base_s=0.01, backoff_cap_s=30)
+        async with Gateway(cfg, sources=[]) as gw:
+            for i in range(3):  # three posts: the 2nd and 3rd meet the rate limit
+                await gw.pipeline.submit([Reading("wl-1", "water_level", 1.0 + i / 10)])
+                gw.uplink.uploaded.clear()
+                await asyncio.wait_for(gw.uplink.uploaded.wait(), 60)
+            last = gw.buffer.last_seq
+        acc = accounting_for(srv.url, "gw-test")
+    limited = [r for r in caplog.records if "HTTP 429" in r.getMessage()]
+    assert limited, "the server never rate-limited: the test proves nothing"
+    # Honouring Retry-After, each limited post is retried about once (the server rounds
+    # its Retry-After to whole seconds); with the 10 ms backoff alone it would be ~200 times.
+    assert len(limited) <= 6, [r.getMessage() for r in limited]
+    assert acc["received"] == last
+    assert acc["missing"] == 0
