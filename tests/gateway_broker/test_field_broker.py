@@ -407,3 +407,28 @@ async def test_the_gateway_source_logs_in_and_commits(
     assert [(r["device"], r["metric"], r["value"]) for r in sink.readings] == [
         ("soil-1", "soil_moisture", 31.5)
     ]
+
+
+def test_rendered_for_debian_starts_under_debians_main_config(tmp_path: Path) -> None:
+    """As installed: conf.d/hamlet.conf included by Debian's mosquitto.conf, which already
+    sets persistence_location (Mosquitto refuses that option twice and would not start)."""
+    require_tool("mosquitto")
+    port = free_port()
+    site = BrokerSite(
+        port=port, password_file=tmp_path / "hamlet.passwd", acl_file=tmp_path / "hamlet.acl"
+    )
+    set_password(site.password_file, GATEWAY_USER, GW_PASSWORD, use_tool=False)
+    set_acl(site.acl_file, GATEWAY_USER, gateway_rules())
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "hamlet.conf").write_text(render(site))
+    main = tmp_path / "mosquitto.conf"
+    main.write_text(  # Debian 12's /etc/mosquitto/mosquitto.conf, paths moved to tmp
+        f"persistence true\npersistence_location {tmp_path}/\nlog_dest stdout\n"
+        f"user root\ninclude_dir {tmp_path / 'conf.d'}\n"
+    )
+    proc = ManagedProcess(["stdbuf", "-oL", "mosquitto", "-c", str(main)]).start()
+    try:
+        proc.wait_for(r"mosquitto version \S+ running", timeout=30)
+        assert accepts_anonymous("127.0.0.1", port) is False
+    finally:
+        proc.stop()

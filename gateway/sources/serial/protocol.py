@@ -174,6 +174,7 @@ def _printable(body: bytes) -> bool:
 
 # How much of an overlong line a dead letter keeps: enough to recognise the babbling device.
 TOO_LONG_SAMPLE: Final = 96
+_MAX_PENDING_TOO_LONG: Final = 1000
 
 
 @dataclass
@@ -247,7 +248,8 @@ class LineSplitter:
         if self._dropped == 0:
             self.stats.overlong += 1
             self._sample = bytes(self._buf[:TOO_LONG_SAMPLE])
-            self.too_long.append(TooLong(cut, self._sample))
+            if len(self.too_long) < _MAX_PENDING_TOO_LONG:  # a caller that never drains
+                self.too_long.append(TooLong(cut, self._sample))
         self._dropped += cut
         self.stats.garbage_bytes += cut
         del self._buf[:cut]
