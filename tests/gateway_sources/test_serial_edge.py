@@ -176,3 +176,18 @@ def test_splitter_keeps_every_frame_after_any_noise(
     assert sp.stats.overlong == len(sp.too_long) == overlong_lines
     assert all(len(t.sample) <= TOO_LONG_SAMPLE for t in sp.too_long)
     assert len(sp._buf) == 0
+
+
+async def test_overlong_lines_are_counted_all_but_dead_lettered_at_a_bounded_rate(
+    pty_pair: PtyPair, wire: Wire, committed: Committed
+) -> None:
+    sink = committed
+    cfg = _cfg(pty_pair.b).model_copy(update={"noise_dead_letters_per_min": 3})
+    src = SerialSource(cfg)
+    async with running(src, sink):
+        await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
+        wire.write(b"".join(b"Z" * 400 + b"\n" for _ in range(10)))
+        wire.write(encode_frame("wl-9", 1, None, {"water_level": 1.0}))
+        await _until(src, sink, lambda: len(sink.items) == 1)
+    assert src.state.counters["too_long"] == 10
+    assert sum(r.startswith("too_long: ") for _, r, _ in sink.rejects) == 3
