@@ -22,6 +22,8 @@ from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
 from gateway.pipeline import Pipeline
 from gateway.records import Reading
+from gateway.sources.mqtt.config import MqttSourceConfig
+from gateway.sources.mqtt.decode import PayloadError, decode
 from hamlet.contract import IDENT_BODY, INGEST_PATH, Ident, is_ident
 from tests.server.helpers import batch, block
 from tests.support.procs import ServerProcess
@@ -109,3 +111,17 @@ async def test_pipeline_dead_letters_a_trailing_newline(tmp_path: Path) -> None:
         _, by_code, _ = await buffer.dead_summary(10)
     assert [(r.device, r.metric, r.value) for r in stored] == [("soil-1", "soil_moisture", 32.0)]
     assert by_code == {"bad_ident": 2}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "soil-1\n", "seq": 1, "readings": {"soil_moisture": 30}},
+        {"id": "soil-1", "seq": 1, "readings": {"soil_moisture\n": 30}},
+    ],
+    ids=["device", "reading name"],
+)
+def test_mqtt_decode_refuses_a_trailing_newline(body: dict[str, object]) -> None:
+    cfg = MqttSourceConfig(preset="hamlet")
+    with pytest.raises(PayloadError):
+        decode(cfg, "hamlet/soil-1/telemetry", json.dumps(body).encode())

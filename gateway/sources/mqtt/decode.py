@@ -248,7 +248,7 @@ def _hamlet(cfg: MqttSourceConfig, topic: str, payload: bytes, retained: bool) -
         raise PayloadError("bad_readings", "'readings' is empty")
     records: list[Record] = []
     for key, val in readings.items():
-        if not _METRIC_KEY.match(key):
+        if not _METRIC_KEY.fullmatch(key):  # fullmatch: `$` would allow "key\n"
             raise PayloadError(
                 "bad_readings", f"reading name {key[:40]!r} is not [a-z][a-z0-9_]{{0,31}}"
             )
