@@ -4,7 +4,8 @@ does not wait for the group commit."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
 from gateway.normalize import NormalizeError, Normalizer
 from gateway.pipeline import Pipeline
-from gateway.sources.base import SourceStatus
+from gateway.records import Reading, Record
+from gateway.sources.base import SourceState, SourceStatus
+from gateway.sources.serial.handoff import Handoff
 from gateway.sources.serial.protocol import (
     MAX_LINE,
     TOO_LONG_SAMPLE,
@@ -191,3 +194,66 @@ async def test_overlong_lines_are_counted_all_but_dead_lettered_at_a_bounded_rat
         await _until(src, sink, lambda: len(sink.items) == 1)
     assert src.state.counters["too_long"] == 10
     assert sum(r.startswith("too_long: ") for _, r, _ in sink.rejects) == 3
+
+
+class _GatedSink:
+    """A sink whose commits finish only when the test opens the gate (the commit window,
+    made explicit), or fail when told to."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.started = 0
+        self.entered = asyncio.Event()
+        self.fail: Exception | None = None
+
+    async def submit(self, records: Sequence[Record]) -> None:
+        self.started += 1
+        self.entered.set()
+        await self.gate.wait()
+        if self.fail is not None:
+            raise self.fail
+
+    def reject(self, source: str, reason: str, raw: bytes | str) -> None:
+        raise AssertionError("not used")
+
+    async def until_started(self, n: int) -> None:
+        while self.started < n:
+            self.entered.clear()
+            await self.entered.wait()
+
+
+async def test_handoff_bounds_submits_in_flight() -> None:
+    sink, state = _GatedSink(), SourceState("s", "serial")
+    rec = [Reading("n", "rain", 0.2)]
+    async with Handoff(sink, state, max_inflight=2) as handoff:
+        await handoff.submit(rec)
+        await handoff.submit(rec)  # two in flight: the reader did not wait
+        await asyncio.wait_for(sink.until_started(2), 10)
+        third = asyncio.create_task(handoff.submit(rec))
+        # The third waits for a slot while the gate is shut (back-pressure, not memory).
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(third), 0.2)
+        assert sink.started == 2
+        sink.gate.set()
+        await third
+    assert sink.started == 3
+    assert state.counters["records"] == 3  # stopping awaited every submit in flight
+
+
+async def _submit_twice_after_a_failure(sink: _GatedSink, state: SourceState) -> None:
+    rec = [Reading("n", "rain", 0.2)]
+    async with Handoff(sink, state) as handoff:
+        await handoff.submit(rec)
+        await asyncio.wait_for(sink.until_started(1), 10)
+        await handoff.drain()  # the first commit has failed
+        await handoff.submit(rec)
+
+
+async def test_handoff_reraises_a_failed_commit() -> None:
+    sink, state = _GatedSink(), SourceState("s", "serial")
+    sink.fail = OSError("disk gone")
+    sink.gate.set()
+    # The reader learns of it on its next submit: the source fails, and is restarted.
+    with pytest.raises(OSError, match="disk gone"):
+        await _submit_twice_after_a_failure(sink, state)
+    assert "records" not in state.counters

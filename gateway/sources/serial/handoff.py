@@ -46,13 +46,17 @@ class Handoff:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        if self._tasks:
-            # Commit what was read before stopping (the buffer outlives the sources).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DRAIN_TIMEOUT_S):
-                    await asyncio.gather(*self._tasks, return_exceptions=True)
-            for t in self._tasks:
-                t.cancel()
+        # Commit what was read before stopping (the buffer outlives the sources).
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                await self.drain()
+        for t in self._tasks:
+            t.cancel()
+
+    async def drain(self) -> None:
+        """Return once every submit started so far has finished (committed or failed)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def submit(self, records: Sequence[Record]) -> None:
         """Start committing ``records``; wait only while ``max_inflight`` submits run."""
