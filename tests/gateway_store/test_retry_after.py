@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,7 +34,9 @@ from gateway.uplink.retry_after import parse_retry_after
 from tests.gateway_store.conftest import accounting_for, gateway_config
 from tests.support.procs import start_server
 
-Reply = tuple[int, dict[str, str]]
+# A header value may be a function: evaluated when the reply is sent (an HTTP-date "3 s
+# from now" must be computed then, not when the test started).
+Reply = tuple[int, dict[str, str | Callable[[], str]]]
 
 
 class Stub:
@@ -57,7 +59,7 @@ class Stub:
                 ).encode()
                 self.send_response(code)
                 for k, v in headers.items():
-                    self.send_header(k, v)
+                    self.send_header(k, v() if callable(v) else v)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
@@ -107,7 +109,9 @@ async def test_429_retry_after_seconds(tmp_path: Path) -> None:
 
 async def test_503_retry_after_http_date(tmp_path: Path) -> None:
     # HTTP dates have whole seconds: "3 s from now" is between 2 and 3 s away.
-    when = formatdate(time.time() + 3, usegmt=True)
+    def when() -> str:
+        return formatdate(time.time() + 3, usegmt=True)
+
     with stub_server([(503, {"Retry-After": when})]) as stub:
         await _upload_one(tmp_path, stub)
     assert len(stub.arrivals) == 2
