@@ -1,0 +1,371 @@
+"""Golden scenarios on a real store: values computed by hand here, compared with the engine.
+
+Each scenario is ingested through ``Store.ingest`` (the code path ``POST /ingest`` runs) into
+a real SQLite store, with the arrival clock given explicitly where delays matter. The same
+suite runs on InfluxDB when one is configured (tests/server/test_store_conformance.py's
+convention).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hamlet.contract import RecordKind, TimeQuality
+from server import registry
+from server.config import ServerConfig
+from server.indicators.compute import Level, Period, gather, summarize
+from server.indicators.config import IndicatorsConfig
+from server.models import DeviceIn, DeviceKind
+from server.registry import GatewayRow
+from server.store.base import Store
+from tests.indicators.scenario import DAY, HOUR, MIN, Seqs, batch, chunked, event, every, series, vn
+
+INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
+COMMUNE = "dinh-mon"
+HAMLET = "dinh-phuoc"
+GW = "gw-dp"
+
+
+def _config(tmp: Path, backend: str) -> ServerConfig:
+    store: dict[str, object] = {"backend": backend}
+    if backend == "influxdb":
+        store["influxdb"] = {"url": INFLUX["URL"], "token": INFLUX["TOKEN"], "org": INFLUX["ORG"]}
+    return ServerConfig.model_validate(
+        {"environment": "development", "data_dir": str(tmp), "store": store}
+    )
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "influxdb",
+            marks=[
+                pytest.mark.influx,
+                pytest.mark.skipif(
+                    not all(INFLUX.values()),
+                    reason="no live InfluxDB 2: set HAMLET_TEST_INFLUX_URL/_TOKEN/_ORG",
+                ),
+            ],
+        ),
+    ]
+)
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    from server.app import make_store
+
+    async with make_store(_config(tmp_path, request.param)) as st:
+        await st.db.write(registry.add_hamlet, HAMLET, commune=COMMUNE)
+        await st.db.write(registry.add_gateway, GW, HAMLET)
+        yield st
+
+
+async def _gw(st: Store) -> GatewayRow:
+    gw = await st.db.read(registry.gateway_by_id, GW)
+    assert gw is not None
+    return gw
+
+
+async def _device(st: Store, dev: str, kind: DeviceKind, **kw: object) -> None:
+    await st.db.write(
+        registry.upsert_device, HAMLET, DeviceIn.model_validate({"id": dev, "kind": kind, **kw})
+    )
+
+
+def _value(values: list, indicator: str, **where: object) -> float | None:  # type: ignore[type-arg]
+    hits = [
+        v
+        for v in values
+        if v.indicator == indicator and all(getattr(v, k) == w for k, w in where.items())
+    ]
+    assert len(hits) == 1, f"{indicator} {where}: {len(hits)} values"
+    return hits[0].value  # type: ignore[no-any-return]
+
+
+async def _summary(
+    st: Store, first: date, last: date, level: Level, *, by_day: bool, now: int, **cfg: object
+) -> list:  # type: ignore[type-arg]
+    _, facts = await gather(
+        st,
+        IndicatorsConfig.model_validate(cfg),
+        commune=COMMUNE,
+        period=Period(first, last),
+        now_ms=now,
+    )
+    return summarize(facts, level, by_day=by_day)
+
+
+LATER = vn(2026, 1, 1)  # "now" for reports about 2025: every day is over
+
+
+async def test_kiosk_down_90_minutes_across_lunch(store: Store) -> None:
+    """Tue 11 Mar 2025. kiosk-1 heartbeats at hh:mm:30 from 06:45 to 17:30 but is off
+    10:45–12:15 (90 min). kiosk-2 is registered and sends nothing."""
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    await _device(store, "kiosk-2", DeviceKind.KIOSK)
+    gw = await _gw(store)
+    seqs = Seqs()
+    beats = [
+        t
+        for t in every(vn(2025, 3, 11, 6, 45, 30), vn(2025, 3, 11, 17, 30), MIN)
+        if not vn(2025, 3, 11, 10, 45) <= t < vn(2025, 3, 11, 12, 15)
+    ]
+    hb = series(seqs, "kiosk-1", "uptime", beats, kind=RecordKind.HEARTBEAT)
+    for part in chunked(hb, 100):
+        await store.ingest(gw, batch(GW, [part]), LATER)
+    # Service: 07:00–11:30 (270 min) + 13:30–17:00 (210 min) = 480 min. Last beat before the
+    # outage 10:44:30 covers minute 10:45 (one minute of grace for a 60 s heartbeat), so
+    # 10:46..11:29 are down: 44 min. The afternoon is untouched.
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
+    assert _value(vals, "kiosk_availability", device="kiosk-1") == (480 - 44) / 480
+    assert _value(vals, "kiosk_availability", device="kiosk-2") == 0.0  # down, not absent
+    ham = await _summary(store, day, day, Level.HAMLET, by_day=False, now=LATER)
+    assert _value(ham, "kiosk_availability", hamlet=HAMLET) == (480 - 44) / (2 * 480)
+
+
+async def test_holidays_and_tet_are_not_service_time(store: Store) -> None:
+    """February 2026: a kiosk on only on working days (off at weekends and for Tết, 16–20 Feb)
+    is 100% available; 20 weekdays minus 5 Tết days = 15 service days of 480 minutes."""
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    gw = await _gw(store)
+    seqs = Seqs()
+    tet = {16, 17, 18, 19, 20}
+    for d in range(1, 29):
+        if date(2026, 2, d).weekday() >= 5 or d in tet:
+            continue
+        beats = every(vn(2026, 2, d, 6, 45, 30), vn(2026, 2, d, 17, 30), MIN)
+        await store.ingest(
+            gw,
+            batch(GW, [series(seqs, "kiosk-1", "uptime", beats, kind=RecordKind.HEARTBEAT)]),
+            vn(2026, 3, 1),
+        )
+    vals = await _summary(
+        store, date(2026, 2, 1), date(2026, 2, 28), Level.DEVICE, by_day=False, now=vn(2026, 3, 1)
+    )
+    hit = [v for v in vals if v.indicator == "kiosk_availability"]
+    assert len(hit) == 1
+    assert hit[0].value == 1.0
+    assert hit[0].den == 15 * 480
+    # 30 April 2025 (a Wednesday, Reunification Day) has no service time: no value, not 0.
+    days = await _summary(
+        store, date(2025, 4, 29), date(2025, 4, 30), Level.DEVICE, by_day=True, now=LATER
+    )
+    per_day = {v.day: v.value for v in days if v.indicator == "kiosk_availability"}
+    assert list(per_day) == [date(2025, 4, 29)]
+    assert per_day[date(2025, 4, 29)] == 0.0  # a working day it sent nothing on
+
+
+async def test_sensor_reboot_resets_its_counter(store: Store) -> None:
+    """A salinity sensor reporting every minute on 11 Mar 2025 reboots at 10:00: silent for
+    3 minutes, its uptime restarts at 0. Completeness = (1440 - 3) / 1440; the restarted
+    uptime and the gateway's unbroken seqs lose nothing else."""
+    await _device(store, "sal-1", DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    boot = vn(2025, 3, 11, 10, 3)
+    times = [
+        t
+        for t in every(vn(2025, 3, 11), vn(2025, 3, 12), MIN)
+        if not vn(2025, 3, 11, 10) <= t < boot
+    ]
+    uptime = [(t - vn(2025, 3, 10)) / 1000 if t < boot else (t - boot) / 1000 for t in times]
+    for part in chunked(series(seqs, "sal-1", "salinity", times), 500):
+        await store.ingest(gw, batch(GW, [part]), LATER)
+    for part in chunked(
+        series(seqs, "sal-1", "uptime", times, uptime, kind=RecordKind.HEARTBEAT), 500
+    ):
+        await store.ingest(gw, batch(GW, [part]), LATER)
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
+    assert _value(vals, "sensor_completeness", device="sal-1") == (1440 - 3) / 1440
+
+
+async def test_gateway_offline_two_days_delivers_late(store: Store) -> None:
+    """12–14 Mar 2025. Day 1 live (each minute's heartbeat and reading stored 3 s after
+    measurement); days 2 and 3 buffered on the gateway, all delivered at 00:00 on day 4."""
+    await _device(store, "sal-1", DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    d1, d4 = vn(2025, 3, 12), vn(2025, 3, 15)
+    for t in every(d1, d1 + DAY, MIN):
+        b = batch(
+            GW,
+            [
+                series(seqs, GW, "gw.buffer", [t], kind=RecordKind.HEARTBEAT),
+                series(seqs, "sal-1", "salinity", [t]),
+            ],
+        )
+        await store.ingest(gw, b, t + 3000)
+    late = every(d1 + DAY, d4, MIN)
+    for i in range(0, len(late), 600):
+        part = late[i : i + 600]
+        b = batch(
+            GW,
+            [
+                series(seqs, GW, "gw.buffer", part, kind=RecordKind.HEARTBEAT),
+                series(seqs, "sal-1", "salinity", part),
+            ],
+        )
+        await store.ingest(gw, b, d4)
+    vals = await _summary(
+        store, date(2025, 3, 12), date(2025, 3, 14), Level.DEVICE, by_day=True, now=LATER
+    )
+    d = {k: date(2025, 3, 11 + k) for k in (1, 2, 3)}
+    for k in (1, 2, 3):
+        # Late data counts for when it was measured: the gateway was alive, the sensor
+        # complete, on every day.
+        assert _value(vals, "gateway_alive", device=GW, day=d[k]) == 1.0
+        assert _value(vals, "sensor_completeness", device="sal-1", day=d[k]) == 1.0
+    assert _value(vals, "uplink_connectivity", device=GW, day=d[1]) == 1.0
+    # The batch at 23:59:03 on day 1 covers 00:00 on day 2 (one minute of grace), no more.
+    assert _value(vals, "uplink_connectivity", device=GW, day=d[2]) == 1 / 1440
+    assert _value(vals, "uplink_connectivity", device=GW, day=d[3]) == 0.0
+    # Day 1: every delay 3 s -> the "<= 5 s" bin.
+    assert _value(vals, "freshness_p50_s", device=GW, day=d[1]) == 5
+    assert _value(vals, "freshness_p95_s", device=GW, day=d[1]) == 5
+    # Day 2: delays 24 h + 1 min .. 48 h -> all in the "<= 2 d" bin.
+    assert _value(vals, "freshness_p50_s", device=GW, day=d[2]) == 172_800
+    # Day 3: minute i (0..1439) arrives 1440 - i minutes late, two records a minute: 2880
+    # records; the 1440th smallest delay is 720 min = 12 h (bin "<= 12 h"), the 2736th
+    # (ceil(0.95 * 2880)) is 1368 min = 22.8 h (bin "<= 1 d").
+    assert _value(vals, "freshness_p50_s", device=GW, day=d[3]) == 43_200
+    assert _value(vals, "freshness_p95_s", device=GW, day=d[3]) == 86_400
+
+
+async def test_stuck_sensor_and_out_of_range(store: Store) -> None:
+    """11 Mar 2025, readings every minute. sal-1 reads exactly 0.8 from 08:00 to 13:00
+    (5 flat hours >= 3: 5 stuck hours); sal-2 is flat only 08:00–10:00 (2 h: not stuck).
+    sal-2 also sends three impossible values (99‰) at 14:10, 14:20 and 16:05: two fault hours."""
+    for dev in ("sal-1", "sal-2"):
+        await _device(store, dev, DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    times = every(vn(2025, 3, 11), vn(2025, 3, 12), MIN)
+
+    def values(flat_from: int, flat_to: int) -> list[float]:
+        return [
+            0.8 if flat_from <= t < flat_to else 0.5 + (i % 7) * 0.01 for i, t in enumerate(times)
+        ]
+
+    s1 = series(seqs, "sal-1", "salinity", times, values(vn(2025, 3, 11, 8), vn(2025, 3, 11, 13)))
+    s2 = series(seqs, "sal-2", "salinity", times, values(vn(2025, 3, 11, 8), vn(2025, 3, 11, 10)))
+    bad = series(
+        seqs,
+        "sal-2",
+        "salinity",
+        [vn(2025, 3, 11, 14, 10, 5), vn(2025, 3, 11, 14, 20, 5), vn(2025, 3, 11, 16, 5, 5)],
+        [99.0, 99.0, 99.0],
+    )
+    await store.ingest(gw, batch(GW, [s1, s2, bad]), LATER)
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=False, now=LATER)
+    assert _value(vals, "stuck_hours", device="sal-1") == 5
+    assert not [v for v in vals if v.indicator == "stuck_hours" and v.device == "sal-2"]
+    assert _value(vals, "out_of_range_hours", device="sal-2") == 2
+    assert _value(vals, "sensor_completeness", device="sal-2") == 1.0
+
+
+async def test_salinity_hours_by_crop_and_water_alarms(store: Store) -> None:
+    """Two fields read 0.7‰ from 09:00 to 12:00 and 0.3‰ otherwise: above durian's 0.5‰ for
+    3 hours, never above rice's 4‰. A river gauge at 1.95 m for 2 hours (>= I 1.70, >= II
+    1.90, < III 2.00) and 2.05 m for 1 hour (>= III)."""
+    await _device(store, "durian-1", DeviceKind.SENSOR, crop="durian", expected_interval_s=60)
+    await _device(store, "rice-1", DeviceKind.SENSOR, crop="rice", expected_interval_s=60)
+    await _device(store, "level-1", DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    times = every(vn(2025, 3, 11), vn(2025, 3, 12), MIN)
+    sal = [0.7 if vn(2025, 3, 11, 9) <= t < vn(2025, 3, 11, 12) else 0.3 for t in times]
+
+    def level(t: int) -> float:
+        if vn(2025, 3, 11, 18) <= t < vn(2025, 3, 11, 20):
+            return 1.95
+        if vn(2025, 3, 11, 20) <= t < vn(2025, 3, 11, 21):
+            return 2.05
+        return 1.2
+
+    await store.ingest(
+        gw,
+        batch(
+            GW,
+            [
+                series(seqs, "durian-1", "salinity", times, sal),
+                series(seqs, "rice-1", "salinity", times, sal),
+                series(seqs, "level-1", "water_level", times, [level(t) for t in times]),
+            ],
+        ),
+        LATER,
+    )
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=False, now=LATER)
+    assert _value(vals, "salinity_hours_above", device="durian-1") == 3
+    assert _value(vals, "salinity_hours_above", device="rice-1") == 0
+    assert _value(vals, "water_hours_above_i", device="level-1") == 3
+    assert _value(vals, "water_hours_above_ii", device="level-1") == 3
+    assert _value(vals, "water_hours_above_iii", device="level-1") == 1
+    # A commune that sets durian's threshold at 0.8‰ sees no exceedance.
+    vals = await _summary(
+        store,
+        day,
+        day,
+        Level.DEVICE,
+        by_day=False,
+        now=LATER,
+        salinity=[{"crop": "durian", "danger_ppt": 0.8}],
+    )
+    assert _value(vals, "salinity_hours_above", device="durian-1") == 0
+
+
+async def test_dossiers_ratings_and_radio(store: Store) -> None:
+    """10 dossiers (4 online, 3 assisted, 3 in person) -> 70% online. Ratings 3,3,2,1 on the
+    3-level scale and 5,4,3 on the 5-level one -> 5 of 7 satisfied. A radio cluster
+    broadcasts at 05:01 (on time) and 17:40 (40 min late, beyond 30) -> 1 of 2."""
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    await _device(store, "radio-1", DeviceKind.RADIO)
+    gw = await _gw(store)
+    seqs = Seqs()
+    t0 = vn(2025, 3, 11, 8)
+    evs = [
+        event(seqs, "kiosk-1", "dossier_submitted", t0 + i * MIN, channel=ch, procedure="x")
+        for i, ch in enumerate(["online"] * 4 + ["assisted"] * 3 + ["in_person"] * 3)
+    ]
+    evs += [
+        event(seqs, "kiosk-1", "rating", t0 + HOUR + i * MIN, scale=sc, score=s)
+        for i, (sc, s) in enumerate([(3, 3), (3, 3), (3, 2), (3, 1), (5, 5), (5, 4), (5, 3)])
+    ]
+    evs += [
+        event(seqs, "radio-1", "broadcast", vn(2025, 3, 11, 5, 1), program="morning_news"),
+        event(seqs, "radio-1", "broadcast", vn(2025, 3, 11, 17, 40), program="evening_news"),
+    ]
+    await store.ingest(gw, batch(GW, events=evs), LATER)
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.COMMUNE, by_day=False, now=LATER)
+    assert _value(vals, "dossiers_online") == 7 / 10
+    assert _value(vals, "satisfaction") == 5 / 7
+    assert _value(vals, "radio_availability") == 1 / 2
+
+
+async def test_unsynced_readings_count_in_no_minute(store: Store) -> None:
+    """Readings whose time was never synchronised are kept but fill no minute; they are
+    counted (by the hour they arrived) for the report's coverage."""
+    await _device(store, "sal-1", DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    times = every(vn(2025, 3, 11, 10), vn(2025, 3, 11, 11), MIN)
+    await store.ingest(
+        gw,
+        batch(GW, [series(seqs, "sal-1", "salinity", times, q=int(TimeQuality.UNSYNCED))]),
+        vn(2025, 3, 11, 12),
+    )
+    day = date(2025, 3, 11)
+    _, facts = await gather(
+        store, IndicatorsConfig(), commune=COMMUNE, period=Period(day, day), now_ms=LATER
+    )
+    vals = summarize(facts, Level.DEVICE, by_day=False)
+    assert _value(vals, "sensor_completeness", device="sal-1") == 0.0
+    assert facts.unsynced == {(HAMLET, "sal-1"): 60}
