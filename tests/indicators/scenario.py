@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from typing import Literal
 from datetime import datetime
+from typing import Literal
 
 from hamlet.contract import EventRecord, Point, RecordKind, SeriesBlock, UplinkBatch
 from hamlet.vncalendar import VN_TZ
