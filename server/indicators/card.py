@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
 from typing import Final
 
@@ -85,11 +86,12 @@ async def build_card(
     *,
     now_ms: int,
 ) -> ReportCard:
-    scope, facts = await gather(
-        store, cfg, commune=commune, period=Period(first, last), now_ms=now_ms
-    )
     pfirst, plast = previous_month(first)
-    _, prev = await gather(store, cfg, commune=commune, period=Period(pfirst, plast), now_ms=now_ms)
+    # The two months are independent: let the reader threads work on both at once.
+    (scope, facts), (_, prev) = await asyncio.gather(
+        gather(store, cfg, commune=commune, period=Period(first, last), now_ms=now_ms),
+        gather(store, cfg, commune=commune, period=Period(pfirst, plast), now_ms=now_ms),
+    )
     values = {v.indicator: v for v in summarize(facts, Level.COMMUNE, by_day=False)}
     before = _commune_values(prev)
     reporting: dict[str, set[tuple[str, str]]] = {}

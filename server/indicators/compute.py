@@ -8,6 +8,7 @@ per day or for the whole period. Definitions: docs/indicators.md.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from bisect import bisect_left
 from collections import defaultdict
@@ -31,16 +32,12 @@ from server.indicators.rollups import (
     DELAY_EDGES_S,
     HOUR_MS,
     MINUTE_MS,
-    OUT_OF_RANGE,
-    UNSYNCED_KIND,
-    What,
     local_day_of_hour,
 )
 from server.models import DeviceKind, DeviceOut
 from server.store.db import Database
 
 EPOCH: Final = date(1970, 1, 1)
-GATEWAY_GRACE_MIN: Final = 1  # a gateway heartbeats every 60 s: one late beat is not down
 
 
 class Level(StrEnum):
@@ -94,34 +91,40 @@ class HourlySource(Protocol):
         flat_only: bool = False,
     ) -> list[src.HourRow]: ...
 
-
-# --- minute arithmetic on big integers ----------------------------------------------------
-
-
-def heard_bits(masks: Iterable[tuple[int, int]], origin_min: int) -> int:
-    """One integer whose bit i says the device was heard in minute ``origin_min + i``."""
-    bits = 0
-    for hour, mask in masks:
-        off = hour * 60 - origin_min
-        bits |= mask << off if off >= 0 else mask >> -off
-    return bits
+    async def hours_above(
+        self, metric: str, levels: src.Levels, *, start: int, end: int, strict: bool
+    ) -> list[src.AboveRow]: ...
 
 
-def spread(bits: int, grace: int) -> int:
-    """Minute m counts as up when heard in m or in the ``grace`` minutes before it."""
-    out = bits
-    for i in range(1, grace + 1):
-        out |= bits << i
-    return out
+# --- minute arithmetic on hourly masks ---------------------------------------------------
+
+FULL_HOUR: Final = (1 << 60) - 1
+MAX_GRACE_MIN: Final = 60  # looks back at most one hour
 
 
-def up_minutes(up: int, origin_min: int, a_ms: int, b_ms: int) -> tuple[int, int]:
-    """(up minutes, minutes) of the window [a_ms, b_ms), whole minutes."""
-    a = a_ms // MINUTE_MS - origin_min
-    b = -(-b_ms // MINUTE_MS) - origin_min
+def up_minutes(masks: dict[int, int], a_ms: int, b_ms: int, grace: int) -> tuple[int, int]:
+    """(up minutes, minutes) of the window [a_ms, b_ms): minute m is up when the device was
+    heard in m or in the ``grace`` minutes before it. ``masks``: epoch hour -> minute bits."""
+    a = a_ms // MINUTE_MS
+    b = -(-b_ms // MINUTE_MS)
     if b <= a:
         return 0, 0
-    return ((up >> a) & ((1 << (b - a)) - 1)).bit_count(), b - a
+    g = min(grace, MAX_GRACE_MIN)
+    up = 0
+    for hour in range(a // 60, (b - 1) // 60 + 1):
+        lo = max(a - hour * 60, 0)
+        hi = min(b - hour * 60, 60)
+        cur = masks.get(hour, 0)
+        if cur == FULL_HOUR:  # the common case: heard every minute of the hour
+            up += hi - lo
+            continue
+        both = masks.get(hour - 1, 0) | cur << 60
+        spread = both
+        for i in range(1, g + 1):
+            spread |= both << i
+        bits = (spread >> 60) & FULL_HOUR
+        up += ((bits >> lo) & ((1 << (hi - lo)) - 1)).bit_count()
+    return up, b - a
 
 
 # --- gathering ----------------------------------------------------------------------------
@@ -155,18 +158,16 @@ class Period:
 
 
 def _availability(
-    db_rows: list[tuple[int, int]],
+    masks: dict[int, int],
     windows_of: Iterable[tuple[int, list[tuple[int, int]]]],
-    origin_min: int,
     grace: int,
 ) -> list[tuple[int, int, int]]:
     """(day number, up minutes, service minutes) for each day's windows."""
-    up = spread(heard_bits(db_rows, origin_min), grace)
     out = []
     for dn, wins in windows_of:
         u = s = 0
         for a, b in wins:
-            du, ds = up_minutes(up, origin_min, a, b)
+            du, ds = up_minutes(masks, a, b, grace)
             u += du
             s += ds
         out.append((dn, u, s))
@@ -211,17 +212,16 @@ async def gather(
     period: Period,
     now_ms: int,
 ) -> tuple[src.Scope, Facts]:
-    db = store.db
-    scope = await db.read(src.scope_of, commune=commune, hamlet=hamlet)
+    start, end = period.bounds_ms
+    raw = await store.db.read(src.load, commune=commune, hamlet=hamlet, start=start, end=end)
+    scope = raw.scope
     hamlets = scope.hamlets
     facts = Facts()
     if not hamlets:
         return scope, facts
     days = period.days
-    d0, d1 = day_number(period.first), day_number(period.last) + 1
-    start, end = period.bounds_ms
-    h0, h1 = start // HOUR_MS, end // HOUR_MS
-    origin_min = start // MINUTE_MS - 60  # one hour of margin for the grace minutes
+    bounds = {day: _clip(day, now_ms) for day in days}
+    windows: dict[str | None, list[tuple[int, list[tuple[int, int]]]]] = {}
     cells = facts.cells
     commune_of = scope.commune
 
@@ -229,16 +229,14 @@ async def gather(
     for d in scope.devices:
         facts.expected.setdefault(_kind_class(d), set()).add((d.hamlet, d.id))
     facts.expected["gateway"] = {(h, g) for g, h in scope.gateways.items()}
-    alive_days = await db.read(src.presence_days, hamlets, What.ALIVE, d0, d1)
-    data_days = await db.read(src.presence_days, hamlets, What.DATA, d0, d1)
+    alive_days, data_days = raw.alive_days, raw.data_days
     for keys in facts.expected.values():
         for key in keys:
             if not sum(alive_days.get(key, {}).values()):
                 facts.silent.add(key)
 
     # Service devices: availability within service hours / broadcast schedule.
-    radios = [d for d in scope.devices if d.kind == DeviceKind.RADIO]
-    bcs = await db.read(src.broadcasts, hamlets, start, end) if radios else {}
+    bcs = raw.broadcasts
     for d in scope.devices:
         cls = _kind_class(d)
         if cls == "radio":
@@ -249,25 +247,24 @@ async def gather(
         if cls not in ("kiosk", "wifi"):
             continue
         text = d.service_hours or (cfg.hotspot_hours if cls == "wifi" else None)
-        sh = ServiceHours.parse(text, extra_closed=cfg.extra_closed)
+        if text not in windows:
+            sh = ServiceHours.parse(text, extra_closed=cfg.extra_closed)
+            windows[text] = _hours_of(sh, days, now_ms)
         interval = d.expected_interval_s or DEFAULT_SERVICE_INTERVAL_S
-        masks = await db.read(src.presence_masks, d.hamlet, d.id, What.ALIVE, h0 - 1, h1)
+        masks = raw.masks.get((d.hamlet, d.id), {})
         ind = "kiosk_availability" if cls == "kiosk" else "hotspot_availability"
-        for dn, u, s in _availability(
-            masks, _hours_of(sh, days, now_ms), origin_min, math.ceil(interval / 60)
-        ):
+        for dn, u, s in _availability(masks, windows[text], math.ceil(interval / 60)):
             if s:
                 cells.append(Cell(ind, d.hamlet, d.id, dn, u, s, s))
 
     # Kiosk events: dossiers online, satisfaction.
-    for h, dev, dn, channel, n in await db.read(src.dossiers, hamlets, start, end):
-        online = n if channel in ("online", "assisted") else 0
-        cells.append(Cell("dossiers_online", h, dev, dn, online, n, n))
-    for h, dev, dn, scale, score, n in await db.read(src.ratings, hamlets, start, end):
-        if scale not in (3, 5):
-            continue
-        ok = n if score >= (2 if scale == 3 else 4) else 0
-        cells.append(Cell("satisfaction", h, dev, dn, ok, n, n))
+    for h, dev, dn, name, a_, b_, n in raw.events:
+        if name == "dossier_submitted":
+            online = n if a_ in ("online", "assisted") else 0
+            cells.append(Cell("dossiers_online", h, dev, dn, online, n, n))
+        elif a_ in (3, 5) and isinstance(b_, int):
+            ok = n if b_ >= (2 if a_ == 3 else 4) else 0
+            cells.append(Cell("satisfaction", h, dev, dn, ok, n, n))
 
     # Sensors: completeness from the per-day minute counts.
     for d in scope.devices:
@@ -276,7 +273,7 @@ async def gather(
         step_s = max(d.expected_interval_s or cfg.sensor_interval_s, 60)
         heard = data_days.get((d.hamlet, d.id), {})
         for day in days:
-            a, b = _clip(day, now_ms)
+            a, b = bounds[day]
             expected = (b - a) // 1000 // step_s
             if expected:
                 got = min(heard.get(day_number(day), 0), expected)
@@ -292,52 +289,62 @@ async def gather(
                     )
                 )
 
-    # Gateways: alive (own records, measurement time) and uplink (arrival time).
+    # Gateways: alive (own records, measurement time) and uplink (arrival time), minutes
+    # from the per-day counts (a gateway heartbeats every minute).
     for gw, h in scope.gateways.items():
-        windows = [(day_number(day), [_clip(day, now_ms)]) for day in days]
-        for what, ind in ((What.ALIVE, "gateway_alive"), (What.UPLINK, "uplink_connectivity")):
-            masks = await db.read(src.presence_masks, h, gw, what, h0 - 1, h1)
-            for dn, u, s in _availability(masks, windows, origin_min, GATEWAY_GRACE_MIN):
-                if s:
-                    cells.append(Cell(ind, h, gw, dn, u, s, s))
-    for h, gw, dn, b, n in await db.read(src.delays, hamlets, d0, d1):
+        for day in days:
+            a, b = bounds[day]
+            minutes = -(-(b - a) // MINUTE_MS)
+            if not minutes:
+                continue
+            dn = day_number(day)
+            for ind, per_day in (
+                ("gateway_alive", alive_days),
+                ("uplink_connectivity", raw.uplink_days),
+            ):
+                got = min(per_day.get((h, gw), {}).get(dn, 0), minutes)
+                cells.append(Cell(ind, h, gw, dn, got, minutes, minutes))
+    for h, gw, dn, b, n in raw.delays:
         facts.hist.setdefault((h, gw, dn), [0] * (len(DELAY_EDGES_S) + 1))[b] += n
 
     # Data quality: out-of-range hours, stuck hours; untrusted times for coverage.
-    oor = {
-        (h, dev, hour)
-        for h, dev, hour, _ in await db.read(src.quality, hamlets, OUT_OF_RANGE, h0, h1)
-    }
+    oor = {(h, dev, hour) for h, dev, hour, _ in raw.out_of_range}
     for h, dev, hour in oor:
         cells.append(Cell("out_of_range_hours", h, dev, local_day_of_hour(hour), 1, None, 1))
-    for h, dev, _hour, n in await db.read(src.quality, hamlets, UNSYNCED_KIND, h0, h1):
+    for h, dev, _hour, n in raw.unsynced:
         facts.unsynced[(h, dev)] = facts.unsynced.get((h, dev), 0) + n
+    # Stuck hours and hours above thresholds: the store's hourly rollups, three queries run
+    # side by side on the reader threads.
+    crop = {(d.hamlet, d.id): d.crop for d in scope.devices}
+
+    def where(key: tuple[str, str]) -> Where:
+        return Where(commune_of, key[0], key[1], crop.get(key))
+
+    sal: src.Levels = {k: (salinity_threshold(cfg, where(k)),) for k in raw.salinity_devices}
+    levels: src.Levels = {}
+    for k in raw.level_devices:
+        al = water_alarms(cfg, where(k))
+        levels[k] = (al.level_i, al.level_ii, al.level_iii)
     margin = (cfg.stuck_hours - 1) * HOUR_MS
-    flat = await store.hourly_rollups(
-        hamlets, cfg.stuck_metrics, start=start - margin, end=end + margin, flat_only=True
+    flat, sal_rows, level_rows = await asyncio.gather(
+        store.hourly_rollups(
+            hamlets, cfg.stuck_metrics, start=start - margin, end=end + margin, flat_only=True
+        ),
+        store.hours_above("salinity", sal, start=start, end=end, strict=True),
+        store.hours_above("water_level", levels, start=start, end=end, strict=False),
     )
     for h, dev, hour in _stuck_hours(flat, cfg.stuck_hours):
         if start <= hour * HOUR_MS < end:
             cells.append(Cell("stuck_hours", h, dev, local_day_of_hour(hour), 1, None, 1))
-
-    # Hours above thresholds, judged from hourly means.
-    reg = {(d.hamlet, d.id): d for d in scope.devices}
-    rows = await store.hourly_rollups(hamlets, ["salinity", "water_level"], start=start, end=end)
-    for r in rows:
-        dn = local_day_of_hour(r.hour_ms // HOUR_MS)
-        regd = reg.get((r.hamlet, r.device))
-        w = Where(commune_of, r.hamlet, r.device, regd.crop if regd else None)
-        if r.metric == "salinity":
-            above = r.mean > salinity_threshold(cfg, w)
-            cells.append(Cell("salinity_hours_above", r.hamlet, r.device, dn, above, None, 1))
-            continue
-        al = water_alarms(cfg, w)
-        for ind, level in (
-            ("water_hours_above_i", al.level_i),
-            ("water_hours_above_ii", al.level_ii),
-            ("water_hours_above_iii", al.level_iii),
+    for h, dev, dn, (above,), hours in sal_rows:
+        cells.append(Cell("salinity_hours_above", h, dev, dn, above, None, hours))
+    for h, dev, dn, counts, hours in level_rows:
+        for ind, n in zip(
+            ("water_hours_above_i", "water_hours_above_ii", "water_hours_above_iii"),
+            counts,
+            strict=True,
         ):
-            cells.append(Cell(ind, r.hamlet, r.device, dn, r.mean >= level, None, 1))
+            cells.append(Cell(ind, h, dev, dn, n, None, hours))
     return scope, facts
 
 

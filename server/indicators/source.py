@@ -12,9 +12,8 @@ import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from server.indicators.rollups import HOUR_MS, VN_OFFSET_H, What
+from server.indicators.rollups import HOUR_MS, OUT_OF_RANGE, UNSYNCED_KIND, VN_OFFSET_H, What
 from server.models import DeviceKind, DeviceOut
-from server.registry import registered_devices
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +71,22 @@ def scope_of(conn: sqlite3.Connection, *, commune: str | None, hamlet: str | Non
             )
     else:
         raise ScopeError("name a commune or a hamlet")
-    devices = registered_devices(conn, hamlets)
+    devices = [
+        DeviceOut(
+            hamlet=r[0],
+            id=r[1],
+            confirmed=True,
+            kind=DeviceKind(r[2]),
+            crop=r[3],
+            service_hours=r[4],
+            expected_interval_s=r[5],
+        )
+        for r in conn.execute(
+            "SELECT hamlet, id, kind, crop, service_hours, expected_interval_s FROM devices "
+            f"WHERE hamlet IN ({_in(hamlets)}) ORDER BY hamlet, id",
+            hamlets,
+        ).fetchall()
+    ]
     gws = conn.execute(
         f"SELECT id, hamlet FROM gateways WHERE hamlet IN ({_in(hamlets)}) ORDER BY id", hamlets
     ).fetchall()
@@ -113,49 +127,36 @@ def _day_sql() -> str:
     return f"(t / {HOUR_MS} + {VN_OFFSET_H}) / 24"
 
 
-def dossiers(
-    conn: sqlite3.Connection, hamlets: list[str], start: int, end: int
-) -> list[tuple[str, str, int, str, int]]:
-    """(hamlet, device, day, channel, count) of ``dossier_submitted`` events."""
-    return conn.execute(
-        f"SELECT hamlet, device, {_day_sql()}, "
-        "coalesce(json_extract(attrs, '$.channel'), ''), count(*) FROM events "
-        f"WHERE hamlet IN ({_in(hamlets)}) AND name = 'dossier_submitted' AND t >= ? AND t < ? "
-        "AND q != 2 GROUP BY 1, 2, 3, 4",
-        [*hamlets, start, end],
-    ).fetchall()
+EventCounts = list[tuple[str, str, int, str, object, object, int]]
+"""hamlet, device, local day, event name, channel or scale, score, count."""
 
 
-def ratings(
-    conn: sqlite3.Connection, hamlets: list[str], start: int, end: int
-) -> list[tuple[str, str, int, int, int, int]]:
-    """(hamlet, device, day, scale, score, count) of ``rating`` events."""
-    rows = conn.execute(
-        f"SELECT hamlet, device, {_day_sql()}, json_extract(attrs, '$.scale'), "
-        "json_extract(attrs, '$.score'), count(*) FROM events "
-        f"WHERE hamlet IN ({_in(hamlets)}) AND name = 'rating' AND t >= ? AND t < ? "
-        "AND q != 2 GROUP BY 1, 2, 3, 4, 5",
-        [*hamlets, start, end],
-    ).fetchall()
-    out = []
-    for h, d, day, scale, score, n in rows:
-        if isinstance(scale, int) and isinstance(score, int):
-            out.append((h, d, day, scale, score, n))
-    return out
-
-
-def broadcasts(
-    conn: sqlite3.Connection, hamlets: list[str], start: int, end: int
-) -> dict[DeviceKey, list[int]]:
-    """Times of ``broadcast`` events per device."""
-    out: dict[DeviceKey, list[int]] = defaultdict(list)
-    for h, d, t in conn.execute(
-        f"SELECT hamlet, device, t FROM events WHERE hamlet IN ({_in(hamlets)}) "
-        "AND name = 'broadcast' AND t >= ? AND t < ? AND q != 2 ORDER BY t",
-        [*hamlets, start, end],
-    ).fetchall():
-        out[(h, d)].append(t)
-    return out
+def service_events(
+    conn: sqlite3.Connection, devices: list[DeviceKey], start: int, end: int
+) -> tuple[EventCounts, dict[DeviceKey, list[int]]]:
+    """Dossier and rating counts per device and day, and broadcast times, of these devices
+    (one index range each: events are indexed by hamlet, device, time)."""
+    counts: EventCounts = []
+    casts: dict[DeviceKey, list[int]] = defaultdict(list)
+    for h, d in devices:
+        for name, day, a, b, n in conn.execute(
+            f"SELECT name, {_day_sql()}, CASE name WHEN 'dossier_submitted' "
+            "THEN json_extract(attrs, '$.channel') ELSE json_extract(attrs, '$.scale') END, "
+            "json_extract(attrs, '$.score'), count(*) FROM events "
+            "WHERE hamlet = ? AND device = ? AND t >= ? AND t < ? AND q != 2 "
+            "AND name IN ('dossier_submitted', 'rating') GROUP BY 1, 2, 3, 4",
+            (h, d, start, end),
+        ).fetchall():
+            counts.append((h, d, day, name, a, b, n))
+        casts[(h, d)] = [
+            r[0]
+            for r in conn.execute(
+                "SELECT t FROM events WHERE hamlet = ? AND device = ? AND t >= ? AND t < ? "
+                "AND q != 2 AND name = 'broadcast' ORDER BY t",
+                (h, d, start, end),
+            ).fetchall()
+        ]
+    return counts, casts
 
 
 def delays(
@@ -202,4 +203,111 @@ def hourly_rows(
     return [HourRow(h, d, m, b, n, sm / n, lo, hi) for h, d, m, b, n, sm, lo, hi in rows if n]
 
 
+Levels = dict[DeviceKey, tuple[float, ...]]
+AboveRow = tuple[str, str, int, tuple[int, ...], int]
+"""hamlet, device, local day, hours above each level, hours with data."""
+
+
+def series_devices(conn: sqlite3.Connection, hamlets: list[str], metric: str) -> list[DeviceKey]:
+    """Devices that ever sent ``metric`` (the series table is kept for both backends)."""
+    return [
+        (h, d)
+        for h, d in conn.execute(
+            f"SELECT hamlet, device FROM series WHERE hamlet IN ({_in(hamlets)}) AND metric = ?",
+            [*hamlets, metric],
+        ).fetchall()
+    ]
+
+
+def hours_above_sql(  # noqa: PLR0917 -- run through Database.read, which passes positionally
+    conn: sqlite3.Connection, metric: str, levels: Levels, start: int, end: int, strict: bool
+) -> list[AboveRow]:
+    """Per device and local day, hours whose mean is above (``strict``) or at/above each of
+    the device's levels, counted inside SQLite over the ``hourly`` rollup."""
+    if not levels:
+        return []
+    k = len(next(iter(levels.values())))
+    names = ", ".join(f"l{i}" for i in range(k))
+    values = ",".join(f"(?,?{',?' * k})" for _ in levels)
+    op = ">" if strict else ">="
+    counts = ", ".join(f"sum(h.sum / h.n {op} t.l{i})" for i in range(k))
+    args: list[object] = [x for key, lv in levels.items() for x in (*key, *lv)]
+    rows = conn.execute(
+        f"WITH t(hamlet, device, {names}) AS (VALUES {values}) "
+        f"SELECT s.hamlet, s.device, (h.bucket / {HOUR_MS} + {VN_OFFSET_H}) / 24, {counts}, "
+        "count(*) FROM t JOIN series s ON s.hamlet = t.hamlet AND s.device = t.device "
+        "AND s.metric = ? JOIN hourly h ON h.series = s.id AND h.bucket >= ? AND h.bucket < ? "
+        "WHERE h.n > 0 GROUP BY 1, 2, 3",
+        [*args, metric, start, end],
+    ).fetchall()
+    return [(r[0], r[1], r[2], tuple(int(x) for x in r[3 : 3 + k]), r[3 + k]) for r in rows]
+
+
+def count_above(rows: list[HourRow], levels: Levels, strict: bool) -> list[AboveRow]:
+    """:func:`hours_above_sql` over hourly rows a store returned (the InfluxDB path)."""
+    acc: dict[tuple[str, str, int], list[int]] = {}
+    for r in rows:
+        lv = levels.get((r.hamlet, r.device))
+        if lv is None or not r.n:
+            continue
+        key = (r.hamlet, r.device, (r.hour_ms // HOUR_MS + VN_OFFSET_H) // 24)
+        a = acc.setdefault(key, [0] * (len(lv) + 1))
+        for i, level in enumerate(lv):
+            a[i] += r.mean > level if strict else r.mean >= level
+        a[-1] += 1
+    return [(h, d, day, tuple(a[:-1]), a[-1]) for (h, d, day), a in acc.items()]
+
+
 SERVICE_KINDS = (DeviceKind.KIOSK, DeviceKind.WIFI, DeviceKind.RADIO)
+MaskKey = tuple[str, str, int]  # hamlet, device, What
+
+
+@dataclass(slots=True)
+class Raw:
+    """Everything a period's indicators read from SQLite, fetched in one reader call."""
+
+    scope: Scope
+    alive_days: dict[DeviceKey, dict[int, int]]
+    data_days: dict[DeviceKey, dict[int, int]]
+    uplink_days: dict[DeviceKey, dict[int, int]]
+    masks: dict[DeviceKey, dict[int, int]]
+    events: EventCounts
+    broadcasts: dict[DeviceKey, list[int]]
+    delays: list[tuple[str, str, int, int, int]]
+    out_of_range: list[tuple[str, str, int, int]]
+    unsynced: list[tuple[str, str, int, int]]
+    salinity_devices: list[DeviceKey]
+    level_devices: list[DeviceKey]
+
+
+def load(
+    conn: sqlite3.Connection, *, commune: str | None, hamlet: str | None, start: int, end: int
+) -> Raw:
+    """One reader-thread call for a period [start, end) (whole local days)."""
+    scope = scope_of(conn, commune=commune, hamlet=hamlet)
+    hs = scope.hamlets
+    d0 = (start // HOUR_MS + VN_OFFSET_H) // 24
+    d1 = (end // HOUR_MS + VN_OFFSET_H) // 24
+    h0, h1 = start // HOUR_MS, end // HOUR_MS
+    service = [(d.hamlet, d.id) for d in scope.devices if d.kind in SERVICE_KINDS]
+    masks = {
+        # An hour of margin before the period for the grace minutes.
+        (h, d): dict(presence_masks(conn, h, d, What.ALIVE, h0 - 1, h1))
+        for h, d in service
+    }
+    events, casts = service_events(conn, service, start, end)
+    empty = not hs
+    return Raw(
+        scope=scope,
+        alive_days={} if empty else presence_days(conn, hs, What.ALIVE, d0, d1),
+        data_days={} if empty else presence_days(conn, hs, What.DATA, d0, d1),
+        uplink_days={} if empty else presence_days(conn, hs, What.UPLINK, d0, d1),
+        masks=masks,
+        events=events,
+        broadcasts=casts,
+        delays=[] if empty else delays(conn, hs, d0, d1),
+        out_of_range=[] if empty else quality(conn, hs, OUT_OF_RANGE, h0, h1),
+        unsynced=[] if empty else quality(conn, hs, UNSYNCED_KIND, h0, h1),
+        salinity_devices=[] if empty else series_devices(conn, hs, "salinity"),
+        level_devices=[] if empty else series_devices(conn, hs, "water_level"),
+    )

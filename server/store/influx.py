@@ -30,7 +30,7 @@ from hamlet.contract import IngestResult, UplinkBatch
 from hamlet.metrics import METRICS
 from server.classify import Classified, PointRow
 from server.config import InfluxConfig, ServerConfig
-from server.indicators.source import HourRow
+from server.indicators.source import AboveRow, HourRow, Levels, count_above
 from server.models import Resolution, SeriesPoint, SeriesResult
 from server.registry import GatewayRow
 from server.store import sqlite_series as ss
@@ -411,6 +411,13 @@ class InfluxStore(SqliteMetaReads):
                 )
             )
         return out
+
+    async def hours_above(
+        self, metric: str, levels: Levels, *, start: int, end: int, strict: bool
+    ) -> list[AboveRow]:
+        hamlets = sorted({h for h, _ in levels})
+        rows = await self.hourly_rollups(hamlets, [metric], start=start, end=end)
+        return count_above(rows, levels, strict)
 
     async def ping(self) -> None:
         assert self._client is not None
