@@ -55,6 +55,7 @@ _DELAY_EDGES_MS: Final = tuple(e * 1000 for e in DELAY_EDGES_S)
 _UNSYNCED: Final = int(TimeQuality.UNSYNCED)
 OUT_OF_RANGE: Final = "out_of_range"
 UNSYNCED_KIND: Final = "unsynced"
+_LOOKUP_CHUNK: Final = 300  # keys per presence lookup (3 parameters each)
 
 
 class What(IntEnum):
@@ -77,10 +78,19 @@ def delay_bin(delay_ms: int) -> int:
 MaskKey = tuple[str, int, int]  # device, what, hour
 
 
-def _mark(into: dict[MaskKey, int], device: str, what: What, minutes: Iterable[int]) -> None:
+def _hour_masks(minutes: Iterable[int]) -> dict[int, int]:
+    out: dict[int, int] = {}
     for m in minutes:
-        key = (device, int(what), m // 60)
-        into[key] = into.get(key, 0) | (1 << (m % 60))
+        h, bit = divmod(m, 60)
+        out[h] = out.get(h, 0) | 1 << bit
+    return out
+
+
+def _mark(into: dict[MaskKey, int], device: str, what: What, hours: dict[int, int]) -> None:
+    w = int(what)
+    for h, mask in hours.items():
+        key = (device, w, h)
+        into[key] = into.get(key, 0) | mask
 
 
 def _is_offline_status(name: str, attrs_json: str) -> bool:
@@ -106,6 +116,15 @@ def _out_of_range(batch: UplinkBatch, c: Classified) -> Counter[tuple[str, int]]
     return out
 
 
+def _count_delays(into: Counter[tuple[int, int]], times: list[int], now_ms: int) -> None:
+    lo, hi = min(times), max(times)
+    first = (local_day_of_hour(lo // HOUR_MS), delay_bin(max(0, now_ms - hi)))
+    if first == (local_day_of_hour(hi // HOUR_MS), delay_bin(max(0, now_ms - lo))):
+        into[first] += len(times)  # a live block: one day, one bin (most batches)
+        return
+    into.update((local_day_of_hour(t // HOUR_MS), delay_bin(max(0, now_ms - t))) for t in times)
+
+
 def fold(
     conn: sqlite3.Connection,
     hamlet: str,
@@ -129,22 +148,20 @@ def fold(
             times = b.times
         if not times:
             continue
-        minutes = {t // MINUTE_MS for t in times}
-        _mark(masks, b.device, What.ALIVE, minutes)
+        hours = _hour_masks({t // MINUTE_MS for t in times})
+        _mark(masks, b.device, What.ALIVE, hours)
         if b.kind in (RecordKind.READING, RecordKind.AGGREGATE):
-            _mark(masks, b.device, What.DATA, minutes)
-        delays.update(
-            (local_day_of_hour(t // HOUR_MS), delay_bin(max(0, now_ms - t))) for t in times
-        )
+            _mark(masks, b.device, What.DATA, hours)
+        _count_delays(delays, times, now_ms)
     for e in c.events:
         if e.q == _UNSYNCED:
             unsynced[(e.device, now_hour)] += 1
             continue
         delays[(local_day_of_hour(e.t // HOUR_MS), delay_bin(max(0, now_ms - e.t)))] += 1
         if not _is_offline_status(e.name, e.attrs_json):
-            _mark(masks, e.device, What.ALIVE, (e.t // MINUTE_MS,))
+            _mark(masks, e.device, What.ALIVE, _hour_masks((e.t // MINUTE_MS,)))
     if c.accepted or c.duplicates or c.rejected:
-        _mark(masks, gateway, What.UPLINK, (now_ms // MINUTE_MS,))
+        _mark(masks, gateway, What.UPLINK, _hour_masks((now_ms // MINUTE_MS,)))
     _write_masks(conn, hamlet, masks)
     if delays:
         conn.executemany(
@@ -170,12 +187,21 @@ def _write_masks(conn: sqlite3.Connection, hamlet: str, masks: dict[MaskKey, int
         return
     days: Counter[tuple[str, int, int]] = Counter()
     updates: list[tuple[str, str, int, int, int]] = []
-    for (device, what, hour), add in masks.items():
-        row = conn.execute(
-            "SELECT mask FROM presence WHERE hamlet = ? AND device = ? AND what = ? AND hour = ?",
-            (hamlet, device, what, hour),
-        ).fetchone()
-        old = int(row[0]) if row else 0
+    keys = list(masks)
+    known: dict[MaskKey, int] = {}
+    for i in range(0, len(keys), _LOOKUP_CHUNK):
+        part = keys[i : i + _LOOKUP_CHUNK]
+        # One statement per chunk: a primary-key probe per key, without a round trip each.
+        rows = conn.execute(
+            f"WITH k(d, w, h) AS (VALUES {','.join(['(?,?,?)'] * len(part))}) "
+            "SELECT p.device, p.what, p.hour, p.mask FROM k CROSS JOIN presence p "
+            "ON p.hamlet = ? AND p.device = k.d AND p.what = k.w AND p.hour = k.h",
+            [*(x for k in part for x in k), hamlet],
+        ).fetchall()
+        known.update({(d, w, h): m for d, w, h, m in rows})
+    for key, add in masks.items():
+        device, what, hour = key
+        old = known.get(key, 0)
         new_bits = add & ~old
         if not new_bits:
             continue
