@@ -44,7 +44,7 @@ def parse_time(text: str, *, end: bool = False) -> int:
     s = text.strip()
     if not s or len(s) > 40:
         raise TimeParamError(f"{text[:40]!r}: {_HELP}")
-    if s.isdigit():
+    if s.isascii() and s.isdigit():
         ms = int(s)
         if ms > MAX_MS:
             raise TimeParamError(f"{s[:20]}… is too large for milliseconds; {_HELP}")

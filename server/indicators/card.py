@@ -27,10 +27,10 @@ BASIS: Final[dict[str, tuple[str, str]]] = {
     "uplink_connectivity": ("phút", "minutes"),
     "freshness_p50_s": ("bản ghi", "records"),
     "freshness_p95_s": ("bản ghi", "records"),
-    "salinity_hours_above": ("giờ có số liệu", "hours of readings"),
-    "water_hours_above_i": ("giờ có số liệu", "hours of readings"),
-    "water_hours_above_ii": ("giờ có số liệu", "hours of readings"),
-    "water_hours_above_iii": ("giờ có số liệu", "hours of readings"),
+    "salinity_hours_above": ("bản tin", "readings"),
+    "water_hours_above_i": ("bản tin", "readings"),
+    "water_hours_above_ii": ("bản tin", "readings"),
+    "water_hours_above_iii": ("bản tin", "readings"),
 }
 
 
@@ -89,8 +89,10 @@ async def build_card(
     pfirst, plast = previous_month(first)
     # The two months are independent: let the reader threads work on both at once.
     (scope, facts), (_, prev) = await asyncio.gather(
-        gather(store, cfg, commune=commune, period=Period(first, last), now_ms=now_ms),
-        gather(store, cfg, commune=commune, period=Period(pfirst, plast), now_ms=now_ms),
+        gather(store, cfg, commune=commune, period=Period(first, last), now_ms=now_ms, daily=False),
+        gather(
+            store, cfg, commune=commune, period=Period(pfirst, plast), now_ms=now_ms, daily=False
+        ),
     )
     values = {v.indicator: v for v in summarize(facts, Level.COMMUNE, by_day=False)}
     before = _commune_values(prev)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from hamlet.vncalendar import VN_TZ, ServiceHours, day_bounds_ms
 from server.indicators import source as src
@@ -54,8 +54,7 @@ def day_of_number(n: int) -> date:
     return EPOCH + timedelta(days=n)
 
 
-@dataclass(frozen=True, slots=True)
-class Cell:
+class Cell(NamedTuple):
     """One indicator's counts for one device (or gateway) on one local day."""
 
     indicator: str
@@ -211,6 +210,7 @@ async def gather(
     hamlet: str | None = None,
     period: Period,
     now_ms: int,
+    daily: bool = True,
 ) -> tuple[src.Scope, Facts]:
     start, end = period.bounds_ms
     raw = await store.db.read(src.load, commune=commune, hamlet=hamlet, start=start, end=end)
@@ -221,6 +221,21 @@ async def gather(
         return scope, facts
     days = period.days
     bounds = {day: _clip(day, now_ms) for day in days}
+    first_dn = day_number(period.first)
+
+    def emit(ind: str, h: str, dev: str, rows: Iterable[tuple[int, int, int]]) -> None:
+        """Cells of (day, num, den) rows: one per day, or (``daily=False``) one for the
+        whole period, which is all a monthly figure needs and far fewer cells to pool."""
+        if daily:
+            cells.extend(Cell(ind, h, dev, dn, n, den, den) for dn, n, den in rows if den)
+            return
+        num = den = 0
+        for _dn, n, dd in rows:
+            num += n
+            den += dd
+        if den:
+            cells.append(Cell(ind, h, dev, first_dn, num, den, den))
+
     windows: dict[str | None, list[tuple[int, list[tuple[int, int]]]]] = {}
     cells = facts.cells
     commune_of = scope.commune
@@ -240,9 +255,12 @@ async def gather(
     for d in scope.devices:
         cls = _kind_class(d)
         if cls == "radio":
-            for dn, done, due in _radio_slots(cfg, days, bcs.get((d.hamlet, d.id), []), now_ms):
-                if due:
-                    cells.append(Cell("radio_availability", d.hamlet, d.id, dn, done, due, due))
+            emit(
+                "radio_availability",
+                d.hamlet,
+                d.id,
+                _radio_slots(cfg, days, bcs.get((d.hamlet, d.id), []), now_ms),
+            )
             continue
         if cls not in ("kiosk", "wifi"):
             continue
@@ -253,9 +271,7 @@ async def gather(
         interval = d.expected_interval_s or DEFAULT_SERVICE_INTERVAL_S
         masks = raw.masks.get((d.hamlet, d.id), {})
         ind = "kiosk_availability" if cls == "kiosk" else "hotspot_availability"
-        for dn, u, s in _availability(masks, windows[text], math.ceil(interval / 60)):
-            if s:
-                cells.append(Cell(ind, d.hamlet, d.id, dn, u, s, s))
+        emit(ind, d.hamlet, d.id, _availability(masks, windows[text], math.ceil(interval / 60)))
 
     # Kiosk events: dossiers online, satisfaction.
     for h, dev, dn, name, a_, b_, n in raw.events:
@@ -267,43 +283,33 @@ async def gather(
             cells.append(Cell("satisfaction", h, dev, dn, ok, n, n))
 
     # Sensors: completeness from the per-day minute counts.
+    expected_of: dict[int, list[tuple[int, int]]] = {}
     for d in scope.devices:
         if _kind_class(d) != "sensor":
             continue
         step_s = max(d.expected_interval_s or cfg.sensor_interval_s, 60)
+        if step_s not in expected_of:
+            expected_of[step_s] = [
+                (day_number(day), (b - a) // 1000 // step_s) for day, (a, b) in bounds.items()
+            ]
         heard = data_days.get((d.hamlet, d.id), {})
-        for day in days:
-            a, b = bounds[day]
-            expected = (b - a) // 1000 // step_s
-            if expected:
-                got = min(heard.get(day_number(day), 0), expected)
-                cells.append(
-                    Cell(
-                        "sensor_completeness",
-                        d.hamlet,
-                        d.id,
-                        day_number(day),
-                        got,
-                        expected,
-                        expected,
-                    )
-                )
+        emit(
+            "sensor_completeness",
+            d.hamlet,
+            d.id,
+            [(dn, min(heard.get(dn, 0), exp), exp) for dn, exp in expected_of[step_s]],
+        )
 
     # Gateways: alive (own records, measurement time) and uplink (arrival time), minutes
     # from the per-day counts (a gateway heartbeats every minute).
+    day_minutes = [(day_number(day), -(-(b - a) // MINUTE_MS)) for day, (a, b) in bounds.items()]
     for gw, h in scope.gateways.items():
-        for day in days:
-            a, b = bounds[day]
-            minutes = -(-(b - a) // MINUTE_MS)
-            if not minutes:
-                continue
-            dn = day_number(day)
-            for ind, per_day in (
-                ("gateway_alive", alive_days),
-                ("uplink_connectivity", raw.uplink_days),
-            ):
-                got = min(per_day.get((h, gw), {}).get(dn, 0), minutes)
-                cells.append(Cell(ind, h, gw, dn, got, minutes, minutes))
+        for ind, per_day in (
+            ("gateway_alive", alive_days),
+            ("uplink_connectivity", raw.uplink_days),
+        ):
+            got = per_day.get((h, gw), {})
+            emit(ind, h, gw, [(dn, min(got.get(dn, 0), m), m) for dn, m in day_minutes])
     for h, gw, dn, b, n in raw.delays:
         facts.hist.setdefault((h, gw, dn), [0] * (len(DELAY_EDGES_S) + 1))[b] += n
 
@@ -336,16 +342,28 @@ async def gather(
     for h, dev, hour in _stuck_hours(flat, cfg.stuck_hours):
         if start <= hour * HOUR_MS < end:
             cells.append(Cell("stuck_hours", h, dev, local_day_of_hour(hour), 1, None, 1))
-    for h, dev, dn, (above,), hours in sal_rows:
-        cells.append(Cell("salinity_hours_above", h, dev, dn, above, None, hours))
-    for h, dev, dn, counts, hours in level_rows:
-        for ind, n in zip(
-            ("water_hours_above_i", "water_hours_above_ii", "water_hours_above_iii"),
-            counts,
-            strict=True,
-        ):
-            cells.append(Cell(ind, h, dev, dn, n, None, hours))
+    levels_keys: tuple[str, ...] = (
+        "water_hours_above_i",
+        "water_hours_above_ii",
+        "water_hours_above_iii",
+    )
+    sal_keys: tuple[str, ...] = ("salinity_hours_above",)
+    for names, found in ((sal_keys, sal_rows), (levels_keys, level_rows)):
+        for h, dev, dn, counts, hours in found if daily else _per_period(found, first_dn):
+            for label, n in zip(names, counts, strict=True):
+                cells.append(Cell(label, h, dev, dn, n, None, hours))
     return scope, facts
+
+
+def _per_period(rows: list[src.AboveRow], dn: int) -> list[src.AboveRow]:
+    """Per-day rows summed per device, stamped with the period's first day."""
+    acc: dict[tuple[str, str], list[int]] = {}
+    for h, dev, _day, counts, hours in rows:
+        a = acc.setdefault((h, dev), [0] * (len(counts) + 1))
+        for i, n in enumerate(counts):
+            a[i] += n
+        a[-1] += hours
+    return [(h, dev, dn, tuple(a[:-1]), a[-1]) for (h, dev), a in acc.items()]
 
 
 def _stuck_hours(rows: list[src.HourRow], min_run: int) -> set[tuple[str, str, int]]:

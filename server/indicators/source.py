@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from server.indicators.rollups import HOUR_MS, OUT_OF_RANGE, UNSYNCED_KIND, VN_OFFSET_H, What
@@ -132,13 +133,26 @@ EventCounts = list[tuple[str, str, int, str, object, object, int]]
 
 
 def service_events(
-    conn: sqlite3.Connection, devices: list[DeviceKey], start: int, end: int
+    conn: sqlite3.Connection,
+    devices: Sequence[tuple[str, str, DeviceKind | None]],
+    start: int,
+    end: int,
 ) -> tuple[EventCounts, dict[DeviceKey, list[int]]]:
-    """Dossier and rating counts per device and day, and broadcast times, of these devices
-    (one index range each: events are indexed by hamlet, device, time)."""
+    """Dossier and rating counts per device and day (kiosks, hotspots), and broadcast times
+    (radios): one index range each, as events are indexed by hamlet, device, time."""
     counts: EventCounts = []
     casts: dict[DeviceKey, list[int]] = defaultdict(list)
-    for h, d in devices:
+    for h, d, kind in devices:
+        if kind == DeviceKind.RADIO:
+            casts[(h, d)] = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT t FROM events WHERE hamlet = ? AND device = ? AND t >= ? "
+                    "AND t < ? AND q != 2 AND name = 'broadcast' ORDER BY t",
+                    (h, d, start, end),
+                ).fetchall()
+            ]
+            continue
         for name, day, a, b, n in conn.execute(
             f"SELECT name, {_day_sql()}, CASE name WHEN 'dossier_submitted' "
             "THEN json_extract(attrs, '$.channel') ELSE json_extract(attrs, '$.scale') END, "
@@ -148,14 +162,6 @@ def service_events(
             (h, d, start, end),
         ).fetchall():
             counts.append((h, d, day, name, a, b, n))
-        casts[(h, d)] = [
-            r[0]
-            for r in conn.execute(
-                "SELECT t FROM events WHERE hamlet = ? AND device = ? AND t >= ? AND t < ? "
-                "AND q != 2 AND name = 'broadcast' ORDER BY t",
-                (h, d, start, end),
-            ).fetchall()
-        ]
     return counts, casts
 
 
@@ -205,7 +211,7 @@ def hourly_rows(
 
 Levels = dict[DeviceKey, tuple[float, ...]]
 AboveRow = tuple[str, str, int, tuple[int, ...], int]
-"""hamlet, device, local day, hours above each level, hours with data."""
+"""hamlet, device, local day, hours above each level, readings that day."""
 
 
 def series_devices(conn: sqlite3.Connection, hamlets: list[str], metric: str) -> list[DeviceKey]:
@@ -223,24 +229,40 @@ def hours_above_sql(  # noqa: PLR0917 -- run through Database.read, which passes
     conn: sqlite3.Connection, metric: str, levels: Levels, start: int, end: int, strict: bool
 ) -> list[AboveRow]:
     """Per device and local day, hours whose mean is above (``strict``) or at/above each of
-    the device's levels, counted inside SQLite over the ``hourly`` rollup."""
+    the device's levels, counted inside SQLite; and the readings behind them.
+
+    The daily rollup is read first: an hour's mean never exceeds its day's maximum, so only
+    days whose maximum reaches the lowest level are looked at hour by hour (in a normal
+    month, none)."""
     if not levels:
         return []
     k = len(next(iter(levels.values())))
     names = ", ".join(f"l{i}" for i in range(k))
-    values = ",".join(f"(?,?{',?' * k})" for _ in levels)
+    values = ",".join(f"(?,?{',?' * (k + 1)})" for _ in levels)
     op = ">" if strict else ">="
-    counts = ", ".join(f"sum(h.sum / h.n {op} t.l{i})" for i in range(k))
-    args: list[object] = [x for key, lv in levels.items() for x in (*key, *lv)]
-    rows = conn.execute(
-        f"WITH t(hamlet, device, {names}) AS (VALUES {values}) "
-        f"SELECT s.hamlet, s.device, (h.bucket / {HOUR_MS} + {VN_OFFSET_H}) / 24, {counts}, "
-        "count(*) FROM t JOIN series s ON s.hamlet = t.hamlet AND s.device = t.device "
-        "AND s.metric = ? JOIN hourly h ON h.series = s.id AND h.bucket >= ? AND h.bucket < ? "
-        "WHERE h.n > 0 GROUP BY 1, 2, 3",
+    counts = ", ".join(f"sum(h.sum / h.n {op} c.l{i})" for i in range(k))
+    args: list[object] = [x for key, lv in levels.items() for x in (*key, *lv, min(lv))]
+    day = f"(b / {HOUR_MS} + {VN_OFFSET_H}) / 24"
+    cte = (
+        f"WITH t(hamlet, device, {names}, lmin) AS (VALUES {values}), "
+        "d AS (SELECT s.id AS sid, s.hamlet AS hamlet, s.device AS device, d.bucket AS b, "
+        f"d.n AS n, d.max AS mx, {', '.join(f't.l{i} AS l{i}' for i in range(k))}, "
+        "t.lmin AS lmin FROM t JOIN series s ON s.hamlet = t.hamlet AND s.device = t.device "
+        "AND s.metric = ? JOIN daily d ON d.series = s.id AND d.bucket >= ? AND d.bucket < ?) "
+    )
+    base = conn.execute(
+        f"{cte}SELECT hamlet, device, {day}, sum(n) FROM d GROUP BY 1, 2, 3",
         [*args, metric, start, end],
     ).fetchall()
-    return [(r[0], r[1], r[2], tuple(int(x) for x in r[3 : 3 + k]), r[3 + k]) for r in rows]
+    hot = conn.execute(
+        f"{cte}SELECT c.hamlet, c.device, (c.b / {HOUR_MS} + {VN_OFFSET_H}) / 24, {counts} "
+        f"FROM d AS c JOIN hourly h ON h.series = c.sid AND h.bucket >= c.b "
+        f"AND h.bucket < c.b + 86400000 WHERE c.mx {op} c.lmin AND h.n > 0 GROUP BY 1, 2, 3",
+        [*args, metric, start, end],
+    ).fetchall()
+    above = {(r[0], r[1], r[2]): tuple(int(x) for x in r[3 : 3 + k]) for r in hot}
+    zero = (0,) * k
+    return [(h, d, dn, above.get((h, d, dn), zero), int(n)) for h, d, dn, n in base]
 
 
 def count_above(rows: list[HourRow], levels: Levels, strict: bool) -> list[AboveRow]:
@@ -254,7 +276,7 @@ def count_above(rows: list[HourRow], levels: Levels, strict: bool) -> list[Above
         a = acc.setdefault(key, [0] * (len(lv) + 1))
         for i, level in enumerate(lv):
             a[i] += r.mean > level if strict else r.mean >= level
-        a[-1] += 1
+        a[-1] += r.n
     return [(h, d, day, tuple(a[:-1]), a[-1]) for (h, d, day), a in acc.items()]
 
 
@@ -289,11 +311,12 @@ def load(
     d0 = (start // HOUR_MS + VN_OFFSET_H) // 24
     d1 = (end // HOUR_MS + VN_OFFSET_H) // 24
     h0, h1 = start // HOUR_MS, end // HOUR_MS
-    service = [(d.hamlet, d.id) for d in scope.devices if d.kind in SERVICE_KINDS]
+    service = [(d.hamlet, d.id, d.kind) for d in scope.devices if d.kind in SERVICE_KINDS]
     masks = {
         # An hour of margin before the period for the grace minutes.
         (h, d): dict(presence_masks(conn, h, d, What.ALIVE, h0 - 1, h1))
-        for h, d in service
+        for h, d, kind in service
+        if kind != DeviceKind.RADIO
     }
     events, casts = service_events(conn, service, start, end)
     empty = not hs

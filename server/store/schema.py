@@ -80,19 +80,20 @@ CREATE INDEX IF NOT EXISTS events_by_device ON events(hamlet, device, t);
 
 -- Indicator rollups, kept for both backends (server/indicators/rollups.py): minutes a device
 -- was heard (60-bit mask per hour, and the count per local day), the measurement -> arrival
--- delay histogram per gateway and day, and data-quality fault counts per hour.
+-- delay histogram per gateway and day, and data-quality fault counts per hour. Keys lead with
+-- what a report ranges over (hamlet, then kind and time), so a month is one range scan.
 CREATE TABLE IF NOT EXISTS presence (
     hamlet TEXT NOT NULL, device TEXT NOT NULL, what INTEGER NOT NULL, hour INTEGER NOT NULL,
     mask INTEGER NOT NULL, PRIMARY KEY (hamlet, device, what, hour)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS presence_day (
     hamlet TEXT NOT NULL, device TEXT NOT NULL, what INTEGER NOT NULL, day INTEGER NOT NULL,
-    minutes INTEGER NOT NULL, PRIMARY KEY (hamlet, device, what, day)) WITHOUT ROWID;
+    minutes INTEGER NOT NULL, PRIMARY KEY (hamlet, what, day, device)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delay_day (
     hamlet TEXT NOT NULL, gateway TEXT NOT NULL, day INTEGER NOT NULL, bin INTEGER NOT NULL,
-    n INTEGER NOT NULL, PRIMARY KEY (hamlet, gateway, day, bin)) WITHOUT ROWID;
+    n INTEGER NOT NULL, PRIMARY KEY (hamlet, day, gateway, bin)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS quality_hour (
     hamlet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, hour INTEGER NOT NULL,
-    n INTEGER NOT NULL, PRIMARY KEY (hamlet, device, kind, hour)) WITHOUT ROWID;
+    n INTEGER NOT NULL, PRIMARY KEY (hamlet, kind, hour, device)) WITHOUT ROWID;
 """
 
 
