@@ -368,3 +368,37 @@ async def test_unsynced_readings_count_in_no_minute(store: Store) -> None:
     vals = summarize(facts, Level.DEVICE, by_day=False)
     assert _value(vals, "sensor_completeness", device="sal-1") == 0.0
     assert facts.unsynced == {(HAMLET, "sal-1"): 60}
+
+
+async def test_simulated_kiosk_and_radio_traffic(store: Store) -> None:
+    """What firmware_sim's kiosk and smart-radio models emit (the events real firmware sends)
+    gives the shares one counts by hand from the same events."""
+    from firmware_sim.services import KioskModel, RadioModel
+
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    await _device(store, "radio-1", DeviceKind.RADIO)
+    gw = await _gw(store)
+    seqs = Seqs()
+    kiosk = KioskModel(seed=11, key="kiosk-1", sessions_per_hour=12.0, rating_scale=5)
+    radio = RadioModel(seed=11, key="radio-1")
+    t0, t1 = vn(2025, 3, 10) / 1000, vn(2025, 3, 15) / 1000  # Monday to Friday
+    k_events = kiosk.events_between(t0, t1)
+    r_events = radio.events_between(t0, t1)
+    evs = [event(seqs, "kiosk-1", e.name, int(e.t * 1000), **e.attrs) for e in k_events]  # type: ignore[arg-type]
+    evs += [event(seqs, "radio-1", e.name, int(e.t * 1000), **e.attrs) for e in r_events]  # type: ignore[arg-type]
+    for i in range(0, len(evs), 1000):
+        await store.ingest(gw, batch(GW, events=evs[i : i + 1000]), LATER)
+    dossiers = [e for e in k_events if e.name == "dossier_submitted"]
+    online = [e for e in dossiers if e.attrs["channel"] in ("online", "assisted")]
+    ratings = [e for e in k_events if e.name == "rating"]
+    happy = [e for e in ratings if int(e.attrs["score"]) >= 4]
+    assert dossiers
+    assert ratings
+    vals = await _summary(
+        store, date(2025, 3, 10), date(2025, 3, 14), Level.COMMUNE, by_day=False, now=LATER
+    )
+    assert _value(vals, "dossiers_online") == len(online) / len(dossiers)
+    assert _value(vals, "satisfaction") == len(happy) / len(ratings)
+    # The radio starts each broadcast up to 2 minutes late: all 10 slots delivered.
+    assert len(r_events) == 10
+    assert _value(vals, "radio_availability") == 1.0
