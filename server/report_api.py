@@ -112,6 +112,7 @@ async def indicators(  # noqa: PLR0917 -- FastAPI passes them by name
             hamlet=hamlet,
             period=Period(first, last),
             now_ms=now,
+            daily=by_day,
         )
     except ScopeError as err:
         raise HTTPException(404, str(err)) from err

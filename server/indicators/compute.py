@@ -213,7 +213,9 @@ async def gather(
     daily: bool = True,
 ) -> tuple[src.Scope, Facts]:
     start, end = period.bounds_ms
-    raw = await store.db.read(src.load, commune=commune, hamlet=hamlet, start=start, end=end)
+    raw = await store.db.read(
+        src.load, commune=commune, hamlet=hamlet, start=start, end=end, daily=daily
+    )
     scope = raw.scope
     hamlets = scope.hamlets
     facts = Facts()
@@ -293,22 +295,29 @@ async def gather(
                 (day_number(day), (b - a) // 1000 // step_s) for day, (a, b) in bounds.items()
             ]
         heard = data_days.get((d.hamlet, d.id), {})
+        per_day = expected_of[step_s]
+        if not daily:  # the period's minutes, capped at the period's expected count
+            total = sum(exp for _, exp in per_day)
+            per_day = [(first_dn, total)]
+            heard = {first_dn: sum(heard.values())}
         emit(
             "sensor_completeness",
             d.hamlet,
             d.id,
-            [(dn, min(heard.get(dn, 0), exp), exp) for dn, exp in expected_of[step_s]],
+            [(dn, min(heard.get(dn, 0), exp), exp) for dn, exp in per_day],
         )
 
     # Gateways: alive (own records, measurement time) and uplink (arrival time), minutes
     # from the per-day counts (a gateway heartbeats every minute).
     day_minutes = [(day_number(day), -(-(b - a) // MINUTE_MS)) for day, (a, b) in bounds.items()]
+    if not daily:
+        day_minutes = [(first_dn, sum(m for _, m in day_minutes))]
     for gw, h in scope.gateways.items():
-        for ind, per_day in (
+        for ind, by_device in (
             ("gateway_alive", alive_days),
             ("uplink_connectivity", raw.uplink_days),
         ):
-            got = per_day.get((h, gw), {})
+            got = by_device.get((h, gw), {})
             emit(ind, h, gw, [(dn, min(got.get(dn, 0), m), m) for dn, m in day_minutes])
     for h, gw, dn, b, n in raw.delays:
         facts.hist.setdefault((h, gw, dn), [0] * (len(DELAY_EDGES_S) + 1))[b] += n

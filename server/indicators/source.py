@@ -97,31 +97,52 @@ def scope_of(conn: sqlite3.Connection, *, commune: str | None, hamlet: str | Non
 DeviceKey = tuple[str, str]  # hamlet, device
 
 
-def presence_days(
-    conn: sqlite3.Connection, hamlets: list[str], what: What, day0: int, day1: int
+def presence_days(  # noqa: PLR0917 -- run through Database.read, which passes positionally
+    conn: sqlite3.Connection,
+    hamlets: list[str],
+    what: What,
+    day0: int,
+    day1: int,
+    daily: bool = True,
 ) -> dict[DeviceKey, dict[int, int]]:
-    """Minutes heard per device and local day (days since 1970-01-01) in [day0, day1)."""
+    """Minutes heard per device and local day (days since 1970-01-01) in [day0, day1);
+    ``daily=False``: the period's total, under ``day0``."""
     out: dict[DeviceKey, dict[int, int]] = defaultdict(dict)
+    day = "day" if daily else f"{int(day0)}"
     rows = conn.execute(
-        f"SELECT hamlet, device, day, minutes FROM presence_day WHERE hamlet IN ({_in(hamlets)}) "
-        "AND what = ? AND day >= ? AND day < ?",
+        f"SELECT hamlet, device, {day}, sum(minutes) FROM presence_day "
+        f"WHERE hamlet IN ({_in(hamlets)}) AND what = ? AND day >= ? AND day < ? "
+        "GROUP BY 1, 2, 3",
         [*hamlets, int(what), day0, day1],
     ).fetchall()
-    for h, d, day, n in rows:
-        out[(h, d)][day] = n
+    for h, d, dn, n in rows:
+        out[(h, d)][dn] = n
     return out
 
 
-def presence_masks(  # noqa: PLR0917 -- run through Database.read, which passes positionally
-    conn: sqlite3.Connection, hamlet: str, device: str, what: What, hour0: int, hour1: int
-) -> list[tuple[int, int]]:
-    """(epoch hour, minute mask) of one device in [hour0, hour1)."""
-    rows = conn.execute(
-        "SELECT hour, mask FROM presence WHERE hamlet = ? AND device = ? AND what = ? "
-        "AND hour >= ? AND hour < ? ORDER BY hour",
-        (hamlet, device, int(what), hour0, hour1),
-    ).fetchall()
-    return [(int(h), int(m)) for h, m in rows]
+def _pairs_cte(pairs: Sequence[DeviceKey]) -> tuple[str, list[str]]:
+    """A CTE ``k(h, d)`` of (hamlet, device) pairs, for one indexed join instead of a query
+    per device."""
+    return (
+        f"WITH k(h, d) AS (VALUES {','.join(['(?,?)'] * len(pairs))}) ",
+        [x for p in pairs for x in p],
+    )
+
+
+def presence_masks_of(
+    conn: sqlite3.Connection, pairs: Sequence[DeviceKey], what: What, hour0: int, hour1: int
+) -> dict[DeviceKey, dict[int, int]]:
+    """Minute masks per device and epoch hour in [hour0, hour1)."""
+    out: dict[DeviceKey, dict[int, int]] = {p: {} for p in pairs}
+    for i in range(0, len(pairs), 400):
+        cte, args = _pairs_cte(pairs[i : i + 400])
+        for h, d, hour, mask in conn.execute(
+            f"{cte}SELECT p.hamlet, p.device, p.hour, p.mask FROM k CROSS JOIN presence p "
+            "ON p.hamlet = k.h AND p.device = k.d AND p.what = ? AND p.hour >= ? AND p.hour < ?",
+            [*args, int(what), hour0, hour1],
+        ).fetchall():
+            out[(h, d)][int(hour)] = int(mask)
+    return out
 
 
 def _day_sql() -> str:
@@ -139,27 +160,30 @@ def service_events(
     end: int,
 ) -> tuple[EventCounts, dict[DeviceKey, list[int]]]:
     """Dossier and rating counts per device and day (kiosks, hotspots), and broadcast times
-    (radios): one index range each, as events are indexed by hamlet, device, time."""
+    (radios): an index range per device, as events are indexed by hamlet, device, time."""
     counts: EventCounts = []
     casts: dict[DeviceKey, list[int]] = defaultdict(list)
-    for h, d, kind in devices:
-        if kind == DeviceKind.RADIO:
-            casts[(h, d)] = [
-                r[0]
-                for r in conn.execute(
-                    "SELECT t FROM events WHERE hamlet = ? AND device = ? AND t >= ? "
-                    "AND t < ? AND q != 2 AND name = 'broadcast' ORDER BY t",
-                    (h, d, start, end),
-                ).fetchall()
-            ]
-            continue
-        for name, day, a, b, n in conn.execute(
-            f"SELECT name, {_day_sql()}, CASE name WHEN 'dossier_submitted' "
-            "THEN json_extract(attrs, '$.channel') ELSE json_extract(attrs, '$.scale') END, "
-            "json_extract(attrs, '$.score'), count(*) FROM events "
-            "WHERE hamlet = ? AND device = ? AND t >= ? AND t < ? AND q != 2 "
-            "AND name IN ('dossier_submitted', 'rating') GROUP BY 1, 2, 3, 4",
-            (h, d, start, end),
+    radios = [(h, d) for h, d, kind in devices if kind == DeviceKind.RADIO]
+    others = [(h, d) for h, d, kind in devices if kind != DeviceKind.RADIO]
+    for i in range(0, len(radios), 400):
+        cte, args = _pairs_cte(radios[i : i + 400])
+        for h, d, t in conn.execute(
+            f"{cte}SELECT e.hamlet, e.device, e.t FROM k CROSS JOIN events e "
+            "ON e.hamlet = k.h AND e.device = k.d AND e.t >= ? AND e.t < ? "
+            "WHERE e.q != 2 AND e.name = 'broadcast' ORDER BY e.t",
+            [*args, start, end],
+        ).fetchall():
+            casts[(h, d)].append(t)
+    for i in range(0, len(others), 400):
+        cte, args = _pairs_cte(others[i : i + 400])
+        for h, d, name, day, a, b, n in conn.execute(
+            f"{cte}SELECT e.hamlet, e.device, e.name, (e.t / {HOUR_MS} + {VN_OFFSET_H}) / 24, "
+            "CASE e.name WHEN 'dossier_submitted' THEN json_extract(e.attrs, '$.channel') "
+            "ELSE json_extract(e.attrs, '$.scale') END, json_extract(e.attrs, '$.score'), "
+            "count(*) FROM k CROSS JOIN events e ON e.hamlet = k.h AND e.device = k.d "
+            "AND e.t >= ? AND e.t < ? WHERE e.q != 2 "
+            "AND e.name IN ('dossier_submitted', 'rating') GROUP BY 1, 2, 3, 4, 5, 6",
+            [*args, start, end],
         ).fetchall():
             counts.append((h, d, day, name, a, b, n))
     return counts, casts
@@ -303,28 +327,33 @@ class Raw:
 
 
 def load(
-    conn: sqlite3.Connection, *, commune: str | None, hamlet: str | None, start: int, end: int
+    conn: sqlite3.Connection,
+    *,
+    commune: str | None,
+    hamlet: str | None,
+    start: int,
+    end: int,
+    daily: bool = True,
 ) -> Raw:
-    """One reader-thread call for a period [start, end) (whole local days)."""
+    """One reader-thread call for a period [start, end) (whole local days); ``daily=False``
+    sums the minute counts over the period in SQLite."""
     scope = scope_of(conn, commune=commune, hamlet=hamlet)
     hs = scope.hamlets
     d0 = (start // HOUR_MS + VN_OFFSET_H) // 24
     d1 = (end // HOUR_MS + VN_OFFSET_H) // 24
     h0, h1 = start // HOUR_MS, end // HOUR_MS
     service = [(d.hamlet, d.id, d.kind) for d in scope.devices if d.kind in SERVICE_KINDS]
-    masks = {
-        # An hour of margin before the period for the grace minutes.
-        (h, d): dict(presence_masks(conn, h, d, What.ALIVE, h0 - 1, h1))
-        for h, d, kind in service
-        if kind != DeviceKind.RADIO
-    }
+    # An hour of margin before the period for the grace minutes.
+    masks = presence_masks_of(
+        conn, [(h, d) for h, d, kind in service if kind != DeviceKind.RADIO], What.ALIVE, h0 - 1, h1
+    )
     events, casts = service_events(conn, service, start, end)
     empty = not hs
     return Raw(
         scope=scope,
-        alive_days={} if empty else presence_days(conn, hs, What.ALIVE, d0, d1),
-        data_days={} if empty else presence_days(conn, hs, What.DATA, d0, d1),
-        uplink_days={} if empty else presence_days(conn, hs, What.UPLINK, d0, d1),
+        alive_days={} if empty else presence_days(conn, hs, What.ALIVE, d0, d1, daily),
+        data_days={} if empty else presence_days(conn, hs, What.DATA, d0, d1, daily),
+        uplink_days={} if empty else presence_days(conn, hs, What.UPLINK, d0, d1, daily),
         masks=masks,
         events=events,
         broadcasts=casts,
