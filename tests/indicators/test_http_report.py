@@ -16,12 +16,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from hamlet.contract import RecordKind
+from tests.conftest import require_tool
 from tests.indicators.scenario import HOUR, MIN, Seqs, batch, chunked, event, every, series, vn
 from tests.server.helpers import post
 from tests.support.procs import ServerProcess, run_hamlet
@@ -246,3 +250,27 @@ def test_report_needs_the_whole_commune(loaded: tuple[ServerProcess, httpx.Clien
     own = client.get(url, headers={"Authorization": f"Bearer {tok['staff-dm']}"})
     assert own.status_code == 200
     assert client.get("/api/v1/communes/nowhere/report").status_code == 404
+
+
+@pytest.mark.browser
+def test_html_card_prints_on_a4_in_a_real_browser(
+    loaded: tuple[ServerProcess, httpx.Client], tmp_path: Path
+) -> None:
+    chromium = require_tool("chromium")
+    srv, _ = loaded
+    pdf = tmp_path / "card.pdf"
+    res = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--no-pdf-header-footer",
+         f"--print-to-pdf={pdf}",
+         f"{srv.url}/api/v1/communes/{COMMUNE}/report?month=2025-03&format=html"],
+        capture_output=True, text=True, timeout=90, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    boxes = re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf.read_bytes())
+    assert boxes, "no page in the PDF"
+    for w, h in boxes:  # A4 is 210 x 297 mm = 595 x 842 pt
+        assert abs(float(w) - 595) < 2
+        assert abs(float(h) - 842) < 2
+    assert len(boxes) <= 2  # sixteen indicators fit on a page or two
