@@ -141,7 +141,7 @@ def presence_masks_of(
             "ON p.hamlet = k.h AND p.device = k.d AND p.what = ? AND p.hour >= ? AND p.hour < ?",
             [*args, int(what), hour0, hour1],
         ).fetchall():
-            out[(h, d)][int(hour)] = int(mask)
+            out[(h, d)][hour] = mask
     return out
 
 
@@ -223,10 +223,13 @@ def hourly_rows(
     """The SQLite backend's hourly rollups (``hourly`` table) for these hamlets and metrics."""
     if not hamlets or not metrics:
         return []
+    # Flat hours come from the partial index that holds only them (schema.py).
     flat = " AND h.min = h.max AND h.n > 1" if flat_only else ""
+    via = " INDEXED BY hourly_flat" if flat_only else ""
     rows = conn.execute(
         "SELECT s.hamlet, s.device, s.metric, h.bucket, h.n, h.sum, h.min, h.max "
-        f"FROM series s JOIN hourly h ON h.series = s.id WHERE s.hamlet IN ({_in(hamlets)}) "
+        f"FROM series s JOIN hourly h{via} ON h.series = s.id "
+        f"WHERE s.hamlet IN ({_in(hamlets)}) "
         f"AND s.metric IN ({_in(metrics)}) AND h.bucket >= ? AND h.bucket < ?{flat}",
         [*hamlets, *metrics, start, end],
     ).fetchall()

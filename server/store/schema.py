@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE TABLE IF NOT EXISTS hourly (
     series INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, sum REAL NOT NULL,
     min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, bucket)) WITHOUT ROWID;
+-- Hours whose value never changed (stuck-sensor candidates): a partial index, so the monthly
+-- report finds them without scanning every hour of every series (server/indicators).
+CREATE INDEX IF NOT EXISTS hourly_flat ON hourly(series, bucket) WHERE min = max AND n > 1;
 CREATE TABLE IF NOT EXISTS daily (
     series INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, sum REAL NOT NULL,
     min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, bucket)) WITHOUT ROWID;
