@@ -274,3 +274,30 @@ def test_html_card_prints_on_a4_in_a_real_browser(
         assert abs(float(w) - 595) < 2
         assert abs(float(h) - 842) < 2
     assert len(boxes) <= 2  # sixteen indicators fit on a page or two
+
+
+def test_cli_report_errors_tell_what_to_do(loaded: tuple[ServerProcess, httpx.Client]) -> None:
+    from tests.support.procs import HAMLET
+
+    srv, _ = loaded
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*HAMLET, "server", "report", *args, "--data-dir", str(srv.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    res = run("--commune", "nowhere", "--month", "2025-03")
+    assert res.returncode == 2
+    assert "no commune 'nowhere'" in res.stderr
+    assert "add-hamlet" in res.stderr
+    res = run("--commune", COMMUNE, "--month", "March")
+    assert res.returncode == 2
+    assert "YYYY-MM" in res.stderr
+    res = run("--commune", COMMUNE, "--format", "pdf")
+    assert res.returncode == 2
+    assert "table, json, csv, xlsx, html" in res.stderr or "--format must be one of" in res.stderr
+    out = srv.data_dir / "card.xlsx"
+    res = run("--commune", COMMUNE, "--month", "2025-03", "--format", "xlsx", "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes()[:2] == b"PK"  # a zip: an Office Open XML workbook
