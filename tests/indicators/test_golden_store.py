@@ -402,3 +402,58 @@ async def test_simulated_kiosk_and_radio_traffic(store: Store) -> None:
     # The radio starts each broadcast up to 2 minutes late: all 10 slots delivered.
     assert len(r_events) == 10
     assert _value(vals, "radio_availability") == 1.0
+
+
+async def test_offline_status_is_not_a_sign_of_life(store: Store) -> None:
+    """A kiosk beats every minute 07:00–08:00 on Tue 11 Mar 2025, then its broker publishes
+    the last-will "offline" at 08:30: the will does not count as heard, so only 07:00–08:00
+    (60 min, plus the 08:00 grace minute) of the 480 service minutes are up."""
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    gw = await _gw(store)
+    seqs = Seqs()
+    beats = every(vn(2025, 3, 11, 7, 0, 30), vn(2025, 3, 11, 8), MIN)
+    will = event(seqs, "kiosk-1", "status", vn(2025, 3, 11, 8, 30), state="offline")
+    await store.ingest(
+        gw,
+        batch(GW, [series(seqs, "kiosk-1", "uptime", beats, kind=RecordKind.HEARTBEAT)], [will]),
+        LATER,
+    )
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
+    assert _value(vals, "kiosk_availability", device="kiosk-1") == 61 / 480
+
+
+async def test_aggregates_count_their_minute_and_today_counts_up_to_now(store: Store) -> None:
+    """A sensor (60 s) reports 06:00–11:59 on 11 Mar 2025, plus one aggregate record of 60
+    readings stamped 12:00 (its gateway ran out of space). Asked at 13:00 that day: 780
+    minutes have passed, 361 had data (the aggregate fills one minute)."""
+    from hamlet.contract import Point, SeriesBlock
+
+    await _device(store, "sal-1", DeviceKind.SENSOR, expected_interval_s=60)
+    gw = await _gw(store)
+    seqs = Seqs()
+    times = every(vn(2025, 3, 11, 6), vn(2025, 3, 11, 12), MIN)
+    (s,) = seqs.take(1)
+    agg = SeriesBlock.from_points(
+        "sal-1",
+        "salinity",
+        RecordKind.AGGREGATE,
+        [Point(seq=s, t=vn(2025, 3, 11, 12), v=0.4, q=0, vmin=0.3, vmax=0.5, n=60)],  # type: ignore[arg-type]
+    )
+    now = vn(2025, 3, 11, 13)
+    await store.ingest(gw, batch(GW, [series(seqs, "sal-1", "salinity", times), agg]), now)
+    day = date(2025, 3, 11)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=now)
+    hit = [v for v in vals if v.indicator == "sensor_completeness"]
+    assert len(hit) == 1
+    assert (hit[0].num, hit[0].den) == (361, 780)
+
+
+def test_delay_beyond_a_week_reports_a_week() -> None:
+    from server.indicators.compute import percentile_edge
+    from server.indicators.rollups import DELAY_EDGES_S, delay_bin
+
+    hist = [0] * (len(DELAY_EDGES_S) + 1)
+    hist[delay_bin(30 * 86_400_000)] += 1  # a month late
+    assert percentile_edge(hist, 0.95) == 7 * 86_400
+    assert percentile_edge([0] * len(hist), 0.5) is None
