@@ -24,7 +24,8 @@ from server.deps import Caller, State, deny, readable, require_hamlet
 from server.indicators import render
 from server.indicators.card import ReportCard, build_card
 from server.indicators.compute import Level, Period, gather, summarize
-from server.indicators.definitions import BY_KEY
+from server.indicators.config import Where, target_for
+from server.indicators.definitions import BY_KEY, met
 from server.indicators.source import ScopeError
 from server.models import Resolution
 from server.registry import hamlets_of_commune
@@ -53,6 +54,8 @@ class IndicatorValue(BaseModel):
     num: float
     den: float | None
     devices: int
+    target: float | None = Field(None, description="the most specific configured target")
+    met: bool | None = None
 
 
 def _bad(err: Exception) -> HTTPException:
@@ -105,7 +108,7 @@ async def indicators(  # noqa: PLR0917 -- FastAPI passes them by name
         assert hamlet is not None
         await require_hamlet(state, caller, hamlet)
     try:
-        _, facts = await gather(
+        scope, facts = await gather(
             state.store,
             state.config.indicators,
             commune=commune,
@@ -117,8 +120,12 @@ async def indicators(  # noqa: PLR0917 -- FastAPI passes them by name
     except ScopeError as err:
         raise HTTPException(404, str(err)) from err
     out = []
+    crops = {(d.hamlet, d.id): d.crop for d in scope.devices}
+    cfg = state.config.indicators
     for v in summarize(facts, level, by_day=by_day):
         ind = BY_KEY[v.indicator]
+        crop = crops.get((v.hamlet or "", v.device or ""))
+        target = target_for(cfg, v.indicator, Where(scope.commune, v.hamlet, v.device, crop))
         out.append(
             IndicatorValue(
                 indicator=v.indicator,
@@ -132,6 +139,8 @@ async def indicators(  # noqa: PLR0917 -- FastAPI passes them by name
                 num=v.num,
                 den=v.den,
                 devices=v.devices,
+                target=target,
+                met=met(ind, v.value, target),
             )
         )
     return out

@@ -230,6 +230,9 @@ def test_indicators_per_device_and_day(loaded: tuple[ServerProcess, httpx.Client
     )
     assert r.status_code == 200, r.text
     got = {(v["indicator"], v["device"]): v["value"] for v in r.json()}
+    met = {(v["indicator"], v["device"]): (v["target"], v["met"]) for v in r.json()}
+    assert met[("kiosk_availability", "kiosk-1")] == (0.95, False)
+    assert met[("sensor_completeness", "sal-1")] == (0.95, True)
     assert got[("kiosk_availability", "kiosk-1")] == pytest.approx(436 / 480)
     assert got[("kiosk_availability", "kiosk-2")] == 0.0
     assert got[("sensor_completeness", "sal-1")] == pytest.approx(1437 / 1440)
