@@ -457,3 +457,19 @@ def test_delay_beyond_a_week_reports_a_week() -> None:
     hist[delay_bin(30 * 86_400_000)] += 1  # a month late
     assert percentile_edge(hist, 0.95) == 7 * 86_400
     assert percentile_edge([0] * len(hist), 0.5) is None
+
+
+async def test_hotspot_serves_every_day_including_holidays(store: Store) -> None:
+    """30 April 2025 (Reunification Day, a Wednesday): the kiosk is closed, the cultural
+    house's Wi-Fi hotspot is expected 06:00–22:00 (960 min); it was heard until 14:00 only."""
+    await _device(store, "wifi-1", DeviceKind.WIFI)
+    gw = await _gw(store)
+    seqs = Seqs()
+    beats = every(vn(2025, 4, 30, 5, 0, 30), vn(2025, 4, 30, 14), MIN)
+    await store.ingest(
+        gw, batch(GW, [series(seqs, "wifi-1", "clients", beats, kind=RecordKind.HEARTBEAT)]), LATER
+    )
+    day = date(2025, 4, 30)
+    vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
+    # 06:00..13:59 heard (480 min) plus the 14:00 grace minute.
+    assert _value(vals, "hotspot_availability", device="wifi-1") == 481 / 960
