@@ -291,14 +291,15 @@ async def gather(
             continue
         step_s = max(d.expected_interval_s or cfg.sensor_interval_s, 60)
         if step_s not in expected_of:
-            expected_of[step_s] = [
+            per_step = [
                 (day_number(day), (b - a) // 1000 // step_s) for day, (a, b) in bounds.items()
             ]
+            if not daily:  # the period's minutes, capped at the period's expected count
+                per_step = [(first_dn, sum(exp for _, exp in per_step))]
+            expected_of[step_s] = per_step
         heard = data_days.get((d.hamlet, d.id), {})
         per_day = expected_of[step_s]
-        if not daily:  # the period's minutes, capped at the period's expected count
-            total = sum(exp for _, exp in per_day)
-            per_day = [(first_dn, total)]
+        if not daily and len(heard) > 1:
             heard = {first_dn: sum(heard.values())}
         emit(
             "sensor_completeness",

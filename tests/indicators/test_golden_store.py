@@ -95,6 +95,7 @@ async def _summary(
         commune=COMMUNE,
         period=Period(first, last),
         now_ms=now,
+        daily=by_day,  # monthly figures come from period totals, as in the report card
     )
     return summarize(facts, level, by_day=by_day)
 
