@@ -214,7 +214,13 @@ async def gather(
 ) -> tuple[src.Scope, Facts]:
     start, end = period.bounds_ms
     raw = await store.db.read(
-        src.load, commune=commune, hamlet=hamlet, start=start, end=end, daily=daily
+        src.load,
+        commune=commune,
+        hamlet=hamlet,
+        start=start,
+        end=end,
+        daily=daily,
+        service_hours={DeviceKind.WIFI: cfg.hotspot_hours},
     )
     scope = raw.scope
     hamlets = scope.hamlets

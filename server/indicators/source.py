@@ -12,7 +12,9 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import time
 
+from hamlet.vncalendar import ServiceHours
 from server.indicators.rollups import HOUR_MS, OUT_OF_RANGE, UNSYNCED_KIND, VN_OFFSET_H, What
 from server.models import DeviceKind, DeviceOut
 
@@ -129,20 +131,44 @@ def _pairs_cte(pairs: Sequence[DeviceKey]) -> tuple[str, list[str]]:
     )
 
 
-def presence_masks_of(
-    conn: sqlite3.Connection, pairs: Sequence[DeviceKey], what: What, hour0: int, hour1: int
+def presence_masks_of(  # noqa: PLR0917 -- run through Database.read, which passes positionally
+    conn: sqlite3.Connection,
+    pairs: Sequence[DeviceKey],
+    what: What,
+    hour0: int,
+    hour1: int,
+    hours_of_day: frozenset[int] | None = None,
 ) -> dict[DeviceKey, dict[int, int]]:
-    """Minute masks per device and epoch hour in [hour0, hour1)."""
+    """Minute masks per device and epoch hour in [hour0, hour1), only of the local hours of
+    day in ``hours_of_day`` when given (a kiosk's nights are never asked about)."""
     out: dict[DeviceKey, dict[int, int]] = {p: {} for p in pairs}
+    only = ""
+    if hours_of_day is not None and len(hours_of_day) < 24:
+        only = f" AND (p.hour + {VN_OFFSET_H}) % 24 IN ({','.join(map(str, sorted(hours_of_day)))})"
     for i in range(0, len(pairs), 400):
         cte, args = _pairs_cte(pairs[i : i + 400])
         for h, d, hour, mask in conn.execute(
             f"{cte}SELECT p.hamlet, p.device, p.hour, p.mask FROM k CROSS JOIN presence p "
-            "ON p.hamlet = k.h AND p.device = k.d AND p.what = ? AND p.hour >= ? AND p.hour < ?",
+            "ON p.hamlet = k.h AND p.device = k.d AND p.what = ? AND p.hour >= ? "
+            f"AND p.hour < ?{only}",
             [*args, int(what), hour0, hour1],
         ).fetchall():
             out[(h, d)][hour] = mask
     return out
+
+
+def hours_of_day(sh: ServiceHours) -> frozenset[int]:
+    """Local hours of day a service window touches, and the hour before each (grace)."""
+    out: set[int] = set()
+    for wins in sh.by_weekday.values():
+        for w in wins:
+            first = w.start.hour
+            end_min = 24 * 60 if w.end == time.max else w.end.hour * 60 + w.end.minute
+            last = (end_min - 1) // 60
+            out.update(range(first - 1 if first else 0, last + 1))
+            if not first:
+                out.add(23)  # a window from midnight: grace reaches into the day before
+    return frozenset(out)
 
 
 def _day_sql() -> str:
@@ -337,9 +363,12 @@ def load(
     start: int,
     end: int,
     daily: bool = True,
+    service_hours: dict[DeviceKind, str | None] | None = None,
 ) -> Raw:
     """One reader-thread call for a period [start, end) (whole local days); ``daily=False``
-    sums the minute counts over the period in SQLite."""
+    sums the minute counts over the period in SQLite. ``service_hours``: the service hours
+    of devices registered without their own, by kind (None: the one-stop shop's)."""
+    service_hours = service_hours or {}
     scope = scope_of(conn, commune=commune, hamlet=hamlet)
     hs = scope.hamlets
     d0 = (start // HOUR_MS + VN_OFFSET_H) // 24
@@ -347,9 +376,15 @@ def load(
     h0, h1 = start // HOUR_MS, end // HOUR_MS
     service = [(d.hamlet, d.id, d.kind) for d in scope.devices if d.kind in SERVICE_KINDS]
     # An hour of margin before the period for the grace minutes.
-    masks = presence_masks_of(
-        conn, [(h, d) for h, d, kind in service if kind != DeviceKind.RADIO], What.ALIVE, h0 - 1, h1
-    )
+    masks: dict[DeviceKey, dict[int, int]] = {}
+    by_hours: dict[frozenset[int], list[DeviceKey]] = defaultdict(list)
+    for d in scope.devices:
+        if d.kind in (DeviceKind.KIOSK, DeviceKind.WIFI):
+            text = service_hours.get(d.kind, None) if d.service_hours is None else d.service_hours
+            sh = ServiceHours.parse(text)
+            by_hours[hours_of_day(sh)].append((d.hamlet, d.id))
+    for hod, pairs in by_hours.items():
+        masks.update(presence_masks_of(conn, pairs, What.ALIVE, h0 - 1, h1, hod))
     events, casts = service_events(conn, service, start, end)
     empty = not hs
     return Raw(

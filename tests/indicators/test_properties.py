@@ -162,3 +162,25 @@ def test_time_parser_rejects_with_a_reason_never_crashes(text: str) -> None:
         assert reason
     else:
         assert 0 <= ms <= 2**53
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 23 * 60 + 58), st.integers(1, 24 * 60)), min_size=1, max_size=4
+    )
+)
+def test_masks_asked_for_cover_every_service_minute_and_its_grace(
+    spans: list[tuple[int, int]],
+) -> None:
+    from server.indicators.source import hours_of_day
+
+    def hhmm(m: int) -> str:
+        return f"{m // 60:02d}:{m % 60:02d}"
+
+    wins = [(a, min(a + ln, 24 * 60)) for a, ln in spans]
+    sh = ServiceHours.parse("Mon-Sun " + ",".join(f"{hhmm(a)}-{hhmm(b)}" for a, b in wins))
+    hod = hours_of_day(sh)
+    for a, b in wins:
+        for m in range(a, b):
+            assert m // 60 in hod
+            assert ((m - 1) % (24 * 60)) // 60 in hod or m % 60  # the hour before, for grace
