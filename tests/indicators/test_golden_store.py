@@ -474,3 +474,16 @@ async def test_hotspot_serves_every_day_including_holidays(store: Store) -> None
     vals = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
     # 06:00..13:59 heard (480 min) plus the 14:00 grace minute.
     assert _value(vals, "hotspot_availability", device="wifi-1") == 481 / 960
+
+
+async def test_a_commune_day_off_is_not_service_time(store: Store) -> None:
+    """A day off by the commune's decision (``extra_closed``) expects no kiosk service, like
+    a public holiday: a silent kiosk is not down that day."""
+    await _device(store, "kiosk-1", DeviceKind.KIOSK)
+    day = date(2025, 3, 11)
+    normal = await _summary(store, day, day, Level.DEVICE, by_day=True, now=LATER)
+    assert _value(normal, "kiosk_availability", device="kiosk-1") == 0.0
+    closed = await _summary(
+        store, day, day, Level.DEVICE, by_day=True, now=LATER, extra_closed=["2025-03-11"]
+    )
+    assert not [v for v in closed if v.indicator == "kiosk_availability"]
