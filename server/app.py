@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
-from server import api, limits, pages
+from server import api, limits, pages, report_api
 from server.config import ServerConfig
 from server.models import Health
 from server.notify import routes as notify_routes
@@ -93,6 +93,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(limits.router)
+    app.include_router(report_api.router)
     app.include_router(pages.router)
     app.include_router(notify_routes.router)
 

@@ -15,6 +15,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from hamlet.config import ConfigError, load_config
+from server.indicators.config import IndicatorsConfig
 from server.notify.config import NotifyConfig
 
 ENV_PREFIX: Final = "HAMLET_SERVER"
@@ -104,6 +105,7 @@ class ServerConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
     notify: NotifyConfig = NotifyConfig()
     log_level: str = "INFO"
 
