@@ -147,7 +147,8 @@ class NotifyStore:
         self._lock = threading.RLock()
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:  # not under a worker thread's transaction
+            self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
