@@ -101,3 +101,41 @@ def test_stop_link_page_then_post(tmp_path: Path) -> None:
             }
             assert c.post("/api/v1/notify/subscribers", json={"name": "x", "phone": "+84912345678"},
                           headers={"Authorization": "Bearer nope"}).status_code == 401  # fmt: skip
+
+
+def test_cli_manages_subscribers_and_reads_the_log(tmp_path: Path) -> None:
+    d = str(tmp_path / "server")
+    env = {"HOOK_SECRET": SECRET}
+    out = run_hamlet("server", "notify", "add-subscriber", "Chú Bảy", "--phone", "+84912345678",
+                     "--quiet", "21:00-05:30", "--data-dir", d)  # fmt: skip
+    sub = json.loads(out)
+    run_hamlet("server", "notify", "subscribe", str(sub["id"]), "--hamlet", "dinh-mon",
+               "--rule", "salinity_over_crop", "--data-dir", d)  # fmt: skip
+    out = run_hamlet("server", "notify", "add-subscriber", "Zalo", "--webhook-url",
+                     "https://example.invalid/hook", "--webhook-secret-env", "HOOK_SECRET",
+                     "--data-dir", d, env=env)  # fmt: skip
+    assert json.loads(out)["id"] == sub["id"] + 1
+    from server.notify.model import AlertEvent, Phase, Severity
+    from server.notify.store import NotifyStore
+
+    s = NotifyStore(tmp_path / "server" / "notify.sqlite3")
+    try:
+        assert s.subscriber(sub["id"]).quiet_start == 21 * 60
+        ev = AlertEvent("a1", "salinity_over_crop", Severity.DANGER, "dinh-mon", Phase.START,
+                        0, "mặn", "salty")  # fmt: skip
+        assert s.enqueue(ev, 60) == 1
+    finally:
+        s.close()
+    rows = [
+        json.loads(x)
+        for x in run_hamlet("server", "notify", "deliveries", "--data-dir", d).splitlines()
+    ]
+    assert [(r["alert_id"], r["channel"], r["status"]) for r in rows] == [("a1", "sms", "pending")]
+    assert "stopped 1" in run_hamlet(
+        "server", "notify", "stop", "--phone", "+84912345678", "--data-dir", d
+    )
+    rows = [
+        json.loads(x)
+        for x in run_hamlet("server", "notify", "deliveries", "--data-dir", d).splitlines()
+    ]
+    assert rows[0]["last_error"] == "unsubscribed"
