@@ -24,6 +24,13 @@ class Phase(enum.StrEnum):
     ESCALATION = "escalation"
 
 
+def natural_alert_id(rule: str, hamlet: str, device: str, metric: str, start_ms: int) -> str:
+    """An alert's id from what defines it (the alert engine's identity: rule, subject, start
+    reading time), not from a row number: a gateway evaluating the same rules on the same
+    readings names the same alert, so what it already sent is recognised here."""
+    return f"{rule}:{hamlet}:{device}:{metric}:{start_ms}"
+
+
 @dataclass(frozen=True)
 class AlertEvent:
     """An alert starting or ending, as the alert engine records it (its id is stable)."""

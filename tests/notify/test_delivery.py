@@ -295,3 +295,16 @@ async def test_restart_sends_what_was_in_flight_and_nothing_that_was_sent(
     second.close()
     assert [t for _, t in sim.messages()] == [MSG_VI]
     assert len(sim.sent) == 1
+
+
+def test_natural_ids_match_between_gateway_and_server(store: NotifyStore) -> None:
+    from server.notify.model import natural_alert_id
+
+    sid = farmer(store)
+    aid = natural_alert_id("salinity_over_crop", "dinh-mon", "dm-sal-1", "salinity_ppt", 1_700_000)
+    ev = AlertEvent(aid, "salinity_over_crop", Severity.DANGER, "dinh-mon", Phase.START,
+                    1_700_000, MSG_VI, MSG_EN, device="dm-sal-1", field="dm-field-3")  # fmt: skip
+    # The gateway's report arrives first (uplink back), the server's own evaluation second.
+    assert store.record_sent_elsewhere(f"{aid}:start:{sid}:sms", ev, sid, Channel.SMS, 1.0)
+    assert store.enqueue(ev, 60) == 0
+    assert store.claim(time.time() + 1, 3, 60) == []
