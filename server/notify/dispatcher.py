@@ -72,14 +72,17 @@ class Dispatcher:
         sender = self.senders.get(batch.channel)
         error: str | None = None
         retry_at: float | None = None
+        attempts = max(r.attempts for r in batch.rows)
         if sender is None:
-            error = f"no {batch.channel} channel is configured on this server"
+            # Not configured, or the modem was not ready at start-up: keep trying for a while.
+            error = f"no {batch.channel} channel is working on this server"
+            if attempts < self.config.max_attempts:
+                retry_at = self.clock() + self._backoff(attempts)
         else:
             try:
                 await sender.send(batch)
             except DeliveryError as err:
                 error = str(err)
-                attempts = max(r.attempts for r in batch.rows)
                 if err.retryable and attempts < self.config.max_attempts:
                     retry_at = self.clock() + self._backoff(attempts)
         await asyncio.to_thread(self.store.settle, batch, self.clock(), error, retry_at)

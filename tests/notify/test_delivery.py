@@ -308,3 +308,27 @@ def test_natural_ids_match_between_gateway_and_server(store: NotifyStore) -> Non
     assert store.record_sent_elsewhere(f"{aid}:start:{sid}:sms", ev, sid, Channel.SMS, 1.0)
     assert store.enqueue(ev, 60) == 0
     assert store.claim(time.time() + 1, 3, 60) == []
+
+
+async def test_an_alert_that_ended_does_not_escalate(store: NotifyStore) -> None:
+    farmer(store)
+    staff = store.add_subscriber("Trưởng ấp", phone=STAFF, staff=True)
+    store.subscribe(staff.id, "dinh-mon")
+    now = time.time()
+    store.enqueue(alert(1), 60, now)
+    store.enqueue(alert(2), 60, now)
+    store.enqueue(alert(1, Phase.END), 60, now + 10)
+    assert store.escalate_due(now + 61) == 1  # alert 2 only
+    phases = [(r["alert_id"], r["phase"], r["name"]) for r in store.deliveries()]
+    assert phases.count(("salinity:dm-field-3:2", "escalation", "Trưởng ấp")) == 1
+    assert ("salinity:dm-field-3:1", "escalation", "Trưởng ấp") not in phases
+
+
+async def test_no_working_channel_retries_then_fails(store: NotifyStore) -> None:
+    farmer(store)
+    async with Dispatcher(store, {}, cfg(max_attempts=3)) as d:
+        await d.enqueue(alert())
+        await until(lambda: store.deliveries()[0]["status"] == "failed")
+    (row,) = store.deliveries()
+    assert row["attempts"] == 3
+    assert "no sms channel" in str(row["last_error"])
