@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from firmware_sim.ptylink import _Pty
-from firmware_sim.sms_decode import DecodedSubmit, SmsDecodeError, decode_submit
+from firmware_sim.sms_decode import DecodedSubmit, SmsDecodeError, decode_submit, encode_deliver
 
 SimState = Literal["ready", "pin", "puk", "missing"]
 CTRL_Z, ESC = 0x1A, 0x1B
@@ -76,6 +76,8 @@ class GsmModemSim:
         self._prompt: tuple[Literal["pdu", "text"], str | int] | None = None
         self._mr = 0
         self._sent_event = asyncio.Event()
+        self.inbox: dict[int, str] = {}  # storage index -> SMS-DELIVER PDU hex
+        self.deleted: list[int] = []
 
     # -- fault injection ------------------------------------------------------------------
     def fail_next_sends(self, code: int, count: int = 1, after: int = 0) -> None:
@@ -87,6 +89,13 @@ class GsmModemSim:
 
     def restore_network(self) -> None:
         self.state.registration, self.state.rssi = 1, 20
+
+    def receive(self, sender: str, text: str) -> int:
+        """A phone sends the modem an SMS: stored, and announced with +CMTI."""
+        index = max(self.inbox, default=0) + 1
+        self.inbox[index] = encode_deliver(sender, text)
+        self._write(f'\r\n+CMTI: "SM",{index}\r\n')
+        return index
 
     # -- what was sent -------------------------------------------------------------------
     def messages(self) -> list[tuple[str, str]]:
@@ -221,6 +230,15 @@ class GsmModemSim:
                 self._final('+CSCA: "",129', "OK")
             else:
                 self._final(f'+CSCA: "{st.smsc}",145', "OK")
+        elif cmd in ("+CMGL=4", '+CMGL="ALL"'):
+            lines = []
+            for i, p in sorted(self.inbox.items()):
+                lines += [f"+CMGL: {i},1,,{len(p) // 2 - 1}", p]
+            self._final(*lines, "OK")
+        elif m := re.fullmatch(r"\+CMGD=(\d+)", cmd):
+            self.deleted.append(int(m.group(1)))
+            self.inbox.pop(int(m.group(1)), None)
+            self._final("OK")
         elif cmd.startswith("+CMGS="):
             self._start_send(line[len("AT+CMGS=") :])
         else:

@@ -1,4 +1,5 @@
-"""Decode an SMS-SUBMIT PDU the way the network would, for the simulated modem's record.
+"""The network side of SMS for the simulated modem: decode what the gateway submits, and make
+the SMS-DELIVER PDUs of replies a phone sends (a farmer's "STOP").
 
 Written apart from :mod:`hamlet.sms.pdu` on purpose (bit strings rather than shifts, its own
 copy of the alphabet's decoding), so a bug in the driver's encoder shows up as a wrong text in
@@ -103,3 +104,29 @@ def decode_submit(pdu_hex: str, tpdu_len: int | None = None) -> DecodedSubmit:
             raise SmsDecodeError("UCS-2 body has an odd length")
         return DecodedSubmit(number, body.decode("utf-16-be", "replace"), "ucs2", ref, seq, total)
     raise SmsDecodeError(f"data coding scheme {dcs:#04x} is not GSM-7 or UCS-2")
+
+
+def _pack_bits(septets: list[int]) -> bytes:
+    bits = "".join(format(s, "07b")[::-1] for s in septets)
+    bits += "0" * (-len(bits) % 8)
+    return bytes(int(bits[i : i + 8][::-1], 2) for i in range(0, len(bits), 8))
+
+
+def encode_deliver(sender: str, text: str, scts: bytes = bytes.fromhex("62119202000023")) -> str:
+    """An SMS-DELIVER PDU (hex, empty SMSC field) from ``sender`` with ``text``: GSM-7 when
+    every character is in the basic table, else UCS-2. ``scts`` is the centre's timestamp."""
+    digits = sender.lstrip("+")
+    toa = 0x91 if sender.startswith("+") else 0x81
+    padded = digits + ("F" if len(digits) % 2 else "")
+    oa = bytes([len(digits), toa]) + bytes.fromhex(
+        "".join(padded[i + 1] + padded[i] for i in range(0, len(padded), 2))
+    )
+    if all(ch in _GSM and ch != "\x1b" for ch in text):
+        ud = bytes([len(text)]) + _pack_bits([_GSM.index(ch) for ch in text])
+        dcs = 0x00
+    else:
+        body = text.encode("utf-16-be")
+        ud = bytes([len(body)]) + body
+        dcs = 0x08
+    tpdu = bytes([0x04]) + oa + bytes([0x00, dcs]) + scts + ud  # 0x04: DELIVER, no more msgs
+    return "00" + tpdu.hex().upper()

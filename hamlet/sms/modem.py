@@ -7,6 +7,7 @@ behind a lock (one command at a time on the wire) for the server's dispatcher an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import time
 from dataclasses import dataclass
@@ -207,6 +208,26 @@ class GsmModem:
             raise NotRegistered(f"signal {st.rssi}/31", LOW_SIGNAL)
         return st
 
+    # -- receiving ------------------------------------------------------------------------------
+    def inbox(self) -> list[pdu.Incoming]:
+        """Every SMS in the modem's storage (PDU mode); unreadable ones are skipped."""
+        self.command("AT+CMGF=0")
+        lines = self.command("AT+CMGL=4", timeout=self.config.send_timeout_s)
+        out: list[pdu.Incoming] = []
+        for head, body in itertools.pairwise(lines):
+            m = re.match(r"\+CMGL: ?(\d+),", head)
+            if m is None:
+                continue
+            try:
+                sender, text = pdu.decode_deliver(body)
+            except pdu.PduError:
+                continue  # e.g. a status report; left in storage for a person to look at
+            out.append(pdu.Incoming(int(m.group(1)), sender, text))
+        return out
+
+    def delete(self, index: int) -> None:
+        self.command(f"AT+CMGD={index}")
+
     # -- sending ------------------------------------------------------------------------------
     def _cmgs(self, arg: str, body: bytes, sent_parts: int) -> int:
         self._write(f"AT+CMGS={arg}\r".encode("ascii"))
@@ -291,3 +312,11 @@ class AsyncGsmModem:
     async def send(self, number: str, text: str, *, one_sms: bool = False) -> list[int]:
         async with self._lock:
             return await asyncio.to_thread(self._modem.send, number, text, one_sms=one_sms)
+
+    async def inbox(self) -> list[pdu.Incoming]:
+        async with self._lock:
+            return await asyncio.to_thread(self._modem.inbox)
+
+    async def delete(self, index: int) -> None:
+        async with self._lock:
+            await asyncio.to_thread(self._modem.delete, index)

@@ -127,3 +127,56 @@ def submit_pdus(
             Part(pdu_hex="00" + tpdu.hex().upper(), tpdu_len=len(tpdu), seq=seq, total=total)
         )
     return out
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """An SMS the modem received (SMS-DELIVER), e.g. a farmer's STOP reply."""
+
+    index: int  # its slot in the modem's storage, for AT+CMGD
+    sender: str
+    text: str
+
+
+def normalize_number(number: str) -> str:
+    """One spelling of a Vietnamese mobile number: 0912… and 84912… become +84912…"""
+    n = re.sub(r"[\s.-]", "", number)
+    if n.startswith("0") and not n.startswith("00"):
+        return "+84" + n[1:]
+    if n.startswith("84") and len(n) >= 11:
+        return "+" + n
+    return n
+
+
+def decode_deliver(pdu_hex: str) -> tuple[str, str]:
+    """Sender and text of an SMS-DELIVER PDU (TS 23.040 §9.2.2.1), SMSC field first."""
+    try:
+        raw = bytes.fromhex(pdu_hex)
+        tpdu = raw[1 + raw[0] :]
+        first = tpdu[0]
+        if first & 0x03 != 0x00:
+            raise PduError("not an SMS-DELIVER")
+        digits_n, toa = tpdu[1], tpdu[2]
+        oa_octets = (digits_n + 1) // 2
+        oa = tpdu[3 : 3 + oa_octets]
+        i = 3 + oa_octets
+        dcs = tpdu[i + 1]
+        udl = tpdu[i + 9]  # after PID, DCS and the 7-octet timestamp
+        ud = tpdu[i + 10 :]
+    except (ValueError, IndexError) as err:
+        raise PduError("malformed SMS-DELIVER PDU") from err
+    if toa & 0x70 == 0x50:  # alphanumeric sender (an operator's name), GSM-7 packed
+        sender = gsm7.from_septets(gsm7.unpack(oa, digits_n * 4 // 7))
+    else:
+        bcd = oa.hex().upper()
+        sender = "".join(bcd[k + 1] + bcd[k] for k in range(0, len(bcd), 2))[:digits_n]
+        sender = ("+" if toa & 0x70 == 0x10 else "") + sender
+    header = (ud[0] + 1) if first & 0x40 and ud else 0
+    if (dcs >> 2) & 0x03 == 2:
+        return sender, ud[header:udl].decode("utf-16-be", "replace")
+    skip = ((header * 8 + 6) // 7) * 7
+    try:
+        septets = gsm7.unpack(ud, udl, 0)[skip // 7 :] if header else gsm7.unpack(ud, udl)
+    except gsm7.EncodingError as err:
+        raise PduError("SMS-DELIVER user data shorter than its length") from err
+    return sender, gsm7.from_septets(septets)

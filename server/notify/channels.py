@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import smtplib
 import ssl
 import time
@@ -19,10 +20,16 @@ from typing import Protocol
 import httpx
 
 from hamlet.sms.errors import ModemError
+from hamlet.sms.gsm7 import unaccent
 from hamlet.sms.modem import AsyncGsmModem
+from hamlet.sms.pdu import Incoming
 from server.notify.config import SmtpConfig
-from server.notify.store import Batch
+from server.notify.store import Batch, NotifyStore
 
+log = logging.getLogger(__name__)
+# Not "DUNG": unaccented, "dừng" (stop) is "đúng" (yes, right).
+STOP_WORDS = frozenset({"STOP", "HUY", "HUY DK", "TU CHOI"})
+MAX_REPLIES_KEPT = 100
 SIGNATURE_HEADER = "X-Hamlet-Signature"
 TIMESTAMP_HEADER = "X-Hamlet-Timestamp"
 MAX_SMS_PARTS_TEXT = 400  # a digest longer than this is cut (about 6 UCS-2 parts)
@@ -45,14 +52,41 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+def is_stop(text: str) -> bool:
+    """A reply asking for no more messages: STOP, HUY, HỦY, Hủy… (any case, any accents)."""
+    return unaccent(text).strip().strip(".!").upper() in STOP_WORDS
+
+
 class SmsSender:
-    def __init__(self, modem: AsyncGsmModem) -> None:
+    """Sends through the modem; replies waiting in the modem are read first, so a STOP always
+    takes effect before the next message to that phone."""
+
+    def __init__(self, modem: AsyncGsmModem, store: NotifyStore) -> None:
         self.modem = modem
+        self.store = store
+        self.replies: list[Incoming] = []  # what else farmers wrote (bounded), for staff
+
+    async def read_replies(self) -> None:
+        try:
+            inbox = await self.modem.inbox()
+        except ModemError as err:
+            raise DeliveryError(str(err), retryable=err.retryable) from err
+        for msg in inbox:
+            if is_stop(msg.text):
+                n = await asyncio.to_thread(self.store.stop, phone=msg.sender)
+                log.info("notify: STOP from %s: %d subscriber(s) stopped", msg.sender, n)
+            else:
+                self.replies = [*self.replies[-(MAX_REPLIES_KEPT - 1) :], msg]
+            await self.modem.delete(msg.index)
 
     async def send(self, batch: Batch) -> None:
         phone = batch.subscriber.phone
         if not phone:
             raise DeliveryError("subscriber has no phone", retryable=False)
+        await self.read_replies()
+        sub = await asyncio.to_thread(self.store.subscriber, batch.subscriber.id)
+        if not sub.active:
+            raise DeliveryError("unsubscribed (replied STOP)", retryable=False)
         text = batch.text()[:MAX_SMS_PARTS_TEXT]
         try:
             await self.modem.send(phone, text)

@@ -44,7 +44,7 @@ async def open_notifier(config: NotifyConfig, data_dir: Path) -> AsyncIterator[N
                 try:
                     modem = await stack.enter_async_context(AsyncGsmModem(config.modem))
                     await modem.prepare()
-                    senders[Channel.SMS] = SmsSender(modem)
+                    senders[Channel.SMS] = SmsSender(modem, store)
                 except ModemError as err:
                     # The server runs without SMS; SMS rows wait (retried) and the API says why.
                     problem = str(err)

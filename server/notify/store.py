@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from hamlet.sms.pdu import normalize_number
 from server.notify.model import AlertEvent, Channel, Phase, Severity
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -209,7 +210,16 @@ class NotifyStore:
             if token is not None:
                 cur = db.execute("UPDATE subscriber SET active=0 WHERE stop_token=?", (token,))
             else:
-                cur = db.execute("UPDATE subscriber SET active=0 WHERE phone=?", (phone,))
+                # 0912…, 84912… and +84912… are the same phone.
+                want = normalize_number(phone or "")
+                ids = [
+                    (r["id"],)
+                    for r in db.execute(
+                        "SELECT id, phone FROM subscriber WHERE phone IS NOT NULL AND active=1"
+                    )
+                    if normalize_number(r["phone"]) == want
+                ]
+                cur = db.executemany("UPDATE subscriber SET active=0 WHERE id=?", ids)
             # What was waiting for them does not go either.
             db.execute(
                 "UPDATE outbox SET status='failed', last_error='unsubscribed' WHERE status="

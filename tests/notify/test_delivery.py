@@ -91,7 +91,7 @@ async def test_a_danger_alert_reaches_the_farmer_by_sms_once(
     store: NotifyStore, sim: GsmModemSim, modem: AsyncGsmModem
 ) -> None:
     farmer(store)
-    async with Dispatcher(store, {Channel.SMS: SmsSender(modem)}, cfg()) as d:
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
         assert await d.enqueue(alert()) == 1
         assert await d.enqueue(alert()) == 0  # the same alert again: nothing new
         await sim.wait_sent(1)
@@ -106,7 +106,7 @@ async def test_sms_retried_after_network_out_of_order(
 ) -> None:
     farmer(store)
     sim.fail_next_sends(38, count=2)
-    async with Dispatcher(store, {Channel.SMS: SmsSender(modem)}, cfg()) as d:
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
         await d.enqueue(alert())
         await sim.wait_sent(1)
         await until(lambda: store.deliveries()[0]["status"] == "sent")
@@ -120,7 +120,7 @@ async def test_sms_not_retried_when_the_sim_cannot_send(
 ) -> None:
     farmer(store)
     sim.fail_next_sends(50)  # no credit: a person must act
-    async with Dispatcher(store, {Channel.SMS: SmsSender(modem)}, cfg()) as d:
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
         await d.enqueue(alert())
         await until(lambda: store.deliveries()[0]["status"] == "failed")
     (row,) = store.deliveries()
@@ -135,7 +135,7 @@ async def test_flapping_sensor_sends_one_message_then_one_digest(
     farmer(store)
     # One message a window; the window is short so the digest leaves within the test.
     config = cfg(rate_limit=1, rate_window_s=1.0)
-    async with Dispatcher(store, {Channel.SMS: SmsSender(modem)}, config) as d:
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, config) as d:
         await d.enqueue(alert(0))
         await sim.wait_sent(1)
         for n in range(1, 26):  # the sensor flaps: 25 more starts and their ends
@@ -217,7 +217,7 @@ async def test_escalation_to_staff_when_nobody_acknowledges(
     staff = store.add_subscriber("Trưởng ấp", phone=STAFF, staff=True)
     store.subscribe(staff.id, "dinh-mon", rule="water_level_alarm")  # not this rule itself
     config = cfg(escalate_after_s=0.3)
-    async with Dispatcher(store, {Channel.SMS: SmsSender(modem)}, config) as d:
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, config) as d:
         await d.enqueue(alert(1))
         await d.enqueue(alert(2))
         assert store.acknowledge("salinity:dm-field-3:2", by="chu-bay")
@@ -261,7 +261,7 @@ async def test_what_the_gateway_sent_is_never_sent_again(
     ev = alert()
     key = f"{ev.alert_id}:{ev.phase}:{sid}:sms"
     assert store.record_sent_elsewhere(key, ev, sid, Channel.SMS, time.time())
-    senders: dict[Channel, Sender] = {Channel.SMS: SmsSender(modem)}
+    senders: dict[Channel, Sender] = {Channel.SMS: SmsSender(modem, store)}
     async with Dispatcher(store, senders, cfg()) as d:
         assert await d.enqueue(ev) == 0
         await d.enqueue(alert(2))  # something the server does send, to know it ran
@@ -288,7 +288,7 @@ async def test_restart_sends_what_was_in_flight_and_nothing_that_was_sent(
     first.claim(time.time(), 3, 60)  # claimed, then the process dies before sending
     first.close()
     second = NotifyStore(path)
-    async with Dispatcher(second, {Channel.SMS: SmsSender(modem)}, cfg()) as d:
+    async with Dispatcher(second, {Channel.SMS: SmsSender(modem, second)}, cfg()) as d:
         assert d is not None
         await sim.wait_sent(1)
         await until(lambda: all(r["status"] == "sent" for r in second.deliveries()))
@@ -332,3 +332,24 @@ async def test_no_working_channel_retries_then_fails(store: NotifyStore) -> None
     (row,) = store.deliveries()
     assert row["attempts"] == 3
     assert "no sms channel" in str(row["last_error"])
+
+
+@pytest.mark.parametrize("reply", ["STOP", "Hủy", "huy."])
+async def test_a_stop_reply_stops_the_next_message(
+    store: NotifyStore, sim: GsmModemSim, modem: AsyncGsmModem, reply: str
+) -> None:
+    farmer(store)
+    sender = SmsSender(modem, store)
+    async with Dispatcher(store, {Channel.SMS: sender}, cfg()) as d:
+        await d.enqueue(alert(1))
+        await sim.wait_sent(1)
+        sim.receive("0912345678", "Đúng rồi")  # not a stop word (unaccented: "Dung roi")
+        sim.receive("0912345678", reply)  # the same phone, spelled nationally
+        await d.enqueue(alert(2))
+        await until(
+            lambda: len(store.deliveries()) == 2 and store.deliveries()[1]["status"] == "failed"
+        )
+    assert len(sim.sent) == 1
+    assert "STOP" in str(store.deliveries()[1]["last_error"])
+    assert [r.text for r in sender.replies] == ["Đúng rồi"]
+    assert sim.inbox == {}

@@ -241,3 +241,26 @@ async def test_escape_cancels_a_send_and_bad_pdu_is_refused(sim: GsmModemSim) ->
     assert replies[3].endswith(b"OK\r\n")
     assert b"+CMS ERROR: 304" in replies[5]
     assert sim.sent == []
+
+
+async def test_inbox_reads_and_deletes_replies(sim: GsmModemSim) -> None:
+    sim.receive("+84912345678", "STOP")
+    sim.receive("0912345678", "Hủy")
+    async with await _modem(sim) as m:
+        await m.prepare()
+        got = await m.inbox()
+        assert [(i.index, i.sender, i.text) for i in got] == [
+            (1, "+84912345678", "STOP"),
+            (2, "0912345678", "Hủy"),
+        ]
+        await m.delete(1)
+        assert [i.index for i in await m.inbox()] == [2]
+    assert sim.deleted == [1]
+
+
+def test_simulated_replies_decode_with_the_independent_decoder() -> None:
+    from firmware_sim.sms_decode import encode_deliver
+
+    for sender, text in [("+84912345678", "STOP"), ("0912345678", "Hủy đăng ký")]:
+        d = independent.decodeSmsPdu(encode_deliver(sender, text))
+        assert (d["number"], d["text"]) == (sender, text)
