@@ -56,6 +56,13 @@ def _gsm_text(septets: list[int]) -> str:
 def decode_submit(pdu_hex: str, tpdu_len: int | None = None) -> DecodedSubmit:
     """Decode ``pdu_hex`` (with its SMSC field first, as AT+CMGS takes it in PDU mode)."""
     try:
+        return _decode_submit(pdu_hex, tpdu_len)
+    except IndexError as err:
+        raise SmsDecodeError("PDU too short") from err
+
+
+def _decode_submit(pdu_hex: str, tpdu_len: int | None) -> DecodedSubmit:
+    try:
         raw = bytes.fromhex(pdu_hex)
     except ValueError as err:
         raise SmsDecodeError("PDU is not hex") from err

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from gsmmodem import pdu as independent
 from hypothesis import given, settings
@@ -181,3 +183,40 @@ def test_gsm7_multipart_by_hand() -> None:
     assert first[1 + 13] == 160
     assert first[15:21] == bytes([0x05, 0x00, 0x03, 9, 2, 1])
     _check_against_independent(text)
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200))
+def test_deliver_decoder_rejects_junk_with_its_own_error(data: bytes) -> None:
+    with contextlib.suppress(pdu.PduError):
+        pdu.decode_deliver(data.hex())
+
+
+@settings(max_examples=500)
+@given(st.binary(max_size=200), st.none() | st.integers(0, 200))
+def test_simulated_modem_decoder_rejects_junk_with_its_own_error(
+    data: bytes, length: int | None
+) -> None:
+    from firmware_sim.sms_decode import SmsDecodeError
+
+    with contextlib.suppress(SmsDecodeError):
+        decode_submit(data.hex(), length)
+
+
+@given(
+    st.from_regex(r"\+?[0-9]{3,15}", fullmatch=True),
+    st.text(alphabet=st.sampled_from(VI + "STOPhuy 0123"), min_size=1, max_size=60),
+)
+def test_deliver_round_trip(sender: str, text: str) -> None:
+    from firmware_sim.sms_decode import encode_deliver
+
+    assert pdu.decode_deliver(encode_deliver(sender, text)) == (sender, text)
+
+
+@pytest.mark.parametrize(
+    ("given_number", "normal"),
+    [("0912345678", "+84912345678"), ("84912345678", "+84912345678"),
+     ("+84912345678", "+84912345678"), ("091 234-5678", "+84912345678")],
+)  # fmt: skip
+def test_numbers_normalise(given_number: str, normal: str) -> None:
+    assert pdu.normalize_number(given_number) == normal
