@@ -353,3 +353,26 @@ async def test_a_stop_reply_stops_the_next_message(
     assert "STOP" in str(store.deliveries()[1]["last_error"])
     assert [r.text for r in sender.replies] == ["Đúng rồi"]
     assert sim.inbox == {}
+
+
+def test_alert_engine_rows_become_events_with_natural_ids(store: NotifyStore) -> None:
+    from server.notify.bridge import UnknownAlertShape, event_from_alert
+
+    row: dict[str, object] = {
+        "id": 17, "rule": "salinity_over_crop", "severity": "danger", "hamlet": "dinh-mon",
+        "device": "dm-sal-1", "metric": "salinity_ppt", "start_ms": 1_700_000_000_000,
+        "end_ms": None, "message_vi": MSG_VI, "message_en": MSG_EN,
+    }  # fmt: skip
+    start = event_from_alert(row, Phase.START)
+    assert start.alert_id == "salinity_over_crop:dinh-mon:dm-sal-1:salinity_ppt:1700000000000"
+    assert start.severity is Severity.DANGER
+    end = event_from_alert({**row, "id": 99, "end_ms": 1_700_000_900_000}, Phase.END)
+    assert (end.alert_id, end.at_ms) == (start.alert_id, 1_700_000_900_000)
+    sid = store.add_subscriber("Chú Bảy", phone=FARMER).id
+    store.subscribe(sid, "dinh-mon", rule="salinity_over_crop")
+    assert store.enqueue(start, 60) == 1
+    assert store.enqueue(event_from_alert({**row, "id": 18}, Phase.START), 60) == 0
+    with pytest.raises(UnknownAlertShape):
+        event_from_alert({**row, "severity": "apocalyptic"}, Phase.START)
+    with pytest.raises(UnknownAlertShape):
+        event_from_alert(row, Phase.END)  # an end needs end_ms
