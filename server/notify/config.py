@@ -33,6 +33,9 @@ class NotifyConfig(_Section):
     # leave as one digest when the window allows.
     rate_limit: int = Field(3, ge=1)
     rate_window_s: float = Field(3600.0, gt=0)
+    # A message being sent is another process's for this long; after that (its process died)
+    # it goes again. Longer than the slowest send (modem send_timeout_s × parts, SMTP timeout).
+    claim_lease_s: float = Field(300.0, gt=0)
     escalate_after_s: float = Field(1800.0, gt=0)  # a danger alert nobody acknowledged
     webhook_timeout_s: float = Field(10.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"  # for the stop link in messages

@@ -38,9 +38,6 @@ class Dispatcher:
         self.failed_batches = 0
 
     async def __aenter__(self) -> Self:
-        n = await asyncio.to_thread(self.store.recover)
-        if n:
-            log.warning("notify: %d messages were in flight at the last stop; sending again", n)
         self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
         return self
 
@@ -100,10 +97,14 @@ class Dispatcher:
         while True:
             self._wake.clear()
             now = self.clock()
+            n = await asyncio.to_thread(self.store.recover, now)
+            if n:
+                log.warning("notify: %d messages were cut off mid-send; sending them again", n)
             await asyncio.to_thread(self.store.escalate_due, now)
             batches = await asyncio.to_thread(
-                self.store.claim, now, self.config.rate_limit, self.config.rate_window_s
-            )
+                self.store.claim, now, self.config.rate_limit, self.config.rate_window_s,
+                self.config.claim_lease_s,
+            )  # fmt: skip
             # Channels in parallel (a slow SMTP server does not hold an SMS back); within a
             # channel in order, since one modem sends one message at a time anyway.
             by_channel: dict[Channel, list[Batch]] = {}

@@ -2,9 +2,10 @@
 
 Each (alert, phase, subscriber, channel) has one outbox row, keyed so that enqueuing the same
 alert again — after a restart, a late replay, or the gateway reporting it already sent it —
-changes nothing. A row is claimed (``sending``) before it leaves and settled after; rows found
-``sending`` at start-up were cut off by a crash and go again with the same key, which webhook
-receivers and mail clients see (Idempotency-Key, Message-ID).
+changes nothing. A row is claimed (``sending``, with a lease) before it leaves and settled
+after; a claim whose lease ran out was cut off by a crash and goes again with the same key,
+which webhook receivers and mail clients see (Idempotency-Key, Message-ID). The lease, not
+"whatever is sending at start-up", lets several server workers share one outbox.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   status TEXT NOT NULL,  -- pending | sending | sent | failed
   origin TEXT NOT NULL DEFAULT 'server',  -- server | gateway (sent by the edge)
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
-  created_at REAL NOT NULL, sent_at REAL, batch INTEGER);
+  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
 CREATE TABLE IF NOT EXISTS escalation (
   alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
@@ -306,12 +307,17 @@ class NotifyStore:
             )  # fmt: skip
             return cur.rowcount > 0
 
-    def recover(self) -> int:
-        """Rows a crash left ``sending`` go again (same key: receivers can tell)."""
+    def recover(self, now: float) -> int:
+        """Claims whose lease ran out (their process died) go again (same key)."""
         with self._tx() as db:
-            return db.execute("UPDATE outbox SET status='pending' WHERE status='sending'").rowcount
+            return db.execute(
+                "UPDATE outbox SET status='pending' WHERE status='sending' AND lease_until<=?",
+                (now,),
+            ).rowcount
 
-    def claim(self, now: float, rate_limit: int, rate_window_s: float) -> list[Batch]:
+    def claim(
+        self, now: float, rate_limit: int, rate_window_s: float, lease_s: float = 300.0
+    ) -> list[Batch]:
         """Due rows, claimed and grouped one batch per person and channel; rows held back by
         quiet hours or the rate limit get a later ``next_at`` instead."""
         batches: list[Batch] = []
@@ -347,8 +353,9 @@ class NotifyStore:
                     )
                     continue
                 db.executemany(
-                    "UPDATE outbox SET status='sending', attempts=attempts+1, batch=? WHERE id=?",
-                    [(ids[0], i) for i in ids],
+                    "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
+                    " lease_until=? WHERE id=?",
+                    [(ids[0], now + lease_s, i) for i in ids],
                 )
                 batches.append(
                     Batch(sub, Channel(channel), [
@@ -434,6 +441,7 @@ class NotifyStore:
         with self._lock:
             row = self._db.execute(
                 "SELECT MIN(t) FROM (SELECT MIN(next_at) t FROM outbox WHERE status='pending'"
+                " UNION ALL SELECT MIN(lease_until) FROM outbox WHERE status='sending'"
                 " UNION ALL SELECT MIN(due_at) FROM escalation WHERE acked_at IS NULL"
                 " AND escalated_at IS NULL)"
             ).fetchone()

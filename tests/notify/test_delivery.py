@@ -285,7 +285,7 @@ async def test_restart_sends_what_was_in_flight_and_nothing_that_was_sent(
     (batch,) = first.claim(time.time(), 3, 60)  # both claimed as one digest...
     first.settle(batch, time.time())  # ...and sent
     first.enqueue(alert(3), 60)
-    first.claim(time.time(), 3, 60)  # claimed, then the process dies before sending
+    first.claim(time.time(), 3, 60, lease_s=0.5)  # claimed, then the process dies
     first.close()
     second = NotifyStore(path)
     async with Dispatcher(second, {Channel.SMS: SmsSender(modem, second)}, cfg()) as d:
@@ -376,3 +376,21 @@ def test_alert_engine_rows_become_events_with_natural_ids(store: NotifyStore) ->
         event_from_alert({**row, "severity": "apocalyptic"}, Phase.START)
     with pytest.raises(UnknownAlertShape):
         event_from_alert(row, Phase.END)  # an end needs end_ms
+
+
+def test_a_live_claim_is_not_taken_by_another_worker(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sqlite3"
+    a, b = NotifyStore(path), NotifyStore(path)  # two server workers, one outbox
+    try:
+        farmer(a)
+        now = time.time()
+        a.enqueue(alert(), 60, now)
+        (batch,) = a.claim(now, 3, 60, lease_s=300)
+        assert b.recover(now + 299) == 0
+        assert b.claim(now + 299, 3, 60) == []
+        assert b.recover(now + 300) == 1  # the lease ran out: worker a died
+        (again,) = b.claim(now + 300, 3, 60)
+        assert again.key == batch.key
+    finally:
+        a.close()
+        b.close()

@@ -32,9 +32,10 @@ def wait_for(pred: object, timeout: float = 30.0) -> None:
 
 def test_kill_9_mid_delivery_loses_nothing_and_resends_with_the_same_key(tmp_path: Path) -> None:
     data = tmp_path / "server"
+    lease = {"HAMLET_SERVER__NOTIFY__CLAIM_LEASE_S": "2"}  # how long until a dead claim goes
     with webhook_receiver(SECRET) as (url, hook):
         hook.hold = threading.Event()  # the first request hangs: the server dies meanwhile
-        with start_server(data) as srv:
+        with start_server(data, env=lease) as srv:
             token = admin_token(data)
             h = {"Authorization": f"Bearer {token}"}
             with httpx.Client(base_url=srv.url, headers=h, timeout=10) as c:
@@ -57,7 +58,7 @@ def test_kill_9_mid_delivery_loses_nothing_and_resends_with_the_same_key(tmp_pat
         hook.hold.set()  # the receiver got it, but the server never heard back
         hook.hold = None
         wait_for(lambda: len(hook.keys) == 1)
-        with start_server(data) as srv, httpx.Client(base_url=srv.url, headers=h) as c:
+        with start_server(data, env=lease) as srv, httpx.Client(base_url=srv.url, headers=h) as c:
             wait_for(lambda: len(hook.keys) == 3)
 
             def all_sent() -> bool:
