@@ -20,6 +20,7 @@ from hamlet.contract import UplinkBatch
 from server import api, limits, pages, report_api
 from server.config import ServerConfig
 from server.models import Health
+from server.notify import edge_routes as notify_edge_routes
 from server.notify import routes as notify_routes
 from server.notify.service import open_notifier
 from server.ratelimit import AttemptWindow, TokenBucket
@@ -96,6 +97,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(report_api.router)
     app.include_router(pages.router)
     app.include_router(notify_routes.router)
+    app.include_router(notify_edge_routes.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from hamlet.edgeplan import natural_alert_id
+
+__all__ = ["AlertEvent", "Channel", "Phase", "Severity", "natural_alert_id"]
+
 
 class Severity(enum.IntEnum):
     INFO = 1
@@ -22,13 +26,6 @@ class Phase(enum.StrEnum):
     START = "start"
     END = "end"
     ESCALATION = "escalation"
-
-
-def natural_alert_id(rule: str, hamlet: str, device: str, metric: str, start_ms: int) -> str:
-    """An alert's id from what defines it (the alert engine's identity: rule, subject, start
-    reading time), not from a row number: a gateway evaluating the same rules on the same
-    readings names the same alert, so what it already sent is recognised here."""
-    return f"{rule}:{hamlet}:{device}:{metric}:{start_ms}"
 
 
 @dataclass(frozen=True)

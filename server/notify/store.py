@@ -10,6 +10,7 @@ which webhook receivers and mail clients see (Idempotency-Key, Message-ID). The 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sqlite3
@@ -22,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from hamlet.edgeplan import EdgePlan
 from hamlet.sms.pdu import normalize_number
 from server.notify.model import AlertEvent, Channel, Phase, Severity
 
@@ -406,6 +408,32 @@ class NotifyStore:
                     "UPDATE outbox SET status='failed', last_error=? WHERE id=?",
                     [(error, i) for (i,) in ids],
                 )
+
+    # -- the gateway's share ---------------------------------------------------------------------
+    def edge_plan(self, hamlet: str) -> EdgePlan:
+        """Who in ``hamlet`` gets SMS, and for what: what a gateway needs to send by itself."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.id, s.phone, s.language, u.rule, u.field, u.device, u.min_severity"
+                " FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+                " WHERE s.active=1 AND s.phone IS NOT NULL AND u.hamlet=? ORDER BY s.id, u.id",
+                (hamlet,),
+            ).fetchall()
+        subs: dict[int, dict[str, object]] = {}
+        for r in rows:
+            d = subs.setdefault(
+                r["id"], {"id": r["id"], "phone": r["phone"], "language": r["language"],
+                          "subscriptions": []},
+            )  # fmt: skip
+            d["subscriptions"].append(  # type: ignore[attr-defined]
+                {"rule": r["rule"], "field": r["field"], "device": r["device"],
+                 "min_severity": r["min_severity"]}
+            )  # fmt: skip
+        body = json.dumps({"hamlet": hamlet, "subscribers": list(subs.values())}, sort_keys=True)
+        version = hashlib.sha256(body.encode()).hexdigest()[:32]
+        return EdgePlan.model_validate(
+            {"hamlet": hamlet, "version": version, "subscribers": list(subs.values())}
+        )
 
     # -- escalation -----------------------------------------------------------------------------
     def acknowledge(self, alert_id: str, by: str, now: float | None = None) -> bool:
