@@ -21,6 +21,8 @@ from typing import ParamSpec, TypeVar
 from gateway import deadletter
 from gateway.buffer.config import BufferConfig
 from gateway.buffer.store import (
+    DUPLICATE,
+    REFUSED,
     BufferError,
     Counters,
     NewRecord,
@@ -35,7 +37,15 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["BufferError", "DurableBuffer", "NewRecord", "PendingGap", "StoredRecord"]
+__all__ = [
+    "DUPLICATE",
+    "REFUSED",
+    "BufferError",
+    "DurableBuffer",
+    "NewRecord",
+    "PendingGap",
+    "StoredRecord",
+]
 
 
 class DurableBuffer:
@@ -46,7 +56,7 @@ class DurableBuffer:
         self.store = Store(config, data_dir, boot_id)
         self._exec: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[int]]] = []
+        self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[list[int]]]] = []
         self._pending_n = 0
         self._dead: list[deadletter.DeadLetter] = []
         self._wake = asyncio.Event()
@@ -98,14 +108,20 @@ class DurableBuffer:
 
     # -- appends --------------------------------------------------------------------
     async def append(self, records: Sequence[NewRecord]) -> int:
-        """Commit ``records``; returns the first seq (they get consecutive seqs)."""
+        """Commit ``records``; returns the first seq assigned (or the next one, if none was)."""
+        outcomes = await self.store_records(records)
+        stored = [o for o in outcomes if o > 0]
+        return stored[0] if stored else self.store.next_seq
+
+    async def store_records(self, records: Sequence[NewRecord]) -> list[int]:
+        """Commit ``records``; one outcome per record: its seq, DUPLICATE or REFUSED."""
         if self._closing:
             raise BufferError("buffer is closing")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._enqueue(records, fut)
         return await fut
 
-    def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[int]) -> None:
+    def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[list[int]]) -> None:
         if not self._pending and not self._dead:
             self._first_at = time.monotonic()
         self._pending.append((records, fut))
@@ -161,7 +177,7 @@ class DurableBuffer:
             for recs, _ in batch:
                 records.extend(recs)
             try:
-                first = await self._run(self.store.commit, records, dead)
+                outcomes = await self._run(self.store.commit, records, dead)
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():
@@ -169,16 +185,17 @@ class DurableBuffer:
                 raise
             except (BufferError, OSError) as err:
                 log.error("buffer: commit of %d records failed: %s", len(records), err)  # noqa: TRY400
+                self._dead[:0] = dead  # kept for the next commit; the sources retry theirs
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(BufferError(str(err)))
                 continue
-            offset = first
+            offset = 0
             for recs, fut in batch:
                 if not fut.done():
-                    fut.set_result(offset)
+                    fut.set_result(outcomes[offset : offset + len(recs)])
                 offset += len(recs)
-            if records:
+            if any(o > 0 for o in outcomes):
                 self.committed.set()
 
     # -- uplink side ----------------------------------------------------------------

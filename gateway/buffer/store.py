@@ -21,6 +21,7 @@ from typing import Final
 
 from gateway import deadletter
 from gateway.buffer.config import BufferConfig
+from gateway.buffer.identity import Receipt, Receipts
 from gateway.buffer.seqstate import SeqState, read_state, write_state
 from gateway.clock import PENDING, Anchor
 from hamlet.contract import GapReason, RecordKind, TimeQuality
@@ -78,6 +79,21 @@ class BufferError(Exception):
     """The buffer could not commit; the caller must not acknowledge its source."""
 
 
+# Per-record outcomes of a commit besides a seq (seqs start at 1).
+DUPLICATE: Final = 0
+REFUSED: Final = -1
+# What one record's data (not the database) can make SQLite or the driver raise.
+_DATA_ERRORS: Final = (
+    UnicodeError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+)
+_I64: Final = 2**63
+
+
 @dataclass(frozen=True, slots=True)
 class NewRecord:
     """A stamped record on its way into the buffer (the pipeline builds these)."""
@@ -90,6 +106,8 @@ class NewRecord:
     tq: int
     mono_ns: int
     attrs: str | None = None  # JSON object, events only
+    receipt: Receipt | None = None  # identity as received: a copy gets no new seq
+    source: str = ""  # for the dead letter, should the record prove unstorable
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +144,8 @@ class Counters:
     confirmed: int = 0
     dead_lettered: int = 0
     dead_evicted: int = 0
+    duplicates_recognised: int = 0  # copies of stored records (redeliveries), given no seq
+    refused: int = 0  # records that could not be stored: dead-lettered by the store
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -183,9 +203,12 @@ class Store:
     _reserved: int = field(init=False, default=0)
     _boot_of: dict[int, str] = field(init=False, default_factory=dict)
     _anchor: Anchor | None = field(init=False, default=None)
+    receipts: Receipts = field(init=False)
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
+        # About 25 bytes a receipt: never more than a 1/10 of the byte budget.
+        self.receipts = Receipts(min(self.cfg.receipt_window, max(self.cfg.max_bytes // 256, 1000)))
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -258,6 +281,7 @@ class Store:
         if check != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         con.executescript(SCHEMA + deadletter.SCHEMA)
+        self.receipts.load(con)
 
     def _quarantine(self, why: str) -> None:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -388,8 +412,14 @@ class Store:
         return first
 
     # -- append (group commit) -----------------------------------------------------
-    def commit(self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]) -> int:
-        """Commit ``records`` in one transaction; returns the first seq assigned."""
+    def commit(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        """Commit ``records`` in one transaction; one outcome per record, in order.
+
+        An outcome is the seq assigned, :data:`DUPLICATE` (a copy of a stored record, by its
+        receipt) or :data:`REFUSED` (unstorable: dead-lettered in the same transaction).
+        """
         try:
             return self._commit(records, dead)
         except sqlite3.DatabaseError as err:
@@ -398,52 +428,127 @@ class Store:
             self.recover_runtime(err)
             return self._commit(records, dead)
 
-    def _commit(self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]) -> int:
-        seq0 = self.next_seq
+    def _commit(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        seq0, changed0 = self.next_seq, self.receipts.count
         try:
-            first, evicted = self._insert(records, dead)
+            try:
+                outcomes, letters, evicted = self._insert(records, dead, isolate=False)
+            except _DATA_ERRORS:
+                # One record SQLite cannot take must not sink the group: redo it with a
+                # savepoint per record, so only the culprit is refused.
+                self._rolled_back(seq0, changed0)
+                outcomes, letters, evicted = self._insert(records, dead, isolate=True)
         except BaseException:
-            self.next_seq = seq0  # rolled back: these seqs were never used
+            self._rolled_back(seq0, changed0)
             raise
         # Only now, after COMMIT, do the numbers count.
-        self.depth += len(records)
-        self.counters.committed += len(records)
+        stored = sum(1 for o in outcomes if o > 0)
+        self.depth += stored
+        self.counters.committed += stored
         self.counters.commits += 1
-        self.counters.dead_lettered += len(dead)
+        self.counters.duplicates_recognised += outcomes.count(DUPLICATE)
+        self.counters.refused += outcomes.count(REFUSED)
+        self.receipts.recognised = self.counters.duplicates_recognised
+        self.counters.dead_lettered += len(letters)
         self.counters.dead_evicted += evicted
         if self.used_bytes() > self.budget.high:
             self.enforce_budget()
-        return first
+        return outcomes
+
+    def _rolled_back(self, seq0: int, receipts0: int) -> None:
+        """After a ROLLBACK: these seqs were never used; caches may hold rolled-back rows."""
+        self.next_seq = seq0
+        self.receipts.count = receipts0
+        self._series.clear()
+        self._series_rev.clear()
+        self._load_caches()
 
     def _insert(
-        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
-    ) -> tuple[int, int]:
+        self,
+        records: Sequence[NewRecord],
+        dead: Sequence[deadletter.DeadLetter],
+        *,
+        isolate: bool,
+    ) -> tuple[list[int], list[deadletter.DeadLetter], int]:
+        outcomes: list[int] = []
+        letters = list(dead)
         with self._txn():
-            first = self._take_seqs(len(records))
-            boot = self._boot_idx
-            rows = [
-                (
-                    first + i,
-                    KIND_CODE[r.kind],
-                    self._sid(r.device, r.metric),
-                    r.value,
-                    *self._time(r),
-                    boot,
-                    r.mono_ns,
-                    r.attrs,
+            keys: list[tuple[int, int]] = []
+            batch_keys: set[int] = set()
+            rows: list[tuple[object, ...]] = []
+            for r in records:
+                rc = r.receipt
+                if (
+                    rc is not None
+                    and rc.check
+                    and (rc.key in batch_keys or self.receipts.seen(self.con, rc))
+                ):
+                    outcomes.append(DUPLICATE)
+                    continue
+                problem = unstorable(r)
+                if problem is None and isolate:
+                    problem = self._insert_one(r)  # takes the seq when it succeeds
+                if problem is not None:
+                    outcomes.append(REFUSED)
+                    letters.append(refused_letter(r, problem))
+                    continue
+                if isolate:
+                    seq = self.next_seq - 1
+                else:
+                    seq = self._take_seqs(1)
+                    rows.append(self._row(seq, r))
+                outcomes.append(seq)
+                if rc is not None:
+                    keys.append((rc.key, seq))
+                    batch_keys.add(rc.key)
+            if rows:
+                self.con.executemany(
+                    "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    rows,
                 )
-                for i, r in enumerate(records)
-            ]
-            self.con.executemany(
-                "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
-                "VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
+            self.receipts.remember(self.con, keys)
             self._set_meta("last_seq", self.next_seq - 1)
             evicted = deadletter.put_many(
-                self.con, list(dead), self.cfg.dead_letter_max_count, self.cfg.dead_letter_max_bytes
+                self.con, letters, self.cfg.dead_letter_max_count, self.cfg.dead_letter_max_bytes
             )
-        return first, evicted
+        return outcomes, letters, evicted
+
+    def _row(self, seq: int, r: NewRecord) -> tuple[object, ...]:
+        return (
+            seq,
+            KIND_CODE[r.kind],
+            self._sid(r.device, r.metric),
+            r.value,
+            *self._time(r),
+            self._boot_idx,
+            r.mono_ns,
+            r.attrs,
+        )
+
+    def _insert_one(self, r: NewRecord) -> str | None:
+        """Insert one record under a savepoint; the reason it was refused, or None."""
+        self.con.execute("SAVEPOINT one")
+        seq0 = self.next_seq
+        try:
+            seq = self._take_seqs(1)
+            self.con.execute(
+                "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                self._row(seq, r),
+            )
+        except _DATA_ERRORS as err:
+            self.con.execute("ROLLBACK TO one")
+            self.con.execute("RELEASE one")
+            self.next_seq = seq0
+            self._series.clear()
+            self._series_rev.clear()
+            self._load_caches()
+            return f"unstorable: {type(err).__name__}: {err}"
+        self.con.execute("RELEASE one")
+        return None
 
     def _time(self, r: NewRecord) -> tuple[int, int]:
         # Stamped before sync but committed after it (another source's group): anchor now.
@@ -761,6 +866,45 @@ class _Txn:
             self._con.execute("COMMIT")
         elif self._con.in_transaction:
             self._con.execute("ROLLBACK")
+
+
+def unstorable(r: NewRecord) -> str | None:
+    """Why ``r`` cannot be stored as it is (checked before SQL sees it), or None."""
+    for what, text in (("device", r.device), ("name", r.metric), ("attrs", r.attrs)):
+        if text is None:
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return (
+                f"bad_text: {what} holds {text[err.start : err.end]!r} at {err.start}, "
+                "which is not valid text (a lone surrogate)"
+            )
+        if "\x00" in text and what != "attrs":
+            return f"bad_text: {what} holds a NUL character"
+    if r.value is not None and (
+        not isinstance(r.value, float) or r.value != r.value or abs(r.value) == float("inf")
+    ):
+        return f"bad_value: {r.value!r} is not a finite number"
+    for what, n in (("wall_ms", r.wall_ms), ("mono_ns", r.mono_ns)):
+        if not -_I64 <= n < _I64:
+            return f"bad_time: {what}={n} does not fit 64 bits"
+    return None
+
+
+def refused_letter(r: NewRecord, reason: str) -> deadletter.DeadLetter:
+    raw = json.dumps(
+        {
+            "kind": r.kind.value,
+            "device": r.device,
+            "name": r.metric,
+            "value": r.value,
+            "attrs": r.attrs,
+            "wall_ms": r.wall_ms,
+        },
+        ensure_ascii=True,  # escapes lone surrogates and NULs: the raw stays readable
+    )
+    return deadletter.make(now_ms(), r.source or "buffer", reason, raw)
 
 
 def now_ms() -> int:
