@@ -231,6 +231,16 @@ class MqttSource:
             if acked:
                 self.state.count("acked", acked)
 
+    def receive(
+        self, topic: str, payload: bytes, sink: Sink, *, dup: bool = False, retain: bool = False
+    ) -> list[Record]:
+        """The records one message becomes (bad input is dead-lettered on ``sink``).
+
+        What ``run`` does with each message before submitting; public so the whole path
+        (this source, the pipeline, the buffer) can be property-tested without a broker.
+        """
+        return self._decode(_Msg(topic, payload, 1, 0, retain, dup, self._generation), sink)
+
     def _decode(self, msg: _Msg, sink: Sink) -> list[Record]:
         self.state.count("messages")
         if msg.dup:
