@@ -29,6 +29,7 @@ from gateway.buffer.store import (
     PendingGap,
     Store,
     StoredRecord,
+    refused_letter,
 )
 from gateway.clock import Anchor
 
@@ -182,7 +183,17 @@ class DurableBuffer:
             for recs, _ in batch:
                 records.extend(recs)
             try:
-                outcomes = await self._run(self.store.commit, records, dead)
+                try:
+                    outcomes = await self._run(self.store.commit, records, dead)
+                except (BufferError, OSError):
+                    raise
+                except Exception as err:  # noqa: BLE001 - isolated and dead-lettered below
+                    # A fault of ours on some record (not bad data: the store refuses that
+                    # itself). Failed once in the group; now each record alone, and one that
+                    # fails again is dead-lettered: it cannot stop the committer, now or
+                    # after a restart that brings it back.
+                    log.error("buffer: commit failed (%r); retrying record by record", err)  # noqa: TRY400
+                    outcomes = await self._run(self._one_by_one, records, dead)
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():
@@ -202,6 +213,24 @@ class DurableBuffer:
                 offset += len(recs)
             if any(o > 0 for o in outcomes):
                 self.committed.set()
+
+    def _one_by_one(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        """On the buffer thread: commit each record alone; one that fails again is refused."""
+        self.store.commit([], dead)
+        outcomes: list[int] = []
+        for r in records:
+            try:
+                outcomes.extend(self.store.commit([r], []))
+            except (BufferError, OSError):
+                raise
+            except Exception as err:  # noqa: BLE001 - the second failure: dead-letter it
+                reason = f"failed_twice: committing raised {type(err).__name__}: {err}"
+                self.store.commit([], [refused_letter(r, reason)])
+                self.store.counters.refused += 1
+                outcomes.append(REFUSED)
+        return outcomes
 
     # -- uplink side ----------------------------------------------------------------
     async def read_batch(

@@ -90,6 +90,7 @@ _DATA_ERRORS: Final = (
     OverflowError,
     sqlite3.InterfaceError,
     sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,  # "Error binding parameter": a value of a type SQLite refuses
 )
 _I64: Final = 2**63
 
@@ -870,9 +871,11 @@ class _Txn:
 
 def unstorable(r: NewRecord) -> str | None:
     """Why ``r`` cannot be stored as it is (checked before SQL sees it), or None."""
+    if r.kind not in KIND_CODE:
+        return f"bad_kind: {r.kind!r} is not a record kind"
     for what, text in (("device", r.device), ("name", r.metric), ("attrs", r.attrs)):
-        if text is None:
-            continue
+        if not isinstance(text, str):
+            continue  # not text at all: SQLite decides (and refuses it alone, see _commit)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:
@@ -887,7 +890,7 @@ def unstorable(r: NewRecord) -> str | None:
     ):
         return f"bad_value: {r.value!r} is not a finite number"
     for what, n in (("wall_ms", r.wall_ms), ("mono_ns", r.mono_ns)):
-        if not -_I64 <= n < _I64:
+        if not isinstance(n, int) or not -_I64 <= n < _I64:
             return f"bad_time: {what}={n} does not fit 64 bits"
     return None
 
@@ -903,6 +906,7 @@ def refused_letter(r: NewRecord, reason: str) -> deadletter.DeadLetter:
             "wall_ms": r.wall_ms,
         },
         ensure_ascii=True,  # escapes lone surrogates and NULs: the raw stays readable
+        default=repr,  # whatever it holds, the letter can be written
     )
     return deadletter.make(now_ms(), r.source or "buffer", reason, raw)
 
