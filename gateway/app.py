@@ -69,8 +69,10 @@ class Gateway:
         *,
         sources: list[Source] | None = None,
         normalize: Normalize | None = None,
+        source_backoff_s: float = 1.0,
     ) -> None:
         self.config = config
+        self._source_backoff_s = source_backoff_s
         self.clock = Clock(config.clock)
         self.buffer = DurableBuffer(config.buffer, config.data_dir, self.clock.boot_id)
         norm_errors: tuple[type[Exception], ...] = (ValueError,)
@@ -145,7 +147,7 @@ class Gateway:
 
     async def _supervise(self, src: Source) -> None:
         """Run a source forever; on failure record why and restart after a backoff."""
-        backoff = Backoff(base_s=1.0, cap_s=60.0)
+        backoff = Backoff(base_s=self._source_backoff_s, cap_s=60.0)
         quick = 0
         while True:
             began = time.monotonic()

@@ -52,8 +52,8 @@ class Supervision:
 
     def fail(self, name: str, reason: str) -> None:
         """Declare ``name`` dead: status, heartbeat and the exit status will say so."""
-        if self.closing:
-            return
+        if self.closing or name in self.failures:
+            return  # the first reason is the one that tells what happened
         self.components[name] = "failed"
         self.failures[name] = reason[:500]
         log.error(
