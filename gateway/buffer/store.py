@@ -208,8 +208,8 @@ class Store:
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
-        # About 25 bytes a receipt: never more than a 1/10 of the byte budget.
-        self.receipts = Receipts(min(self.cfg.receipt_window, max(self.cfg.max_bytes // 256, 1000)))
+        # About 37 bytes a receipt (row + seq index): at most a tenth of the byte budget.
+        self.receipts = Receipts(min(self.cfg.receipt_window, max(self.cfg.max_bytes // 400, 1000)))
 
     # -- paths ----------------------------------------------------------------------
     @property
