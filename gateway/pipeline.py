@@ -74,6 +74,7 @@ class Pipeline:
     # -- Sink -----------------------------------------------------------------------
     async def submit(self, records: Sequence[Record]) -> None:
         if not records:
+            await self._buffer.flush()  # dead letters a source just handed over, on disk
             return
         self.counters.received += len(records)
         stamp = self._clock.now()

@@ -63,6 +63,7 @@ class DurableBuffer:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
+        self._committing = False
         self._first_at = 0.0
         # Set after every commit that added records: the uplink waits on it.
         self.committed = asyncio.Event()
@@ -182,6 +183,7 @@ class DurableBuffer:
             records: list[NewRecord] = []
             for recs, _ in batch:
                 records.extend(recs)
+            self._committing = True
             try:
                 try:
                     outcomes = await self._run(self.store.commit, records, dead)
@@ -206,6 +208,8 @@ class DurableBuffer:
                     if not fut.done():
                         fut.set_exception(BufferError(str(err)))
                 continue
+            finally:
+                self._committing = False
             offset = 0
             for recs, fut in batch:
                 if not fut.done():
@@ -280,7 +284,8 @@ class DurableBuffer:
 
     async def flush(self) -> None:
         """Wait until everything queued so far (records, dead letters) is committed."""
-        if self._pending or self._dead:
+        # A commit under way may hold some of it: the next one comes after it.
+        if self._pending or self._dead or self._committing:
             await self.append([])
 
     async def pending_gaps(self) -> list[PendingGap]:
