@@ -239,6 +239,7 @@ class Store:
             self._connect()
             healthy = False
         self._load_caches()
+        self.counters.duplicates_recognised = self._meta("duplicates_recognised") or 0
         if healthy:
             last = self._meta("last_seq") or 0
             self.next_seq = last + 1
@@ -512,6 +513,12 @@ class Store:
                 )
             self.receipts.remember(self.con, keys)
             self._set_meta("last_seq", self.next_seq - 1)
+            copies = outcomes.count(DUPLICATE)
+            if copies:
+                # Cumulative across restarts, so the heartbeat tells the server the total.
+                self._set_meta(
+                    "duplicates_recognised", self.counters.duplicates_recognised + copies
+                )
             evicted = deadletter.put_many(
                 self.con, letters, self.cfg.dead_letter_max_count, self.cfg.dead_letter_max_bytes
             )

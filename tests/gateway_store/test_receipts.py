@@ -38,6 +38,9 @@ async def test_copy_after_restart_gets_no_new_seq(tmp_path: Path) -> None:
         assert buf.counters.duplicates_recognised == 3
         # Something new after the copies continues the seqs without a hole.
         assert await buf.store_records(_with(key + 1, 1)) == [4]
+    # The count is kept across restarts: the heartbeat reports the total to the server.
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert buf.counters.duplicates_recognised == 3
 
 
 async def test_copy_within_one_group_and_mixed_with_new(tmp_path: Path) -> None:
