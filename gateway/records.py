@@ -57,8 +57,9 @@ class Sink(Protocol):
         """Normalize, stamp, sequence and durably commit ``records``.
 
         Returns once they are committed (group commit: may wait up to the commit interval).
-        Records that fail normalization are dead-lettered with a reason, not raised; the
-        rest of the group is still committed.
+        Records that fail normalization (or cannot be stored) are dead-lettered with a
+        reason, not raised; the rest of the group is still committed. A record whose
+        ``receipt`` shows it is a copy of one already stored is not stored again.
         """
 
     def reject(self, source: str, reason: str, raw: bytes | str) -> None:
