@@ -115,6 +115,7 @@ class Gateway:
                 self._source_tasks.append(task)
                 sv.watch(f"source {src.name}", task)
         except BaseException:
+            self.supervision.closing = True
             await self._stack.aclose()
             raise
         return self
@@ -125,6 +126,7 @@ class Gateway:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.supervision.closing = True  # from here on, tasks ending is the plan
         await self._stack.aclose()
 
     async def last_word(self) -> None:
@@ -136,7 +138,6 @@ class Gateway:
                 await self.heartbeat.beat()
 
     async def _stop_sources(self) -> None:
-        self.supervision.closing = True  # from here on, tasks ending is the plan
         for t in self._source_tasks:
             t.cancel()
         for t in self._source_tasks:

@@ -84,3 +84,11 @@ async def test_a_task_that_dies_is_a_failure_and_a_cancelled_one_is_not(tmp_path
     assert sv.failures == {"committer": "RuntimeError: disk gone"}
     assert sv.components == {"uplink": "stopped", "committer": "failed"}
     assert (tmp_path / FAILURE_FILE).exists()
+
+
+async def test_a_clean_stop_is_not_a_failure(tmp_path: Path) -> None:
+    cfg = gateway_config(tmp_path / "gw", DEAD_URL, TOKEN)
+    async with Gateway(cfg, sources=[]) as gw:
+        pass
+    assert gw.supervision.failures == {}
+    assert not (cfg.data_dir / FAILURE_FILE).exists()
