@@ -365,3 +365,28 @@ def influx_task(config: ConfigOpt = None) -> None:
         raise _fail(str(err)) from err
     ic = cfg.store.influxdb
     typer.echo(downsample_task_flux(ic.bucket, ic.rollup_bucket, ic.org))
+
+
+@app.command("influx-setup")
+def influx_setup(config: ConfigOpt = None) -> None:
+    """Create the rollup bucket and the downsampling task in InfluxDB (idempotent).
+
+    Tạo bucket tổng hợp theo giờ và tác vụ rút gọn dữ liệu trong InfluxDB.
+    """
+    from hamlet.config import ConfigError, load_config
+    from server.config import ENV_PREFIX, ServerConfig
+    from server.influx_setup import InfluxSetupError, apply, changed
+
+    try:
+        cfg = load_config(
+            ServerConfig, config, env_prefix=ENV_PREFIX, extra={"environment": "development"}
+        )
+    except ConfigError as err:
+        raise _fail(str(err)) from err
+    if cfg.store.influxdb.token is None:
+        raise _fail("store.influxdb.token is not set (HAMLET_SERVER__STORE__INFLUXDB__TOKEN)")
+    try:
+        steps = apply(cfg.store.influxdb, typer.echo)
+    except InfluxSetupError as err:
+        raise _fail(str(err)) from err
+    typer.echo("influx-setup: done" if changed(steps) else "influx-setup: unchanged")
