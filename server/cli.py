@@ -390,3 +390,53 @@ def influx_setup(config: ConfigOpt = None) -> None:
     except InfluxSetupError as err:
         raise _fail(str(err)) from err
     typer.echo("influx-setup: done" if changed(steps) else "influx-setup: unchanged")
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="Backup file, or a directory for a dated file.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Copy the server's database while it runs (SQLite online backup; consistent).
+
+    Sao lưu cơ sở dữ liệu máy chủ khi máy chủ vẫn chạy.
+    """
+    from server.backup import BackupError
+    from server.backup import backup as run_backup
+
+    path = _admin_config(config, data_dir)
+    try:
+        s = run_backup(path, dest)
+    except BackupError as err:
+        raise _fail(str(err)) from err
+    typer.echo(
+        f"backup written: {s.path} ({s.bytes / 1e6:.1f} MB, {s.gateways} gateway(s), "
+        f"{s.points} raw point(s), {s.seconds:.1f} s)"
+    )
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(metavar="BACKUP", help="A file from 'backup'.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Put a backup in place of the database (stop the server first; the current database
+    is kept beside it).
+
+    Khôi phục từ bản sao lưu (dừng máy chủ trước).
+    """
+    from server.backup import BackupError
+    from server.backup import restore as run_restore
+
+    path = _admin_config(config, data_dir)
+    try:
+        s, aside = run_restore(backup_file, path)
+    except BackupError as err:
+        raise _fail(str(err)) from err
+    if aside is not None:
+        typer.echo(f"previous database kept as {aside}")
+    typer.echo(
+        f"restored {s.path} from {backup_file}: {s.gateways} gateway(s), {s.points} point(s)"
+    )
