@@ -492,10 +492,7 @@ def migrate(
     elif to == "sqlite":
         if target_data_dir is None:
             raise _fail("--to sqlite needs --target-data-dir")
-        target = SqliteHistoryTarget(
-            target_data_dir / cfg.ledger_path.name,
-            day_offset_ms=cfg.store.sqlite.day_offset_minutes * 60_000,
-        )
+        target = SqliteHistoryTarget(target_data_dir / cfg.ledger_path.name)
     else:
         raise _fail("--to must be influxdb or sqlite")
     console = Console(stderr=True)

@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from influxdb_client.client.influxdb_client import InfluxDBClient
 
 CHUNK: Final = 5_000  # points a write (InfluxDB's sweet spot for line protocol)
-DAY_MS: Final = 86_400_000
 
 
 class MigrateError(Exception):
@@ -88,7 +87,11 @@ class HistoryTarget(Protocol):
 
     async def write_points(self, series: Series, rows: Sequence[HistoryPoint]) -> None: ...
 
-    async def write_hourly(self, series: Series, rows: Sequence[HourRow]) -> None: ...
+    async def write_rollups(
+        self, series: Series, hourly: Sequence[HourRow], daily: Sequence[HourRow]
+    ) -> None:
+        """The series' hourly and daily aggregates, replacing any the target has."""
+        ...
 
     async def count_points(self, series: Series) -> int: ...
 
@@ -135,9 +138,10 @@ class SqliteHistory:
             out.append(((t_, gw_, seq_), HistoryPoint(gateway, p)))
         return out
 
-    def hourly(self, s: Series) -> list[HourRow]:
+    def rollups(self, s: Series, table: str) -> list[HourRow]:
+        assert table in {"hourly", "daily"}
         rows = self.conn.execute(
-            "SELECT bucket, n, sum, min, max FROM hourly WHERE series = ? ORDER BY bucket",
+            f"SELECT bucket, n, sum, min, max FROM {table} WHERE series = ? ORDER BY bucket",
             (s.id,),
         ).fetchall()
         return [HourRow(*r) for r in rows]
@@ -256,7 +260,7 @@ async def migrate(
             if on_chunk is not None:
                 on_chunk(s.label, len(rows))
         if not hourly_done:
-            await target.write_hourly(s, source.hourly(s))
+            await target.write_rollups(s, source.rollups(s, "hourly"), source.rollups(s, "daily"))
             progress.set_hourly_done(s)
         return n
 
@@ -283,10 +287,9 @@ async def migrate(
 class SqliteHistoryTarget:
     """Another hamlet server database (a rehearsal, or a test of the copy engine)."""
 
-    def __init__(self, path: Path, *, day_offset_ms: int = 7 * 3_600_000) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"sqlite:{path.resolve()}"
-        self._day_offset_ms = day_offset_ms
         self._ids = ss.SeriesIds()
         self._conn: sqlite3.Connection | None = None
         self._gw: dict[str, int] = {}
@@ -351,34 +354,32 @@ class SqliteHistoryTarget:
         if rows:
             await asyncio.to_thread(self._write_points, series, rows)
 
-    def _write_hourly(self, series: Series, rows: Sequence[HourRow]) -> None:
+    def _write_rollups(
+        self, series: Series, hourly: Sequence[HourRow], daily: Sequence[HourRow]
+    ) -> None:
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
             sid = self._ids.get(conn, series.key, series.kind, series.gateway)
-            # Replaced, not added: the source's rollups are the whole truth for the series.
-            conn.executemany(
-                "INSERT OR REPLACE INTO hourly(series, bucket, n, sum, min, max) "
-                "VALUES (?,?,?,?,?,?)",
-                [(sid, r.bucket, r.n, r.sum, r.min, r.max) for r in rows],
-            )
-            off = self._day_offset_ms
-            conn.execute("DELETE FROM daily WHERE series = ?", (sid,))
-            conn.execute(
-                "INSERT INTO daily(series, bucket, n, sum, min, max) "
-                "SELECT series, (bucket + ?) / ? * ? - ?, sum(n), sum(sum), min(min), max(max) "
-                "FROM hourly WHERE series = ? GROUP BY 2",
-                (off, DAY_MS, DAY_MS, off, sid),
-            )
+            # Replaced, not added: the source's rollups are the whole truth for the series
+            # (copied, not recomputed: a different summation order changes the last bits).
+            for table, rows in (("hourly", hourly), ("daily", daily)):
+                conn.execute(f"DELETE FROM {table} WHERE series = ?", (sid,))
+                conn.executemany(
+                    f"INSERT INTO {table}(series, bucket, n, sum, min, max) VALUES (?,?,?,?,?,?)",
+                    [(sid, r.bucket, r.n, r.sum, r.min, r.max) for r in rows],
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             self._ids = ss.SeriesIds()
             raise
 
-    async def write_hourly(self, series: Series, rows: Sequence[HourRow]) -> None:
-        await asyncio.to_thread(self._write_hourly, series, rows)
+    async def write_rollups(
+        self, series: Series, hourly: Sequence[HourRow], daily: Sequence[HourRow]
+    ) -> None:
+        await asyncio.to_thread(self._write_rollups, series, hourly, daily)
 
     async def count_points(self, series: Series) -> int:
         def run() -> int:
@@ -467,8 +468,11 @@ class InfluxHistoryTarget:
             self.cfg.bucket, [line(series.hamlet, hp.gateway, hp.point) for hp in rows]
         )
 
-    async def write_hourly(self, series: Series, rows: Sequence[HourRow]) -> None:
-        await self._send(self.cfg.rollup_bucket, [hourly_line(series, r) for r in rows])
+    async def write_rollups(
+        self, series: Series, hourly: Sequence[HourRow], daily: Sequence[HourRow]
+    ) -> None:
+        # InfluxDB's daily answers are folded from the hourly bucket at read time.
+        await self._send(self.cfg.rollup_bucket, [hourly_line(series, r) for r in hourly])
 
     async def count_points(self, series: Series) -> int:
         flux = count_flux(self.cfg.bucket, series)
