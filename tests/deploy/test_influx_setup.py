@@ -20,6 +20,7 @@ from server.influx_setup import (
     plan,
     wanted_flux,
 )
+from tests.deploy.influx_standin import TOKEN, InfluxState, influx_standin
 from tests.support.procs import run_hamlet
 
 CFG = InfluxConfig(bucket="hamlet", rollup_bucket="hamlet_hourly", org="hamlet")
@@ -111,3 +112,47 @@ def test_influx_setup_against_a_live_influxdb_twice() -> None:
     assert first[-1] == "influx-setup: done"
     second = run_hamlet("server", "influx-setup", env=env).splitlines()
     assert second[-1] == "influx-setup: unchanged"
+
+
+def _setup_env(url: str, token: str = TOKEN) -> dict[str, str]:
+    return {
+        "HAMLET_SERVER__STORE__BACKEND": "influxdb",
+        "HAMLET_SERVER__STORE__INFLUXDB__URL": url,
+        "HAMLET_SERVER__STORE__INFLUXDB__TOKEN": token,
+    }
+
+
+def test_influx_setup_through_influxdb_client_against_a_stand_in() -> None:
+    state = InfluxState()
+    state.add_bucket("hamlet")  # what the compose stack's InfluxDB initialisation creates
+    with influx_standin(state) as url:
+        first = run_hamlet("server", "influx-setup", env=_setup_env(url)).splitlines()
+        assert first == [
+            "unchanged: bucket hamlet",
+            "create bucket: hamlet_hourly",
+            f"create task: {TASK_NAME}",
+            "influx-setup: done",
+        ]
+        assert set(state.buckets) == {"hamlet", "hamlet_hourly"}
+        (task,) = state.tasks.values()
+        assert task["flux"] == wanted_flux(CFG)
+        assert task["status"] == "active"
+        writes = [r for r in state.requests if r[0] in {"POST", "PATCH"}]
+        assert len(writes) == 2
+        second = run_hamlet("server", "influx-setup", env=_setup_env(url)).splitlines()
+        assert second[-1] == "influx-setup: unchanged"
+        assert [r for r in state.requests if r[0] in {"POST", "PATCH"}] == writes
+        # Someone edited the task by hand: the next run puts ours back.
+        task["flux"] = task["flux"].replace("every: 1h", "every: 2h")
+        task["status"] = "inactive"
+        third = run_hamlet("server", "influx-setup", env=_setup_env(url)).splitlines()
+        assert f"update task: {TASK_NAME}" in third
+        assert task["flux"] != wanted_flux(CFG)  # the old dict; the stand-in replaced it
+        (task,) = state.tasks.values()
+        assert task["flux"] == wanted_flux(CFG)
+        assert task["status"] == "active"
+
+
+def test_influx_setup_with_a_wrong_token_says_so() -> None:
+    with influx_standin(InfluxState()) as url, pytest.raises(RuntimeError, match="nauthorized"):
+        run_hamlet("server", "influx-setup", env=_setup_env(url, token="wrong"))
