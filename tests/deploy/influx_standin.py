@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 ORG_ID = "0000000000000001"
-TOKEN = "standin-token"  # noqa: S105 - the stand-in's fixed token
+TOKEN = "standin-token"
 
 
 @dataclass
