@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gzip
 import random
+import re
 import socket
+import sqlite3
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import require_tool
+from tests.server.helpers import batch, block, body
 from tests.support.procs import ManagedProcess, run_hamlet, start_server
 
 ROOT = Path(__file__).parents[2]
@@ -36,7 +39,6 @@ def _free_port() -> int:
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
     """(https URL, http URL, a gateway token): Caddy before a production-mode server."""
-    caddy = require_tool("caddy")
     env = {
         "HAMLET_SERVER__ENVIRONMENT": "production",
         "HAMLET_SERVER__AUTH__SECRET_KEY": SECRET,
@@ -48,34 +50,39 @@ def proxied(tmp_path: Path) -> Iterator[tuple[str, str, str]]:
         "server", "add-user", "chi-lan", "--role", "admin", "--password-env", "HAMLET_TEST_PW",
         "--data-dir", str(data), env={"HAMLET_TEST_PW": PASSWORD},
     )  # fmt: skip
-    with start_server(data, env=env) as server:
-        upstream = server.url.removeprefix("http://")
-        http_port, https_port = _free_port(), _free_port()
-        home = tmp_path / "caddy-home"
-        home.mkdir()
-        caddy_env = {
-            # Caddy keeps its CA and certificates under HOME/XDG dirs: a scratch dir here.
-            "HOME": str(home),
-            "XDG_DATA_HOME": str(home / "data"),
-            "XDG_CONFIG_HOME": str(home / "config"),
-            "HAMLET_DOMAIN": "localhost",
-            "HAMLET_TLS": "internal",
-            "HAMLET_UPSTREAMS": upstream,
-            "HAMLET_HTTP_PORT": str(http_port),
-            "HAMLET_HTTPS_PORT": str(https_port),
-        }
-        proc = ManagedProcess(
-            [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
-            env=caddy_env,
-            cwd=tmp_path,
-        ).start()
-        try:
-            # Caddy issues the certificate from its internal CA just after it starts serving.
-            proc.wait_for(r"certificate obtained successfully", timeout=60)
-            token = server.add_gateway("gw-proxy")
-            yield f"https://localhost:{https_port}", f"http://localhost:{http_port}", token
-        finally:
-            proc.stop()
+    with start_server(data, env=env) as server, _caddy(tmp_path, [server.url]) as (https, http, _):
+        yield https, http, server.add_gateway("gw-proxy")
+
+
+@contextmanager
+def _caddy(tmp_path: Path, upstreams: list[str]) -> Iterator[tuple[str, str, ManagedProcess]]:
+    """deploy/caddy/Caddyfile run by Caddy with its internal CA; (https URL, http URL)."""
+    caddy = require_tool("caddy")
+    http_port, https_port = _free_port(), _free_port()
+    home = tmp_path / "caddy-home"
+    home.mkdir()
+    caddy_env = {
+        # Caddy keeps its CA and certificates under HOME/XDG dirs: a scratch dir here.
+        "HOME": str(home),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "HAMLET_DOMAIN": "localhost",
+        "HAMLET_TLS": "internal",
+        "HAMLET_UPSTREAMS": " ".join(u.removeprefix("http://") for u in upstreams),
+        "HAMLET_HTTP_PORT": str(http_port),
+        "HAMLET_HTTPS_PORT": str(https_port),
+    }
+    proc = ManagedProcess(
+        [caddy, "run", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        env=caddy_env,
+        cwd=tmp_path,
+    ).start()
+    try:
+        # Caddy issues the certificate from its internal CA just after it starts serving.
+        proc.wait_for(r"certificate obtained successfully", timeout=60)
+        yield f"https://localhost:{https_port}", f"http://localhost:{http_port}", proc
+    finally:
+        proc.stop()
 
 
 @contextmanager
@@ -102,6 +109,8 @@ def _webdriver(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
         r = client.post("/session", json={"capabilities": {"alwaysMatch": caps}})
         assert r.status_code == 200, r.text
         sid = r.json()["value"]["sessionId"]
+        # Element look-ups wait for the next page to load (after a click) instead of failing.
+        client.post(f"/session/{sid}/timeouts", json={"implicit": 15_000})
         try:
             yield client, sid
         finally:
@@ -183,3 +192,41 @@ def test_proxy_refuses_an_oversized_body_and_serves_through_tls(
         # Over it the proxy cuts the body off: 413 (Caddy >= 2.7) or 502 (Caddy 2.6).
         r = post(11)
         assert r.status_code in {413, 502}, r.text[:300]
+
+
+def test_two_upstreams_share_the_load_and_a_stopped_one_is_skipped(tmp_path: Path) -> None:
+    # Two server processes on one data directory, as two workers or containers would be.
+    data = tmp_path / "server"
+    with (
+        start_server(data) as one,
+        start_server(data) as two,
+        _caddy(tmp_path, [one.url, two.url]) as (https_url, _, caddy),
+        httpx.Client(verify=False, timeout=30) as c,
+    ):
+        token = one.add_gateway("gw-two")
+        seq = 0
+
+        def ingest() -> httpx.Response:
+            nonlocal seq
+            seq += 1
+            data, headers = body(batch("gw-two", [block("sal-1", "salinity", [seq])]))
+            return c.post(
+                f"{https_url}/api/v1/ingest",
+                content=data,
+                headers={**headers, "Authorization": f"Bearer {token}"},
+            )
+
+        for _ in range(10):
+            assert ingest().status_code == 200
+        one.process.stop()
+        # The proxy's health check (every 10 s, /healthz) finds it gone and takes it out of
+        # rotation: from then on every request goes to the other server and succeeds.
+        dead = one.url.removeprefix("http://")
+        caddy.wait_for(rf"health_checker.*{re.escape(dead)}", timeout=30)
+        for _ in range(10):
+            r = ingest()
+            assert r.status_code == 200, r.text
+    # Every one of the 20 records reached the shared store exactly once.
+    conn = sqlite3.connect(data / "hamlet.sqlite3")
+    assert conn.execute("SELECT count(*) FROM points").fetchone()[0] == 20
+    conn.close()
