@@ -1,11 +1,14 @@
-"""A stand-in for the few InfluxDB 2 HTTP endpoints ``hamlet server influx-setup`` uses
-(organisations, buckets, tasks), so influxdb-client's real requests are exercised without an
-InfluxDB (the boundary we cannot run here). It keeps state like InfluxDB: created buckets and
+"""A stand-in for the few InfluxDB 2 HTTP endpoints ``hamlet server influx-setup`` and
+``hamlet server migrate --to influxdb`` use (organisations, buckets, tasks; line-protocol
+writes; a Flux count per series), so influxdb-client's real requests are exercised without an
+InfluxDB (the boundary we cannot run here). Points are kept per bucket under their identity
+(series key + timestamp), as InfluxDB does: writing one twice keeps one. Created buckets and
 tasks are found by the next run. Everything else answers 404, and every request is recorded.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import threading
@@ -26,6 +29,8 @@ class InfluxState:
     buckets: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    # bucket -> {(measurement and tags, timestamp): fields}
+    points: dict[str, dict[tuple[str, int], str]] = field(default_factory=dict)
 
     def add_bucket(self, name: str) -> None:
         bid = f"{len(self.buckets) + 1:016x}"
@@ -67,7 +72,19 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Token {TOKEN}":
             self._send(401, {"code": "unauthorized", "message": "unauthorized access"})
             return
-        if method == "GET" and url.path == "/api/v2/orgs":
+        if method == "POST" and url.path == "/api/v2/write":
+            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.headers.get("Content-Encoding") == "gzip":
+                raw = gzip.decompress(raw)
+            into = st.points.setdefault(q["bucket"], {})
+            for ln in raw.decode().splitlines():
+                key, fields, ts = ln.rsplit(" ", 2)  # test ids have no spaces
+                into[(key, int(ts))] = fields
+            self.send_response(204)
+            self.end_headers()
+        elif method == "POST" and url.path == "/api/v2/query":
+            self._count(self._body()["query"])
+        elif method == "GET" and url.path == "/api/v2/orgs":
             orgs = [{"id": ORG_ID, "name": st.org}] if q.get("org") in {None, st.org} else []
             self._send(200, {"orgs": orgs})
         elif method == "GET" and url.path == "/api/v2/buckets":
@@ -96,6 +113,29 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, st.tasks[tid])
         else:
             self._send(404, {"code": "not found", "message": f"{method} {url.path}"})
+
+    def _count(self, flux: str) -> None:
+        """``count()`` of one series' ``v`` field, the only query migrate sends."""
+        bucket = re.search(r'from\(bucket: "([^"]+)"\)', flux)
+        tags = dict(re.findall(r'r\.(hamlet|device|metric) == "([^"]+)"', flux))
+        assert bucket is not None
+        assert "count()" in flux
+        assert set(tags) == {"hamlet", "device", "metric"}
+        n = sum(
+            1 for key, _ts in self.state.points.get(bucket.group(1), {})
+            if key.startswith("reading,")
+            and all(f"{k}={v}" in key.split(",") for k, v in tags.items())
+        )  # fmt: skip
+        csv = (
+            "#datatype,string,long,long\r\n#group,false,false,false\r\n#default,_result,,\r\n"
+            f",result,table,_value\r\n,,0,{n}\r\n\r\n"
+        )
+        raw = csv.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/csv; charset=utf-8")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
 
     def do_GET(self) -> None:
         self._route("GET")

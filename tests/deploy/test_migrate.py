@@ -24,6 +24,8 @@ from server.migrate import (
     migrate,
 )
 from server.models import Resolution
+from tests.deploy.influx_standin import TOKEN as STANDIN_TOKEN
+from tests.deploy.influx_standin import InfluxState, influx_standin
 from tests.server.helpers import batch, block, now_ms
 from tests.support.procs import run_hamlet
 
@@ -213,3 +215,36 @@ async def test_sqlite_to_live_influxdb_copies_and_verifies(tmp_path: Path) -> No
         state.close()
     assert outcome.copied == n
     assert outcome.ok, [(c.series.label, c.source, c.target) for c in outcome.checks]
+
+
+async def test_sqlite_to_influxdb_through_influxdb_client_against_a_stand_in(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    n = await _fill(src)
+    state = InfluxState()
+    with influx_standin(state) as url:
+        env = {
+            "HAMLET_SERVER__STORE__INFLUXDB__URL": url,
+            "HAMLET_SERVER__STORE__INFLUXDB__TOKEN": STANDIN_TOKEN,
+        }
+        args = ("server", "migrate", "--to", "influxdb", "--data-dir", str(src))
+        out = run_hamlet(*args, env=env)
+        assert (
+            f"copied {n} point(s) this run; verified 3 series, {n} point(s): all counts match"
+            in (out)
+        )
+        raw = state.points["hamlet"]
+        assert len(raw) == n
+        # Same-millisecond readings of one series stay two points (timestamp carries the seq).
+        conn = sqlite3.connect(src / DB)
+        hourly = conn.execute("SELECT count(*) FROM hourly").fetchone()[0]
+        conn.close()
+        rollups = state.points["hamlet_hourly"]
+        assert len(rollups) == hourly
+        assert all(k.startswith("reading_1h,") for k, _ in rollups)
+        for fields in rollups.values():
+            assert {f.split("=")[0] for f in fields.split(",")} == {"mean", "min", "max", "n"}
+        again = run_hamlet(*args, env=env)
+        assert "copied 0 point(s) this run" in again
+        assert len(state.points["hamlet"]) == n
