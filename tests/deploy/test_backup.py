@@ -38,7 +38,7 @@ def test_backup_while_ingesting_is_consistent_and_restores(tmp_path: Path) -> No
         stop = threading.Event()
         sent = [0]
         errors: list[str] = []
-        first_batches = threading.Event()
+        acked = threading.Condition()
 
         def ingest() -> None:
             seq = 1
@@ -53,22 +53,27 @@ def test_backup_while_ingesting_is_consistent_and_restores(tmp_path: Path) -> No
                         errors.append(r.text)
                         return
                     seq += BATCH
-                    sent[0] += BATCH
-                    if sent[0] >= 5 * BATCH:
-                        first_batches.set()
+                    with acked:
+                        sent[0] += BATCH
+                        acked.notify_all()
 
         writer = threading.Thread(target=ingest, daemon=True)
         writer.start()
         try:
-            assert first_batches.wait(60), errors
+            with acked:
+                assert acked.wait_for(lambda: sent[0] >= 5 * BATCH or bool(errors), 60)
             outs = [run_hamlet("server", "backup", str(backups), "--data-dir", str(data))
                     for _ in range(3)]  # fmt: skip
             during = sent[0]
+            # Two more acknowledged batches: the second was sent after the last backup ended,
+            # so the live database surely holds records no backup has.
+            with acked:
+                assert acked.wait_for(lambda: sent[0] >= during + 2 * BATCH or bool(errors), 60)
         finally:
             stop.set()
             writer.join(30)
         assert not errors, errors
-        assert during > 5 * BATCH
+        assert during >= 5 * BATCH
         files = sorted(backups.iterdir())
         assert len(files) >= 1
         for out in outs:
