@@ -5,11 +5,13 @@ plain HTTP is redirected; oversized bodies are refused at the proxy."""
 from __future__ import annotations
 
 import gzip
+import json
 import random
 import re
 import socket
 import sqlite3
 import ssl
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -230,3 +232,27 @@ def test_two_upstreams_share_the_load_and_a_stopped_one_is_skipped(tmp_path: Pat
     conn = sqlite3.connect(data / "hamlet.sqlite3")
     assert conn.execute("SELECT count(*) FROM points").fetchone()[0] == 20
     conn.close()
+
+
+def test_proxy_time_and_header_limits_are_what_the_guide_says(tmp_path: Path) -> None:
+    # Slow-client limits, read from Caddy's own adaptation of the Caddyfile (waiting them
+    # out live would cost minutes): docs/operator-guide.md section 3 quotes these numbers.
+    caddy = require_tool("caddy")
+    res = subprocess.run(
+        [caddy, "adapt", "--config", str(CADDYFILE), "--adapter", "caddyfile"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+        env={"HOME": str(tmp_path), "HAMLET_TLS": "internal", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    servers = json.loads(res.stdout)["apps"]["http"]["servers"]
+    assert len(servers) == 2  # HTTPS, and HTTP that only redirects
+    second = 1_000_000_000
+    for srv in servers.values():
+        assert srv["read_header_timeout"] == 10 * second
+        assert srv["read_timeout"] == 60 * second
+        assert srv["idle_timeout"] == 120 * second
+        assert srv["max_header_bytes"] == 16_000
+    guide = (ROOT / "docs" / "operator-guide.md").read_text()
+    for promise in ("bodies over 10 MB", "10 s to send its headers", "60 s for the whole request",
+                    "after 2 minutes", "16 KB"):  # fmt: skip
+        assert promise in guide, promise
