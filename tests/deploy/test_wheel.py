@@ -95,6 +95,11 @@ def test_pi_install_from_the_wheel(
     assert none_influx == "None"
     assert paho.strip() != "None"
 
+    # The example configs came along (wheel data, not package data).
+    for name in ("gateway.toml", "gateway-kiosk.toml"):
+        shipped = pi_venv / "share" / "smart-hamlet" / "examples" / name
+        assert shipped.read_bytes() == (ROOT / "examples" / name).read_bytes()
+
     url, token = server_and_token
     cfg = tmp_path / "gateway.toml"
     _run(
