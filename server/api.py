@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hamlet.contract import (
     IDENT_PATTERN,
@@ -21,6 +20,7 @@ from server import registry
 from server.auth import can_edit_devices, can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
 from server.deps import Caller, State, deny, readable, require_hamlet
+from server.errors import ErrorOut, ValidationErrorOut, validation_body
 from server.models import (
     DeviceIn,
     DeviceOut,
@@ -50,10 +50,6 @@ _examples = _extra.get("examples") if isinstance(_extra, dict) else None
 INGEST_EXAMPLE: Final[object] = _examples[0] if isinstance(_examples, list) and _examples else {}
 
 
-class ErrorOut(BaseModel):
-    detail: str
-
-
 def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "malformed body (bad gzip, bad JSON)",
@@ -67,7 +63,10 @@ def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
         429: "rate limited; retry after Retry-After seconds",
         503: "store unavailable; retry later",
     }
-    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+    return {
+        c: {"model": ValidationErrorOut if c == 422 else ErrorOut, "description": text[c]}
+        for c in codes
+    }
 
 
 def now_ms() -> int:
@@ -148,8 +147,9 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
     try:
         batch = UplinkBatch.model_validate_json(body)
     except ValidationError as err:
-        detail = json.loads(err.json(include_url=False, include_input=False, include_context=False))
-        return _error(422, detail[:50])
+        return JSONResponse(
+            validation_body(err.errors(include_url=False, include_input=False)), status_code=422
+        )
     if batch.gateway != gw.id:
         return _error(403, f"token belongs to gateway {gw.id!r}, batch claims {batch.gateway!r}")
     try:

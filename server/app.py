@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
-from hamlet.contract import UplinkBatch
-from server import api, pages
+from hamlet.contract import INGEST_PATH, UplinkBatch
+from server import api, errors, pages
 from server.config import ServerConfig
+from server.limits import BodyLimits
 from server.models import Health
 from server.ratelimit import AttemptWindow, TokenBucket
 from server.state import AppState, Metrics
@@ -84,6 +85,16 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
+        # Off in production unless configured: the docs page loads its assets from a CDN.
+        docs_url="/docs" if config.docs_enabled else None,
+        redoc_url="/redoc" if config.docs_enabled else None,
+        openapi_url="/openapi.json" if config.docs_enabled else None,
+    )
+    errors.install(app)
+    app.add_middleware(
+        BodyLimits,
+        default=config.http.max_body_bytes,
+        limits={INGEST_PATH: config.ingest.max_body_bytes, "/login": pages.MAX_FORM_BYTES},
     )
     app.include_router(api.router)
     app.include_router(pages.router)
@@ -135,6 +146,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         for name, sub in body.pop("$defs", {}).items():
             comps.setdefault(name, sub)
         comps["UplinkBatch"] = body
+        errors.unify_422(schema)
         app.openapi_schema = schema
         return schema
 

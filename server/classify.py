@@ -17,20 +17,22 @@ from typing import Final
 
 from hamlet.contract import (
     MAX_FUTURE_SKEW_MS,
+    MAX_SEQ,
     MIN_PLAUSIBLE_TIME_MS,
+    MIN_SEQ,
     RecordKind,
     SeriesBlock,
     TimeQuality,
     UplinkBatch,
+    seq_problem,
 )
 from hamlet.metrics import GATEWAY_METRIC_PREFIX, METRICS
 from server.ranges import Range, RangeSet, compress, merge
 
 _UNSYNCED: Final = int(TimeQuality.UNSYNCED)
 _QUALITIES: Final = frozenset(int(x) for x in TimeQuality)
-_MIN_SEQ: Final = 1
-# SQLite integers are signed 64-bit; a larger seq cannot be stored or compared safely.
-_MAX_SEQ: Final = 2**63 - 1
+_MIN_SEQ: Final = MIN_SEQ
+_MAX_SEQ: Final = MAX_SEQ
 _MAX_TIME_MS: Final = 2**53  # beyond this, JSON numbers stop being exact
 _MAX_COUNT: Final = 2**31 - 1  # readings behind one aggregate; more is a corrupt record
 
@@ -156,12 +158,6 @@ def value_problem(metric: str, v: float) -> str | None:
     return None
 
 
-def _seq_problem(seq: int) -> str | None:
-    if seq < _MIN_SEQ or seq > _MAX_SEQ:
-        return f"sequence number {seq} out of range (1..2^63-1)"
-    return None
-
-
 def _decode(deltas: list[int]) -> list[int]:
     out: list[int] = []
     acc = 0
@@ -224,7 +220,7 @@ def _slow_block(
         if seq in seen or seq in settled:
             out.duplicates += 1
             continue
-        if (p := _seq_problem(seq)) is not None:
+        if (p := seq_problem(seq)) is not None:
             reject(seq, p)
             continue
         t = times[i]
@@ -311,7 +307,7 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
         if seq in seen or seq in settled:
             out.duplicates += 1
             continue
-        if (p := _seq_problem(seq)) is not None:
+        if (p := seq_problem(seq)) is not None:
             reject(seq, p)
             continue
         if abs(ev.t) > _MAX_TIME_MS:
@@ -372,5 +368,6 @@ def seq_bounds(batch: UplinkBatch) -> tuple[int, int] | None:
         hi = g.last if hi is None else max(hi, g.last)
     if lo is None or hi is None:
         return None
-    # Clamp to what SQLite can hold; out-of-range seqs are rejected record by record.
-    return max(lo, 0), min(hi, _MAX_SEQ - 1)
+    # Clamp to what SQLite can hold (lo-1 and hi+1 included); out-of-range seqs are
+    # rejected record by record.
+    return min(max(lo, 0), _MAX_SEQ - 1), max(min(hi, _MAX_SEQ - 1), 0)

@@ -36,6 +36,25 @@ class HttpConfig(_Section):
     workers: int = Field(1, ge=1, le=64)
     # Seconds to let in-flight requests finish on SIGTERM.
     graceful_timeout_s: int = Field(10, ge=1)
+    # Bounds on every request, enforced before it is parsed or its caller identified
+    # (ingest has its own, larger body limits under [ingest]).
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="request body, except ingest")
+    max_head_bytes: int = Field(16 * 1024, ge=1024, description="request line + all headers")
+    max_headers: int = Field(64, ge=8, description="header lines per request")
+    # A request's head must arrive within this many seconds of its first byte (or of the
+    # connection opening): a client that trickles headers cannot hold a socket forever.
+    header_timeout_s: float = Field(10.0, gt=0)
+    # The whole body must arrive within this many seconds of the head; raise it for big
+    # batches over very slow links (8 MB at 70 kB/s fits in the default).
+    body_timeout_s: float = Field(120.0, gt=0)
+    keep_alive_s: int = Field(5, ge=1, description="idle seconds between requests")
+    # Open connections per worker. Default: the open-file limit minus a reserve for the
+    # database and logs, so the process never runs out of descriptors. When full, the
+    # connection that has waited longest for its client's bytes is closed to make room.
+    max_connections: int | None = Field(None, ge=8)
+    # Interactive API docs (/docs, /redoc, /openapi.json). None: on in development, off in
+    # production.
+    docs: bool | None = None
 
 
 class IngestConfig(_Section):
@@ -136,6 +155,12 @@ class ServerConfig(_Section):
     def secret(self) -> bytes:
         assert self.auth.secret_key is not None  # filled by the validator
         return self.auth.secret_key.get_secret_value().encode()
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.http.docs is None:
+            return self.environment == Environment.DEVELOPMENT
+        return self.http.docs
 
     @property
     def ledger_path(self) -> Path:

@@ -26,7 +26,7 @@ _TEMPLATES = Environment(
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
-_MAX_FORM = 4096
+MAX_FORM_BYTES = 4096
 # Pages are never framed (clickjacking on the login form) nor content-sniffed.
 _HEADERS = {
     "X-Frame-Options": "DENY",
@@ -129,7 +129,7 @@ async def login(request: Request) -> Response:
     raw = b""
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > _MAX_FORM:
+        if len(raw) > MAX_FORM_BYTES:
             return _login_page(lang, "form too large", 413)
     form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("username") or [""])[0][:64]
