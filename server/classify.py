@@ -27,7 +27,7 @@ from hamlet.contract import (
     seq_problem,
 )
 from hamlet.metrics import GATEWAY_METRIC_PREFIX, METRICS
-from server.ranges import Range, RangeSet, compress, merge
+from server.ranges import Range, RangeSet, compress, first_claims, merge
 
 _UNSYNCED: Final = int(TimeQuality.UNSYNCED)
 _QUALITIES: Final = frozenset(int(x) for x in TimeQuality)
@@ -264,7 +264,11 @@ def _slow_block(
     return acc
 
 
-def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
+def classify(
+    batch: UplinkBatch, settled: RangeSet, now_ms: int, *, fast: bool = True
+) -> Classified:
+    """``fast=False`` checks every block point by point (the reference the fast path must
+    agree with; tests compare the two)."""
     out = Classified()
     seen: set[int] = set()
     taken: list[int] = []  # seqs newly settled (stored or rejected)
@@ -279,7 +283,7 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
     for block in batch.series:
         seqs = _decode(block.seq)
         times = _decode(block.t)
-        if _block_is_clean(block, seqs, times, seen=seen, settled=settled, now_ms=now_ms):
+        if fast and _block_is_clean(block, seqs, times, seen=seen, settled=settled, now_ms=now_ms):
             # Fast path (the normal case): the whole block is new and valid.
             seen.update(seqs)
             taken.extend(seqs)
@@ -337,17 +341,14 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
     taken.sort()
     out.new_ranges = compress(taken)
     if batch.gaps:
-        covered = settled.union(out.new_ranges)
-        for gap in batch.gaps:  # in the order declared: the first reason for a seq wins
-            last = min(gap.last, _MAX_SEQ)
-            if gap.first > last:
-                continue
-            fresh = (last - gap.first + 1) - covered.count_in(gap.first, last)
-            if fresh <= 0:
-                continue
-            out.accounted[str(gap.reason)] = out.accounted.get(str(gap.reason), 0) + fresh
-            out.gap_ranges.append((gap.first, last))
-            covered = covered.union([(gap.first, last)])
+        claims = [(g.first, min(g.last, _MAX_SEQ)) for g in batch.gaps]
+        valid = [(g, c) for g, c in zip(batch.gaps, claims, strict=True) if c[0] <= c[1]]
+        # In the order declared: the first reason for a seq wins.
+        fresh = first_claims([c for _, c in valid], settled.union(out.new_ranges))
+        for (gap, claim), n in zip(valid, fresh, strict=True):
+            if n > 0:
+                out.accounted[str(gap.reason)] = out.accounted.get(str(gap.reason), 0) + n
+                out.gap_ranges.append(claim)
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Final
 
 from hamlet.metrics import METRICS
@@ -119,6 +119,7 @@ def write_points(
     total = 0
     latest: dict[int, tuple[int, float, int]] = {}
     hourly: dict[tuple[int, int], Acc] = {}
+    plain: list[Iterable[tuple[object, ...]]] = []
     for b in blocks:
         sid = ids.get(conn, (hamlet, b.device, b.metric), b.kind, gateway)
         k = len(b.seqs)
@@ -134,13 +135,7 @@ def write_points(
             continue
         qs = b.qs if b.qs is not None else repeat(0, k)
         if b.vmin is None:
-            # Plain readings: the constant columns are inlined (our own integers), so only
-            # four parameters a row cross from Python to SQLite.
-            conn.executemany(
-                "INSERT INTO points(series, t, gw, seq, v, q) "
-                f"VALUES ({int(sid)}, ?, {int(gw)}, ?, ?, ?)",
-                zip(b.times, b.seqs, b.vals, qs, strict=False),
-            )
+            plain.append(zip(repeat(sid, k), b.times, b.seqs, b.vals, qs, strict=False))
         else:
             conn.executemany(
                 "INSERT INTO points(series, t, gw, seq, v, q, vmin, vmax, n) "
@@ -156,6 +151,13 @@ def write_points(
                     strict=False,
                 ),
             )
+    if plain:
+        # Plain readings of every block in one statement (a batch may hold 10,000 small
+        # blocks); the gateway number is inlined (our own integer).
+        conn.executemany(
+            f"INSERT INTO points(series, t, gw, seq, v, q) VALUES (?, ?, {int(gw)}, ?, ?, ?)",
+            chain.from_iterable(plain),
+        )
     if not total:
         return 0
     if rollups:

@@ -12,6 +12,7 @@ import resource
 import socket
 import sqlite3
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -337,6 +338,10 @@ def test_thousand_slow_connections_under_1024_files_leave_healthz_answering(
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     try:
         with start_server(tmp_path / "srv", argv_prefix=with_nofile_limit(1024)) as srv:
+            # A server that has been working: its database readers hold files open.
+            with ThreadPoolExecutor(16) as pool:
+                urls = [f"{srv.url}/api/v1/gateways"] * 64
+                assert all(r.status_code == 200 for r in pool.map(httpx.get, urls))
             answered, made, peak = asyncio.run(
                 _siege(_addr(srv), slots=1000, seconds=60, probes=40)
             )
