@@ -53,6 +53,12 @@ def seq_problem(seq: int) -> str | None:
     return f"sequence number {seq} out of range (1..2^63-1)"
 
 
+# No reading of any metric (gateway counters included) is larger than this: beyond it a
+# value is a corrupt or hostile record, rejected alone, and sums behind hourly and daily
+# means can never overflow a float (1e308 readings made a mean of "inf", sent as null).
+MAX_ABS_VALUE: Final = 1e15
+
+
 # Identifiers: short, printable, no spaces or quotes, so they are safe in file names, MQTT
 # topics, InfluxDB tags and log lines.
 IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"

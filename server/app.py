@@ -18,10 +18,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
 from server import api, errors, pages
+from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.limits import BodyLimits
 from server.models import Health
-from server.ratelimit import AttemptWindow, TokenBucket
+from server.ratelimit import LoginThrottle, TokenBucket
+from server.security import BrowserGuard, content_security_policy, inline_script_hashes
 from server.state import AppState, Metrics
 from server.store.base import Store, StoreError
 from server.store.schema import StoreUnavailable
@@ -64,8 +66,15 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ingest_limiter=TokenBucket(
                     config.ingest.rate_per_gateway, config.ingest.burst_per_gateway
                 ),
-                login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
+                login_throttle=LoginThrottle(
+                    per_pair=config.auth.login_attempts,
+                    per_user=config.auth.login_attempts_per_user,
+                    per_address=config.auth.login_attempts_per_address,
+                    window=config.auth.login_window_s,
+                    checks_per_s=config.auth.login_checks_per_s,
+                ),
                 metrics=Metrics(),
+                trusted_proxies=parse_networks(config.http.trusted_proxies),
             )
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
@@ -95,6 +104,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         BodyLimits,
         default=config.http.max_body_bytes,
         limits={INGEST_PATH: config.ingest.max_body_bytes, "/login": pages.MAX_FORM_BYTES},
+    )
+    # Outermost: its headers go on every answer, its refusals come before any body read.
+    app.add_middleware(
+        BrowserGuard,
+        csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
     )
     app.include_router(api.router)
     app.include_router(pages.router)

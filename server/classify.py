@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Final
 
 from hamlet.contract import (
+    MAX_ABS_VALUE,
     MAX_FUTURE_SKEW_MS,
     MAX_SEQ,
     MIN_PLAUSIBLE_TIME_MS,
@@ -150,6 +151,8 @@ def time_problem(t: int, q: int, now_ms: int) -> str | None:
 def value_problem(metric: str, v: float) -> str | None:
     if math.isnan(v) or math.isinf(v):
         return f"{metric}: value is not finite ({v})"
+    if abs(v) > MAX_ABS_VALUE:
+        return f"{metric}={v:g} is beyond ±{MAX_ABS_VALUE:g}: not a reading"
     if metric.startswith(GATEWAY_METRIC_PREFIX):
         return None
     m = METRICS.get(metric)
@@ -191,6 +194,8 @@ def _block_is_clean(
     vals = block.v
     if not math.isfinite(sum(vals)):
         return False  # a NaN/inf, or a sum that overflowed: let the slow path say which
+    if max(vals) > MAX_ABS_VALUE or min(vals) < -MAX_ABS_VALUE:
+        return False
     metric = block.metric
     if metric.startswith(GATEWAY_METRIC_PREFIX):
         return True

@@ -8,11 +8,12 @@ without them rather than run with a guessable key.
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hamlet.config import ConfigError, load_config
 
@@ -31,6 +32,16 @@ class _Section(BaseModel):
 
 
 class HttpConfig(_Section):
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as err:
+                raise ValueError(f"{item!r} is not an IP address or network") from err
+        return v
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -52,6 +63,9 @@ class HttpConfig(_Section):
     # database and logs, so the process never runs out of descriptors. When full, the
     # connection that has waited longest for its client's bytes is closed to make room.
     max_connections: int | None = Field(None, ge=8)
+    # Reverse proxies (addresses or networks, e.g. "127.0.0.1" for Caddy on the same host)
+    # whose X-Forwarded-For is believed. Empty: the socket peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # Interactive API docs (/docs, /redoc, /openapi.json). None: on in development, off in
     # production.
     docs: bool | None = None
@@ -105,10 +119,25 @@ class AuthConfig(_Section):
     secret_key: SecretStr | None = Field(
         None, description="signs session cookies; at least 32 characters"
     )
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _secret_text(cls, v: object) -> object:
+        # An unquoted all-digit key in TOML arrives as a number: it is still the text typed.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, float):
+            raise ValueError('must be text: put it in quotes (secret_key = "...")')  # noqa: TRY004
+        return v
+
     session_hours: float = Field(12.0, gt=0)
-    # Login attempts per (client, user name) per window before 429.
+    # Login attempts per window before 429: per (client address, user name), per user name
+    # from any address, per address for any user; and password checks a second in all.
     login_attempts: int = Field(5, ge=1)
+    login_attempts_per_user: int = Field(20, ge=1)
+    login_attempts_per_address: int = Field(30, ge=1)
     login_window_s: float = Field(60.0, gt=0)
+    login_checks_per_s: float = Field(10.0, gt=0)
     # Anyone (no login) may read every hamlet. Defaults to on in development (the demo),
     # off in production, where only hamlets marked public are open.
     open_read: bool | None = None

@@ -75,6 +75,7 @@ def _raw_response(status: int, reason: str, detail: str) -> bytes:
         f"HTTP/1.1 {status} {reason}\r\n"
         "content-type: application/json\r\n"
         "x-content-type-options: nosniff\r\n"
+        "content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
     ).encode() + body

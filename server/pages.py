@@ -16,13 +16,15 @@ from hamlet.contract import TimeQuality
 from server import registry
 from server.auth import SESSION_COOKIE, PrincipalKind, identify, session_value
 from server.auth import readable_hamlets as _readable
+from server.clientaddr import client_address
 from server.i18n import Lang, age, number, pick_lang, t
 from server.secrets_ import verify_password
 from server.state import AppState
 
 router = APIRouter(include_in_schema=False)
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
@@ -134,16 +136,17 @@ async def login(request: Request) -> Response:
     form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("username") or [""])[0][:64]
     password = (form.get("password") or [""])[0][:1024]
-    client = request.client.host if request.client else "?"
-    key = f"{client}|{name}"
-    if st.login_limiter.blocked_for(key) > 0:
-        return _login_page(lang, t("too_many", lang), 429)
+    client = client_address(request, st.trusted_proxies)
+    wait = st.login_throttle.admit(client, name)  # counted before any await: atomic
+    if wait > 0:
+        busy = _login_page(lang, t("too_many", lang), 429)
+        busy.headers["Retry-After"] = str(max(1, round(wait)))
+        return busy
     user = await st.store.db.read(registry.user_by_name, name)
     ok = await _verify(user.pw_hash if user and not user.disabled else None, password)
     if user is None or not ok:
-        st.login_limiter.fail(key)
         return _login_page(lang, t("bad_login", lang), 401)
-    st.login_limiter.reset(key)
+    st.login_throttle.succeeded(client, name)
     resp = RedirectResponse(f"/?lang={lang}", status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,

@@ -7,6 +7,7 @@ on the writer / reader threads.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable
 from itertools import chain, repeat
@@ -181,6 +182,15 @@ def write_points(
     return total
 
 
+def bucket_mean(total: float, n: int, lo: float, hi: float) -> float:
+    """The mean of a rollup bucket, always a number within [lo, hi]: a sum that overflowed
+    (rows written before values were bounded) must not turn into null in the answer."""
+    mean = total / n if n else lo
+    if not math.isfinite(mean):
+        return hi if mean > 0 else lo
+    return min(max(mean, lo), hi)
+
+
 def _series_id(conn: sqlite3.Connection, key: SeriesKey) -> int | None:
     r = conn.execute(
         "SELECT id FROM series WHERE hamlet = ? AND device = ? AND metric = ?", key
@@ -221,11 +231,14 @@ def read_series(
     else:
         table = "hourly" if res == Resolution.HOUR else "daily"
         rows = conn.execute(
-            f"SELECT bucket, sum / n, min, max, n FROM {table} "
+            f"SELECT bucket, sum, min, max, n FROM {table} "
             "WHERE series = ? AND bucket >= ? AND bucket < ? ORDER BY bucket LIMIT ?",
             (sid, start, end, limit + 1),
         ).fetchall()
-        pts = [SeriesPoint(t=r[0], v=r[1], min=r[2], max=r[3], n=r[4]) for r in rows]
+        pts = [
+            SeriesPoint(t=r[0], v=bucket_mean(r[1], r[4], r[2], r[3]), min=r[2], max=r[3], n=r[4])
+            for r in rows
+        ]
     out.truncated = len(pts) > limit
     out.points = pts[:limit]
     return out
