@@ -16,9 +16,11 @@ from hamlet.contract import (
     IngestResult,
     UplinkBatch,
 )
-from server import registry
+from server import audit, registry
+from server.audit import Action
 from server.auth import can_edit_devices, can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
+from server.clientaddr import client_address
 from server.deps import Caller, State, deny, readable, require_hamlet
 from server.errors import ErrorOut, ValidationErrorOut, validation_body
 from server.models import (
@@ -191,14 +193,25 @@ async def gateways(state: State, caller: Caller) -> list[GatewayAccounting]:
     summary="Register a gateway; the token is shown once",
     responses=_err(401, 403, 409, 422),
 )
-async def add_gateway(state: State, caller: Caller, body: GatewayIn) -> GatewayToken:
+async def add_gateway(
+    request: Request, state: State, caller: Caller, body: GatewayIn
+) -> GatewayToken:
     if not can_manage_gateways(caller):
         raise deny(caller)
     try:
         token = await state.store.db.write(registry.add_gateway, body.id, body.hamlet)
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
+    await _audit(request, state, caller, Action.GATEWAY_ADDED, body.id)
     return GatewayToken(id=body.id, token=token)
+
+
+async def _audit(
+    request: Request, state: State, caller: Caller, action: Action, target: str
+) -> None:
+    actor = caller.user.name if caller.user else "anonymous"
+    address = client_address(request, state.trusted_proxies)
+    await state.store.db.write(audit.record, actor, action, target, address=address)
 
 
 @router.post(
@@ -207,13 +220,16 @@ async def add_gateway(state: State, caller: Caller, body: GatewayIn) -> GatewayT
     summary="Revoke a gateway's token (admin)",
     responses=_err(401, 403, 404, 422),
 )
-async def revoke_gateway(state: State, caller: Caller, gateway_id: GatewayId) -> None:
+async def revoke_gateway(
+    request: Request, state: State, caller: Caller, gateway_id: GatewayId
+) -> None:
     if not is_admin(caller):
         raise deny(caller)
     try:
         await state.store.db.write(registry.revoke_gateway, gateway_id)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
+    await _audit(request, state, caller, Action.GATEWAY_REVOKED, gateway_id)
 
 
 @router.get(

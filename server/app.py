@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
-from server import api, errors, pages
+from server import api, errors, pages, users_api
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.limits import BodyLimits
@@ -111,6 +111,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
     )
     app.include_router(api.router)
+    app.include_router(users_api.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
