@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -143,6 +144,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     async def metrics(request: Request) -> Response:
         st: AppState = request.app.state.hamlet
+        want = config.auth.metrics_token
+        if want is not None:
+            scheme, _, got = request.headers.get("authorization", "").partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                got.strip().encode("utf-8", "surrogateescape"),
+                want.get_secret_value().encode(),
+            )
+            if not ok:
+                return JSONResponse(
+                    {"detail": "send Authorization: Bearer <auth.metrics_token>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:

@@ -123,6 +123,36 @@ class Classified:
         return merge([*self.new_ranges, *self.gap_ranges])
 
 
+@dataclass(slots=True)
+class DeviceGate:
+    """Caps the unregistered devices one gateway may create (each new one costs a series, a
+    row on every live page, ...): registered devices and those already seen pass; new ones
+    pass until ``cap`` unregistered devices exist; the records of any further one are
+    rejected with a reason saying what to do."""
+
+    known: set[str]
+    unregistered: int
+    cap: int
+    new: list[str] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
+
+    def problem(self, device: str) -> str | None:
+        if device in self.known:
+            return None
+        if self.unregistered >= self.cap:
+            self.refused.add(device)
+            return (
+                f"device {device!r} is not registered and this gateway already sent "
+                f"{self.unregistered} unregistered devices (limit {self.cap}): register it "
+                f"('hamlet server add-device {device} --hamlet HAMLET') or raise "
+                "ingest.max_unregistered_devices"
+            )
+        self.known.add(device)
+        self.unregistered += 1
+        self.new.append(device)
+        return None
+
+
 def _fmt_time(t: int) -> str:
     try:
         return datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -270,10 +300,15 @@ def _slow_block(
 
 
 def classify(
-    batch: UplinkBatch, settled: RangeSet, now_ms: int, *, fast: bool = True
+    batch: UplinkBatch,
+    settled: RangeSet,
+    now_ms: int,
+    *,
+    fast: bool = True,
+    devices: DeviceGate | None = None,
 ) -> Classified:
     """``fast=False`` checks every block point by point (the reference the fast path must
-    agree with; tests compare the two)."""
+    agree with; tests compare the two). ``devices`` caps unregistered devices."""
     out = Classified()
     seen: set[int] = set()
     taken: list[int] = []  # seqs newly settled (stored or rejected)
@@ -285,9 +320,21 @@ def classify(
             taken.append(seq)
             seen.add(seq)
 
+    def refuse(seqs: list[int], reason: str) -> None:
+        for seq in seqs:
+            if seq in seen or seq in settled:
+                out.duplicates += 1
+            elif (p := seq_problem(seq)) is not None:
+                reject(seq, p)
+            else:
+                reject(seq, reason)
+
     for block in batch.series:
         seqs = _decode(block.seq)
         times = _decode(block.t)
+        if devices is not None and (p := devices.problem(block.device)) is not None:
+            refuse(seqs, p)
+            continue
         if fast and _block_is_clean(block, seqs, times, seen=seen, settled=settled, now_ms=now_ms):
             # Fast path (the normal case): the whole block is new and valid.
             seen.update(seqs)
@@ -313,6 +360,9 @@ def classify(
 
     for ev in batch.events:
         seq = ev.seq
+        if devices is not None and (p := devices.problem(ev.device)) is not None:
+            refuse([seq], p)
+            continue
         if seq in seen or seq in settled:
             out.duplicates += 1
             continue

@@ -81,6 +81,9 @@ class IngestConfig(_Section):
     burst_per_gateway: int = Field(100, ge=1)
     # Rejections kept for inspection (per server, newest first).
     keep_rejections: int = Field(10_000, ge=0)
+    # Devices a gateway may report that nobody registered; records of further ones are
+    # rejected (each is a series and a row on every live page).
+    max_unregistered_devices: int = Field(200, ge=0)
 
 
 class SqliteConfig(_Section):
@@ -142,6 +145,9 @@ class AuthConfig(_Section):
     # off in production, where only hamlets marked public are open.
     open_read: bool | None = None
     cookie_secure: bool | None = None
+    # When set, /metrics answers only `Authorization: Bearer <metrics_token>` (Prometheus:
+    # `authorization: {credentials: ...}`). Unset: /metrics is public, as before.
+    metrics_token: SecretStr | None = None
 
 
 class ServerConfig(_Section):
