@@ -36,12 +36,13 @@ def is_secret_key(name: str) -> bool:
 
 
 def _parse_env_value(raw: str, name: str = "") -> Any:
-    if is_secret_key(name):
-        return raw
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    if is_secret_key(name) and not isinstance(value, str):
+        return raw  # a secret made of digits is still text
+    return value
 
 
 def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:

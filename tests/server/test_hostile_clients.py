@@ -62,6 +62,7 @@ def tight(tmp_path: Path) -> Iterator[ServerProcess]:
         "HAMLET_SERVER__HTTP__HEADER_TIMEOUT_S": "1",
         "HAMLET_SERVER__HTTP__BODY_TIMEOUT_S": "1",
         "HAMLET_SERVER__HTTP__MAX_CONNECTIONS": "20",
+        "HAMLET_SERVER__HTTP__KEEP_ALIVE_S": "1",
     }
     with start_server(tmp_path / "srv", env=env) as proc:
         yield proc
@@ -119,6 +120,14 @@ def test_trickled_head_is_timed_out(tight: ServerProcess) -> None:
     # A connection that never sends a byte is closed too.
     with socket.create_connection(_addr(tight), timeout=30) as s:
         assert _read_all(s).startswith(b"HTTP/1.1 408")
+
+
+def test_idle_keep_alive_connection_is_closed(tight: ServerProcess) -> None:
+    with socket.create_connection(_addr(tight), timeout=30) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answer = _read_all(s)  # the response, then EOF once the idle keep-alive ends
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.count(b"HTTP/1.1") == 1
 
 
 def test_trickled_body_is_cut_off_with_one_info_line(tight: ServerProcess) -> None:
