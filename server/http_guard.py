@@ -162,6 +162,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_lines = 0
+        self._message_done = True
 
     # --- waiting for the client -----------------------------------------------------------
 
@@ -240,6 +241,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._head_bytes = 0
         self._head_lines = 0
+        self._message_done = False
         if self._timer is None:  # a keep-alive connection's next request starts its clock
             self._await_client("head", self.limits.header_timeout_s)
 
@@ -263,11 +265,14 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
+        self._message_done = True
         self._client_done()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
+        if not self._message_done:
+            return  # answered early (e.g. 413): the rest of the body keeps its deadline
         if not self.transport.is_closing() and not self.pipeline:
             # Idle keep-alive: uvicorn's keep-alive timer closes it; evictable meanwhile.
             self._await_client(None)

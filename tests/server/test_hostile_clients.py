@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import resource
+import select
 import socket
 import sqlite3
 from collections.abc import Iterator
@@ -144,6 +145,30 @@ def test_trickled_body_is_cut_off_with_one_info_line(tight: ServerProcess) -> No
     out = "\n".join(tight.process.lines)
     assert "Traceback" not in out, out[-3000:]
     assert out.count("went away during POST /api/v1/ingest") == 1
+
+
+def test_body_trickled_after_an_early_answer_is_cut_off(tight: ServerProcess) -> None:
+    """A 413 answered before the body arrived does not let the client trickle on forever."""
+    head = (
+        b"POST /api/v1/gateways HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000\r\n\r\n"
+    )
+    with socket.create_connection(_addr(tight), timeout=30) as s:
+        s.sendall(head)
+        first = s.recv(65536)
+        assert first.startswith(b"HTTP/1.1 413"), first[:80]
+        closed = False
+        for _ in range(200):  # bounded: the body deadline is 1 s, this trickles for 20+ s
+            try:
+                s.sendall(b"a")
+            except OSError:
+                closed = True
+                break
+            ready, _, _ = select.select([s], [], [], 0.1)
+            if ready and not s.recv(65536):
+                closed = True
+                break
+        assert closed
 
 
 def test_client_that_disconnects_mid_body_is_one_info_line(server: ServerProcess) -> None:

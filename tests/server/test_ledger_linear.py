@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hamlet.contract import Gap, GapReason, SeriesBlock, UplinkBatch
 from server.classify import Classified, classify
-from server.ranges import RangeSet, first_claims
+from server.ranges import RangeSet
 from server.registry import GatewayRow
 from server.store import sqlite_series as ss
 from server.store.schema import open_db
@@ -42,6 +42,8 @@ def test_count_in_matches_a_set(
 def test_first_claims_matches_claiming_one_by_one(
     claims: list[tuple[int, int]], taken: list[tuple[int, int]]
 ) -> None:
+    from server.ranges import first_claims
+
     ranges = [(a, a + d) for a, d in claims]
     owned = {x for a, d in taken for x in range(a, a + d + 1)}
     expected = []
