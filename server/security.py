@@ -61,7 +61,7 @@ def content_security_policy(script_hashes: Iterable[str]) -> str:
     )
 
 
-def _same_origin(headers: Headers) -> bool:
+def same_origin(headers: Headers) -> bool:
     site = headers.get("sec-fetch-site")
     if site is not None:
         return site.lower() in _SAFE_FETCH_SITES
@@ -95,7 +95,7 @@ class BrowserGuard:
             return
         headers = Headers(scope=scope)
         path = scope.get("path", "")
-        if scope["method"] in UNSAFE_METHODS and not _same_origin(headers):
+        if scope["method"] in UNSAFE_METHODS and not same_origin(headers):
             cookie = SESSION_COOKIE in headers.get("cookie", "")
             if (cookie and "authorization" not in headers) or path == "/login":
                 await self._refuse(send)
