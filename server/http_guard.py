@@ -223,8 +223,11 @@ class GuardedProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
-            self.transport.close()
+            self._client_done()
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
         except httptools.HttpParserError as err:
             refused = err.__context__
             if isinstance(refused, _Refused):

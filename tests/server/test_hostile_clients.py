@@ -112,6 +112,16 @@ def test_oversized_head_and_too_many_headers_get_431(server: ServerProcess) -> N
         assert _read_all(s).startswith(b"HTTP/1.1 431")
 
 
+def test_upgrade_request_is_still_answered(server: ServerProcess) -> None:
+    """curl --http2 on plain HTTP asks for h2c: the guard must not drop the answer."""
+    with socket.create_connection(_addr(server), timeout=30) as s:
+        s.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        )
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+
+
 def test_trickled_head_is_timed_out(tight: ServerProcess) -> None:
     """Finding 2: a half-sent request held its connection forever."""
     with socket.create_connection(_addr(tight), timeout=30) as s:
