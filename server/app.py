@@ -21,7 +21,7 @@ from hamlet.contract import INGEST_PATH, UplinkBatch
 from server import api, errors, pages, users_api
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
-from server.limits import BodyLimits
+from server.body_limits import BodyLimits
 from server.models import Health
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
