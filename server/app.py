@@ -19,9 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
 from server import api, errors, pages, users_api
+from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
-from server.body_limits import BodyLimits
 from server.models import Health
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
