@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from firmware_sim.crop import DEFAULT_CROPS
 from firmware_sim.profiles import PROFILES
-from firmware_sim.scenario import Model, Scenario, Transport
+from firmware_sim.scenario import SERVICE_MODELS, DeviceSpec, Model, Scenario, Transport
+from firmware_sim.services import SERVICE_HOURS_PER_DAY, KioskModel, RadioModel
+from hamlet.vncalendar import DEFAULT_SERVICE_HOURS
 
 METRICS_OF: dict[Model, tuple[str, ...]] = {
     Model.WATER_LEVEL: ("water_level",),
@@ -58,6 +61,64 @@ def describe_devices(scn: Scenario) -> list[dict[str, Any]]:
                 "clock": d.clock,
                 "metrics": metrics,
                 "events": list(EVENTS_OF.get(d.model, ())),
+                "year_type": scn.year_type,
+                "heartbeat_s": d.heartbeat_s if d.model in SERVICE_MODELS else None,
+                **_service(d),
+                **_sensor(scn, d),
             }
         )
     return rows
+
+
+def _service(d: DeviceSpec) -> dict[str, Any]:
+    """Service hours, session rates and rating scales of a kiosk; schedules of a radio."""
+    if d.model == Model.KIOSK:
+        k = KioskModel(
+            seed=0,
+            key=d.id,
+            hours=d.hours,
+            people=d.people,
+            sessions_per_person_year=d.sessions_per_person_year,
+            sessions_per_hour=d.sessions_per_hour,
+        )
+        always = d.hours == "always"
+        return {
+            "service_hours": "Mon-Sun 00:00-24:00; holidays" if always else DEFAULT_SERVICE_HOURS,
+            "people": d.people,
+            "sessions_per_hour": round(k.mean_per_hour, 3),
+            "sessions_per_day": round(
+                k.mean_per_hour * (24 if always else SERVICE_HOURS_PER_DAY), 2
+            ),
+            "dossier_share": k.dossier_share,
+            "online_share": d.online_share,
+            "assisted_share": d.assisted_share,
+            "rating_scale": d.rating_scale,
+            "rating_share": d.rating_share,
+            "satisfied_share": d.satisfied_share,
+            "random_outages_per_week": d.random_outages_per_week,
+        }
+    if d.model == Model.RADIO:
+        sched = RadioModel(seed=0, key=d.id).schedule
+        return {
+            "service_hours": "Mon-Sun 00:00-24:00; holidays",
+            "broadcasts": [{"hour": h, "program": p, "minutes": m} for h, p, m in sched],
+        }
+    if d.model == Model.HOTSPOT:
+        return {"service_hours": "Mon-Sun 00:00-24:00; holidays"}
+    return {}
+
+
+def _sensor(scn: Scenario, d: DeviceSpec) -> dict[str, Any]:
+    if d.model in SERVICE_MODELS:
+        return {}
+    faults = d.sensor_faults or scn.faults.sensor
+    out: dict[str, Any] = {
+        "sensor_faults": faults.model_dump(exclude_defaults=True) if faults.active else None
+    }
+    if d.model == Model.FIELD_WATER:
+        out["crops"] = (
+            [c.model_dump() for c in d.crops]
+            if d.crops is not None
+            else [{"name": c.name, "sow_doy": c.sow_doy, "days": c.days} for c in DEFAULT_CROPS]
+        )
+    return out

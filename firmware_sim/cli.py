@@ -157,13 +157,25 @@ def run(  # noqa: PLR0917 - typer maps parameters to options
     replicate: Annotated[
         int, typer.Option(min=1, max=1000, help="Copies of every MQTT/serial device (load).")
     ] = 1,
+    year_type: Annotated[
+        str | None,
+        typer.Option(help="Override the year type: ordinary, drought, record-flood or auto."),
+    ] = None,
+    sensor_faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensor faults for every sensor, e.g. preset=realistic or "
+            "fouling_per_day=0.02,stuck_per_month=2,spikes=0.001,dropouts=0.05,"
+            "dead_battery_at=+3600"
+        ),
+    ] = None,
 ) -> None:
     """Run the scenario's devices live until SIGTERM/SIGINT; prints 'sim ready' when up.
 
     SIGUSR1 pulls out (then, on the next SIGUSR1, puts back) every serial/Modbus adapter;
     SIGUSR2 drops every MQTT device's connection for 5 simulated seconds.
     """
-    scn = _load(scenario)
+    scn = _override(_load(scenario), seed=None, year_type=year_type, sensor_faults=sensor_faults)
     from firmware_sim.runner import RunOptions
 
     opts = RunOptions(
@@ -239,52 +251,132 @@ async def _run(scn: Scenario, opts: object, duration_s: float | None) -> int:
     return 0
 
 
+def read_hamlet_gateways(path: Path) -> dict[str, tuple[str, str]]:
+    """``{"hamlet": {"gateway": ID, "token": T}}`` JSON, or lines ``HAMLET GATEWAY TOKEN``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise _fail(f"{path}: cannot read the gateways file: {err.strerror}") from err
+    out: dict[str, tuple[str, str]] = {}
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise _fail(f"{path}: not valid JSON: {err}") from err
+        for hamlet_id, v in data.items() if isinstance(data, dict) else []:
+            if not (isinstance(v, dict) and isinstance(v.get("gateway"), str)):
+                raise _fail(f"{path}: {hamlet_id!r} needs {{'gateway': ID, 'token': TOKEN}}")
+            out[hamlet_id] = (v["gateway"], str(v.get("token", "")))
+    else:
+        for n, line in enumerate(text.splitlines(), 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) != 3:
+                raise _fail(f"{path}:{n}: expected 'HAMLET GATEWAY TOKEN'")
+            out[parts[0]] = (parts[1], parts[2])
+    if not out:
+        raise _fail(f"{path}: no hamlet -> gateway lines")
+    return out
+
+
 @app.command()
 def backfill(  # noqa: PLR0917 - typer maps parameters to options
     server: Annotated[str, typer.Option(help="Server base URL, e.g. http://127.0.0.1:8080")],
     token: Annotated[
-        str, typer.Option(envvar="HAMLET_SIM_TOKEN", help="The gateway's bearer token.")
-    ],
-    gateway: Annotated[str, typer.Option(help="Gateway id the token belongs to.")],
+        str | None, typer.Option(envvar="HAMLET_SIM_TOKEN", help="The gateway's bearer token.")
+    ] = None,
+    gateway: Annotated[str | None, typer.Option(help="Gateway id the token belongs to.")] = None,
+    gateways_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="One gateway per hamlet: lines 'HAMLET GATEWAY TOKEN' or JSON "
+            "{hamlet: {gateway, token}} (instead of --gateway/--token)."
+        ),
+    ] = None,
     scenario: ScenarioOpt = "demo",
     days: Annotated[float, typer.Option(help="Days of history ending now.")] = 7.0,
     end: Annotated[
         str | None, typer.Option(help="End of the history instead of now (ISO, local time).")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Override the scenario's seed.")] = None,
+    year_type: Annotated[
+        str | None,
+        typer.Option(help="Override the year type: ordinary, drought, record-flood or auto."),
+    ] = None,
     interval_s: Annotated[
         float | None, typer.Option(help="Override every device's reporting interval (s).")
     ] = None,
     hamlet: Annotated[
         str | None, typer.Option(help="Only this hamlet's devices (multi-hamlet scenarios).")
     ] = None,
+    sensor_faults: Annotated[
+        str | None,
+        typer.Option(
+            help="Sensor faults for every sensor, e.g. preset=realistic or "
+            "fouling_per_day=0.02,stuck_per_month=2,spikes=0.001,dropouts=0.05"
+        ),
+    ] = None,
     seq_start: Annotated[int, typer.Option(help="First gateway sequence number.")] = 1,
-    batch_records: Annotated[int, typer.Option(help="Records per uplink batch.")] = 20_000,
+    batch_records: Annotated[
+        int,
+        typer.Option(min=1, help="Records per uplink batch at most (the server's limits apply)."),
+    ] = 10_000,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
-    """Post N days of a scenario's history to the server's ingest API as one gateway.
+    """Post N days of a scenario's history to the server's ingest API, one gateway a hamlet.
 
-    Gateway sequence numbers run seq_start, seq_start+1, …; a rerun with the same options
-    is idempotent (the server counts duplicates). / Nạp dữ liệu lịch sử lên máy chủ.
+    The server files a gateway's devices under that gateway's hamlet, so each hamlet of the
+    scenario needs its own gateway (--gateways-file), or pick one with --hamlet. Gateway
+    sequence numbers run seq_start, seq_start+1, … per gateway; a rerun with the same
+    options is idempotent (the server counts duplicates). / Nạp dữ liệu lịch sử lên máy chủ.
     """
-    from firmware_sim.backfill import BackfillOptions
+    from firmware_sim.backfill import BackfillOptions, GatewayCred
     from firmware_sim.backfill import backfill as run_backfill
     from firmware_sim.timebase import parse_start
     from firmware_sim.uplink import UplinkError
 
     scn = _load(scenario)
-    if seed is not None:
-        scn = scn.model_copy(update={"seed": seed})
-    if hamlet is not None and hamlet not in {h.id for h in scn.hamlets}:
+    scn = _override(scn, seed=seed, year_type=year_type, sensor_faults=sensor_faults)
+    hamlet_ids = [h.id for h in scn.hamlets]
+    if hamlet is not None and hamlet not in hamlet_ids:
         raise _fail(f"--hamlet {hamlet!r} is not in scenario {scn.name!r}")
+    creds: dict[str, GatewayCred] = {}
+    if gateways_file is not None:
+        if gateway or token:
+            raise _fail("give either --gateways-file or --gateway/--token, not both")
+        mapping = read_hamlet_gateways(gateways_file)
+        unknown = sorted(set(mapping) - set(hamlet_ids))
+        if unknown:
+            raise _fail(
+                f"{gateways_file}: hamlet(s) {', '.join(unknown)} are not in scenario "
+                f"{scn.name!r} (its hamlets: {', '.join(hamlet_ids)})"
+            )
+        wanted = [hamlet] if hamlet else hamlet_ids
+        missing = [h for h in wanted if h not in mapping]
+        if missing:
+            raise _fail(
+                f"{gateways_file}: no gateway for hamlet(s) {', '.join(missing)}; add a line "
+                "'HAMLET GATEWAY TOKEN' for each (hamlet server add-gateway ID --hamlet HAMLET)"
+            )
+        creds = {h: GatewayCred(*mapping[h]) for h in wanted}
+    else:
+        if not gateway or not token:
+            raise _fail("pass --gateway and --token (or --gateways-file)")
+        if hamlet is None and len(hamlet_ids) > 1:
+            raise _fail(
+                f"scenario {scn.name!r} has {len(hamlet_ids)} hamlets ({', '.join(hamlet_ids)}); "
+                "the server files a gateway's devices under that gateway's hamlet, so pass "
+                "--hamlet HAMLET for this gateway's hamlet, or --gateways-file with one "
+                "gateway per hamlet"
+            )
+        creds = {hamlet or hamlet_ids[0]: GatewayCred(gateway, token)}
     opts = BackfillOptions(
         server=server,
-        token=token,
-        gateway=gateway,
+        gateways=creds,
         days=days,
         interval_s=interval_s,
         end=parse_start(end) if end else None,
-        hamlet=hamlet,
         seq_start=seq_start,
         batch_records=batch_records,
     )
@@ -294,12 +386,50 @@ def backfill(  # noqa: PLR0917 - typer maps parameters to options
     except UplinkError as err:
         raise _fail(str(err)) from err
     secs = time.monotonic() - started
+    most = max((p.records for p in opts.per_gateway.values()), default=0)
     typer.echo(
         f"backfill done: {stats.records} records in {stats.batches} batches, "
         f"{stats.accepted} accepted, {stats.duplicates} duplicates, {stats.rejected} rejected, "
         f"{secs:.1f} s ({stats.records / max(secs, 1e-9):,.0f} records/s), "
-        f"last seq {opts.seq_start + stats.records - 1}"
+        f"last seq {opts.seq_start + most - 1}"
     )
+    for gw, p in sorted(opts.per_gateway.items()):
+        typer.echo(
+            f"gateway {gw}: {p.records} records in {p.batches} batches, last seq "
+            f"{opts.seq_start + p.records - 1}"
+        )
+
+
+def _override(
+    scn: Scenario, *, seed: int | None, year_type: str | None, sensor_faults: str | None
+) -> Scenario:
+    """The scenario with command-line overrides applied (validated like the file)."""
+    from pydantic import ValidationError
+
+    from firmware_sim.scenario import Scenario as ScenarioModel
+
+    data = scn.model_dump()
+    if seed is not None:
+        data["seed"] = seed
+    if year_type is not None:
+        data["year_type"] = year_type
+    if sensor_faults is not None:
+        data["faults"]["sensor"] = _key_values(sensor_faults, "--sensor-faults")
+    try:
+        return ScenarioModel.model_validate(data)
+    except ValidationError as err:
+        e = err.errors()[0]
+        raise _fail(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}") from err
+
+
+def _key_values(text: str, option: str) -> dict[str, str]:
+    data: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, val = part.partition("=")
+        if not sep:
+            raise _fail(f"{option}: {part!r} is not KEY=VALUE")
+        data[key.strip()] = val.strip()
+    return data
 
 
 @app.command()

@@ -9,11 +9,21 @@ from __future__ import annotations
 from datetime import date
 
 from firmware_sim import physics
+from firmware_sim.crop import DEFAULT_CROPS, crop_from
 from firmware_sim.firmware import Firmware, FirmwareParams
 from firmware_sim.noise import key_of
-from firmware_sim.scenario import DeviceSpec, HamletSpec, Model, Scenario
+from firmware_sim.scenario import (
+    SERVICE_MODELS,
+    DeviceSpec,
+    HamletSpec,
+    Model,
+    Scenario,
+    SensorFaults,
+)
+from firmware_sim.sensorfaults import SensorFaultModel
 from firmware_sim.services import HotspotModel, KioskModel, Outage, RadioModel, SimEvent
 from firmware_sim.timebase import parse_start
+from firmware_sim.years import YearType
 
 
 def _offset_or_iso(value: str, start: float) -> float:
@@ -30,6 +40,9 @@ class Device:
         seed: int,
         start: float,
         holidays: frozenset[date] = frozenset(),
+        *,
+        year: YearType | None = None,
+        sensor_faults: SensorFaults | None = None,
     ) -> None:
         self.spec = spec
         self.id = spec.id
@@ -41,6 +54,20 @@ class Device:
             tide_scale=hamlet.tide_scale,
             flood_scale=hamlet.flood_scale,
             salinity_scale=hamlet.salinity_scale,
+            year=year,
+        )
+        faults = spec.sensor_faults or sensor_faults
+        self.faults = (
+            SensorFaultModel(
+                faults,
+                dev_seed,
+                spec.id,
+                _offset_or_iso(faults.dead_battery_at, start)
+                if faults.dead_battery_at and spec.battery
+                else None,
+            )
+            if faults is not None and faults.active and spec.model not in SERVICE_MODELS
+            else None
         )
         self.firmware = Firmware(
             seed,
@@ -57,12 +84,21 @@ class Device:
             start,
         )
         self.soil = (
-            physics.SoilModel(physics.Site(dev_seed, spec.id, hamlet.distance_km))
+            physics.SoilModel(
+                physics.Site(dev_seed, spec.id, hamlet.distance_km, year=year, years_seed=seed)
+            )
             if spec.model == Model.SOIL
             else None
         )
+        crops = (
+            tuple(crop_from(c.sow, c.days, c.name) for c in spec.crops)
+            if spec.crops is not None
+            else DEFAULT_CROPS
+        )
         self.field = (
-            physics.FieldWaterModel(physics.Site(dev_seed, spec.id))
+            physics.FieldWaterModel(
+                physics.Site(dev_seed, spec.id, year=year, years_seed=seed), crops
+            )
             if spec.model == Model.FIELD_WATER
             else None
         )
@@ -76,7 +112,10 @@ class Device:
                 seed=dev_seed,
                 key=spec.id,
                 hours=spec.hours,
+                people=spec.people,
+                sessions_per_person_year=spec.sessions_per_person_year,
                 sessions_per_hour=spec.sessions_per_hour,
+                rating_share=spec.rating_share,
                 online_share=spec.online_share,
                 assisted_share=spec.assisted_share,
                 rating_scale=spec.rating_scale,
@@ -125,14 +164,20 @@ class Device:
         else:
             out = {}
         if self.spec.battery:
-            out["battery"] = self.firmware.battery(t)
+            out["battery"] = self.battery(t)
             out["rssi"] = self.firmware.rssi(t)
+        if self.faults is not None:
+            out = self.faults.apply(t, out)
         return out
+
+    def battery(self, t: float) -> float:
+        v = self.firmware.battery(t)
+        return self.faults.battery(t, v) if self.faults is not None else v
 
     def heartbeat(self, t: float) -> dict[str, float]:
         hb: dict[str, float] = {"uptime": self.firmware.uptime(t), "rssi": self.firmware.rssi(t)}
         if self.spec.battery:
-            hb["battery"] = self.firmware.battery(t)
+            hb["battery"] = self.battery(t)
         if self.hotspot is not None:
             hb["clients"] = float(self.hotspot.clients(t))
         return hb
@@ -145,9 +190,23 @@ class Device:
         return []
 
     def powered(self, t: float) -> bool:
-        return self.kiosk.powered(t) if self.kiosk is not None else True
+        if self.kiosk is not None:
+            return self.kiosk.powered(t)
+        return not (self.faults is not None and self.faults.dead(t))
 
 
 def build_devices(scn: Scenario, start: float) -> list[Device]:
     holidays = frozenset(scn.holidays)
-    return [Device(d, scn.hamlet(d.hamlet), scn.seed, start, holidays) for d in scn.devices]
+    year = None if scn.year_type == "auto" else YearType(scn.year_type)
+    return [
+        Device(
+            d,
+            scn.hamlet(d.hamlet),
+            scn.seed,
+            start,
+            holidays,
+            year=year,
+            sensor_faults=scn.faults.sensor,
+        )
+        for d in scn.devices
+    ]

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal
 
 from firmware_sim.devices import Device, build_devices
 from firmware_sim.scenario import Scenario
-from hamlet.contract import EventRecord, Point, RecordKind, SeriesBlock, TimeQuality, UplinkBatch
+from hamlet.contract import (
+    MAX_EVENTS_PER_BATCH,
+    MAX_POINTS_PER_BATCH,
+    MAX_SERIES_PER_BATCH,
+    EventRecord,
+    IngestLimits,
+    Point,
+    RecordKind,
+    SeriesBlock,
+    TimeQuality,
+    UplinkBatch,
+)
 
 SeriesKind = Literal[RecordKind.READING, RecordKind.HEARTBEAT]
 
@@ -30,8 +41,39 @@ class Rec:
     attrs: dict[str, str | int | float | bool] | None = None
 
 
+@dataclass(slots=True)
+class DeviceSeqStats:
+    """What a gateway learns from one device's own sequence numbers (u32, per message)."""
+
+    messages: int = 0
+    lost: int = 0  # messages the device numbered but that never arrived (dropouts)
+    gaps: int = 0  # runs of lost messages
+    resets: int = 0  # reboots: the counter restarted at 0
+    last_seq: int | None = None
+    _missing: int = 0
+
+    def sent(self, seq: int, *, arrived: bool, rebooted: bool) -> None:
+        if rebooted:
+            self.resets += 1
+            self._missing = 0  # a gateway cannot see losses across a reset
+        if not arrived:
+            self._missing += 1
+            return
+        self.messages += 1
+        if self._missing:
+            self.gaps += 1
+            self.lost += self._missing
+            self._missing = 0
+        self.last_seq = seq
+
+
 class HistoryGenerator:
-    """Walks simulated time from ``start`` to ``end`` producing each device's records."""
+    """Walks simulated time from ``start`` to ``end`` producing each device's records.
+
+    Each device numbers its messages with its firmware counter (restarting at 0 after a
+    reboot), as it would over MQTT or serial; :attr:`seq_stats` holds what a gateway
+    would count from those numbers (losses, resets).
+    """
 
     def __init__(
         self,
@@ -55,6 +97,7 @@ class HistoryGenerator:
         }
         self._next = {d.id: start + _phase(d.id) * self.interval[d.id] for d in self.devices}
         self._up = {d.id: True for d in self.devices}
+        self.seq_stats = {d.id: DeviceSeqStats() for d in self.devices}
 
     def windows(self) -> Iterator[tuple[float, list[Rec]]]:
         """(window end, records in it sorted by time) until ``end``."""
@@ -70,6 +113,7 @@ class HistoryGenerator:
 
     def _device_window(self, d: Device, t0: float, t1: float) -> list[Rec]:
         out: list[Rec] = []
+        stats = self.seq_stats[d.id]
         step = self.interval[d.id]
         t = self._next[d.id]
         while t < t1:
@@ -80,21 +124,25 @@ class HistoryGenerator:
                 state = "online" if up else "offline"
                 out.append(Rec(ms, d.id, "status", RecordKind.EVENT, attrs={"state": state}))
             if up:
-                d.firmware.maybe_reboot(t)
+                rebooted = d.firmware.maybe_reboot(t)
+                seq = d.firmware.next_seq()
                 if d.is_service:
                     hb = {"heartbeat": 1.0, **d.heartbeat(t)}
                     out.extend(
                         Rec(ms, d.id, k, RecordKind.HEARTBEAT, float(v)) for k, v in hb.items()
                     )
+                    stats.sent(seq, arrived=True, rebooted=rebooted)
                 else:
+                    readings = d.sample(t)  # {} when the sensor dropped the reading
                     out.extend(
-                        Rec(ms, d.id, k, RecordKind.READING, float(v))
-                        for k, v in d.sample(t).items()
+                        Rec(ms, d.id, k, RecordKind.READING, float(v)) for k, v in readings.items()
                     )
+                    stats.sent(seq, arrived=bool(readings), rebooted=rebooted)
             t += step
         self._next[d.id] = t
         for e in d.events_between(t0, t1):
             attrs = dict(e.attrs)
+            stats.sent(d.firmware.next_seq(), arrived=True, rebooted=False)
             out.append(Rec(int(e.t * 1000), d.id, e.name, RecordKind.EVENT, attrs=attrs))
         return out
 
@@ -104,22 +152,44 @@ def _phase(device_id: str) -> float:
     return (sum(device_id.encode()) * 0.618034) % 1.0
 
 
+# Bytes of JSON a record takes at most, to keep a batch under the server's inflated-body
+# bound: a point is a few delta-encoded numbers (~30 B); an event carries its attributes.
+POINT_JSON_BYTES: Final = 40
+EVENT_JSON_BYTES: Final = 320
+SERIES_JSON_BYTES: Final = 160
+
+
 @dataclass
 class BatchBuilder:
-    """Numbers records with the gateway's sequence and packs them into UplinkBatches."""
+    """Numbers records with the gateway's sequence and packs them into UplinkBatches.
+
+    A batch is full at ``max_records`` or at whichever of the server's limits (points,
+    events, series blocks, inflated bytes) it would reach first.
+    """
 
     gateway: str
     next_seq: int = 1
-    max_records: int = 20_000
+    max_records: int = 10_000
+    limits: IngestLimits | None = None
     _points: dict[tuple[str, str, SeriesKind], list[Point]] = field(default_factory=dict)
     _events: list[EventRecord] = field(default_factory=list)
     _count: int = 0
+    _bytes: int = 0
+
+    def __post_init__(self) -> None:
+        lim = self.limits
+        self._max_points = lim.max_points_per_batch if lim else MAX_POINTS_PER_BATCH
+        self._max_events = lim.max_events_per_batch if lim else MAX_EVENTS_PER_BATCH
+        self._max_series = lim.max_series_per_batch if lim else MAX_SERIES_PER_BATCH
+        # Half the bound: the estimate must never be the reason for a 413.
+        self._max_bytes = lim.max_decompressed_bytes // 2 if lim else 1 << 62
 
     def add(self, rec: Rec) -> None:
         seq = self.next_seq
         self.next_seq += 1
         self._count += 1
         if rec.kind == RecordKind.EVENT:
+            self._bytes += EVENT_JSON_BYTES
             self._events.append(
                 EventRecord(
                     seq=seq, device=rec.device, name=rec.metric, t=rec.t_ms, attrs=rec.attrs or {}
@@ -130,13 +200,22 @@ class BatchBuilder:
                 RecordKind.HEARTBEAT if rec.kind == RecordKind.HEARTBEAT else RecordKind.READING
             )
             key = (rec.device, rec.metric, kind)
+            if key not in self._points:
+                self._bytes += SERIES_JSON_BYTES
+            self._bytes += POINT_JSON_BYTES
             self._points.setdefault(key, []).append(
                 Point(seq=seq, t=rec.t_ms, v=rec.value, q=TimeQuality.SYNCED)
             )
 
     @property
     def full(self) -> bool:
-        return self._count >= self.max_records
+        """One more record could break a limit: take the batch now."""
+        return (
+            self._count >= min(self.max_records, self._max_points)
+            or len(self._events) >= self._max_events
+            or len(self._points) >= self._max_series
+            or self._bytes + EVENT_JSON_BYTES + SERIES_JSON_BYTES >= self._max_bytes
+        )
 
     @property
     def empty(self) -> bool:
@@ -158,6 +237,7 @@ class BatchBuilder:
         self._points.clear()
         self._events.clear()
         self._count = 0
+        self._bytes = 0
         return batch
 
 

@@ -62,7 +62,13 @@ class ModbusBus:
             self.stats[f"modbus.{self.name}.unanswered"] += 1
             # With ignore_missing_devices the server then stays silent: a dead slave.
             raise NoSuchIdException(f"simulated dead slave {addr}")
-        regs = PROFILES[dev.spec.profile].fill(dev.sample(self.clock.now()))
+        now = self.clock.now()
+        readings = dev.sample(now) if dev.powered(now) else {}
+        if not readings:
+            # A dead node or a sensor dropout: no answer, a timeout at the master.
+            self.stats[f"modbus.{self.name}.unanswered"] += 1
+            raise NoSuchIdException(f"simulated sensor dropout {addr}")
+        regs = PROFILES[dev.spec.profile].fill(readings)
         registers[: len(regs)] = regs
         self.stats[f"modbus.{self.name}.answered"] += 1
 

@@ -105,6 +105,9 @@ class MqttDevice:
     async def _telemetry(self, client: aiomqtt.Client, t: float) -> None:
         readings = self.dev.sample(t)
         if not readings:
+            # A sensor dropout: the firmware counted the message it failed to send.
+            self.dev.firmware.next_seq()
+            self.stats["sensor_dropouts"] += 1
             return
         if self.flavour == "esphome":
             for metric, v in readings.items():

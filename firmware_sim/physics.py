@@ -8,17 +8,23 @@ irrigation and evaporation) and advance in fixed steps from where they were.
 Sources for the shapes and magnitudes: DESIGN.md §5 (Cần Thơ station on the Hậu river:
 alarm level III 2.00 m, record 2.29 m on 22 Oct 2025, semi-diurnal tide; dry-season salinity
 Feb–Apr; mean air temperature ≈27 °C with a ≈7 °C daily swing; humidity 78–88 %; rainy
-season May–Nov with ≈1,600–1,950 mm a year from tipping buckets of 0.2–0.28 mm).
+season May–Nov with ≈1,600–1,950 mm a year from tipping buckets of 0.2–0.28 mm). Year
+types (``firmware_sim/years.py``) set each year's flood peak and salt reach; the calibration
+figures and their sources are in docs/simulator.md.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
 from typing import Final
 
 from firmware_sim import noise
-from firmware_sim.timebase import DAY_S, day_of_year, local_hour
+from firmware_sim.crop import DEFAULT_CROPS, Crop, Stage, stage_at
+from firmware_sim.timebase import DAY_S, day_of_year, local, local_hour, parse_start
+from firmware_sim.years import YEARS, YearType, flood_peak_m, year_type
 
 HOUR_S: Final = 3600.0
 # Tidal constituents (periods in hours). M2 dominates the Hậu river; S2 beats with it into
@@ -47,6 +53,12 @@ class Site:
     tide_scale: float = 1.0
     flood_scale: float = 1.0
     salinity_scale: float = 1.0
+    year: YearType | None = None  # None: the seed draws each calendar year's type
+    years_seed: int | None = None  # the river's seed (default ``seed``): one year per scenario
+
+    def year_type(self, t: float) -> YearType:
+        seed = self.seed if self.years_seed is None else self.years_seed
+        return year_type(seed, local(t).year, self.year)
 
 
 def astronomical_tide(t: float, scale: float = 1.0) -> float:
@@ -65,16 +77,50 @@ def flood_season(t: float) -> float:
     return _bump(day_of_year(t), centre=293.0, width=32.0)
 
 
+# River discharge damps the tide: at the flood peak the range is this much smaller (our
+# estimate; it gives a mean daily range of ≈1.7 m in March and ≈1.2 m in October).
+FLOOD_TIDE_DAMPING: Final = 0.3
+LOW_WATER_MEAN_M: Final = 0.18  # dry-season mean level at the station (national datum)
+
+
+def tide_damping(t: float) -> float:
+    """Factor (0.7..1) on the astronomical tide: discharge damps it in Sep–Nov."""
+    return 1.0 - FLOOD_TIDE_DAMPING * flood_season(t)
+
+
+@lru_cache(maxsize=64)
+def _flood_rise(year: int, tide_scale: float, peak_m: float) -> float:
+    """Flood-season mean rise (m) that makes the year's highest water equal ``peak_m``.
+
+    The highest water is a spring tide on top of the flood; which spring tide, and how
+    high, depends on the year's tidal calendar, so the rise is solved for each year.
+    """
+    t0 = parse_start(date(year, 8, 15).isoformat())
+    ts = [t0 + i * 900.0 for i in range(120 * 96)]
+    f = [flood_season(t) for t in ts]
+    g = [LOW_WATER_MEAN_M + astronomical_tide(t, tide_scale) * tide_damping(t) for t in ts]
+    rise = peak_m - LOW_WATER_MEAN_M - 1.0
+    for _ in range(6):  # fixed point of rise = (peak - g(t*)) / f(t*), t* the highest water
+        i = max(range(len(ts)), key=lambda j: rise * f[j] + g[j])
+        rise = (peak_m - g[i]) / f[i]
+    return rise
+
+
 def water_level(t: float, site: Site) -> float:
     """River water level (m, national datum) at the site.
 
-    The mean rises by ~0.86 m at the flood peak; with a spring tide a Cần Thơ-like station
-    then reaches ~2.0–2.3 m (alarm III is 2.00 m) in late October.
+    The flood-season mean rise is solved per year so that a Cần Thơ-like station
+    (``flood_scale`` 1) peaks at the year type's annual maximum (docs/simulator.md), and the
+    tide is damped by the discharge at the flood peak.
     """
     k = noise.key_of(site.key + ":wl")
-    mean = 0.18 + 0.86 * site.flood_scale * flood_season(t)
-    wind = 0.04 * noise.smooth(site.seed, k, t, 6 * HOUR_S)
-    return mean + astronomical_tide(t, site.tide_scale) + wind
+    year = local(t).year
+    seed = site.seed if site.years_seed is None else site.years_seed
+    peak = flood_peak_m(seed, year, site.year_type(t))
+    rise = _flood_rise(year, site.tide_scale, round(peak, 3))
+    mean = LOW_WATER_MEAN_M + rise * site.flood_scale * flood_season(t)
+    wind = 0.015 * noise.smooth(site.seed, k, t, 6 * HOUR_S)
+    return mean + astronomical_tide(t, site.tide_scale) * tide_damping(t) + wind
 
 
 def dry_season(t: float) -> float:
@@ -82,19 +128,24 @@ def dry_season(t: float) -> float:
     return _bump(day_of_year(t), centre=76.0, width=30.0)
 
 
-def salinity(t: float, site: Site) -> float:
-    """Salinity (‰ = g/L) at the site: intrusion season × distance decay × tide.
+SEA_SALINITY: Final = 34.0
 
-    Salt water creeps in on the flood tide about an hour after high water, so salinity
-    follows the tide with a lag; inland it decays with a ~28 km length scale.
+
+def salinity(t: float, site: Site) -> float:
+    """Salinity (‰ = g/L) at the site: intrusion season × distance × tide.
+
+    At the mid-March peak the daily mean is 4 ‰ where the year type puts the 4 ‰ line and
+    decays upstream of it (docs/simulator.md). Salt water creeps in on the flood tide
+    about an hour after high water, so salinity follows the tide with a lag.
     """
     k = noise.key_of(site.key + ":sal")
+    p = YEARS[site.year_type(t)]
     season = dry_season(t)
-    reach = math.exp(-site.distance_km / 28.0)
-    base = 30.0 * season * reach * site.salinity_scale
+    reach = 4.0 * math.exp(-(site.distance_km - p.salt_4ppt_km) / p.salt_decay_km)
+    base = season * reach * site.salinity_scale
     tide = astronomical_tide(t - HOUR_S, site.tide_scale) / 1.3  # about -1..1
     jitter = 1.0 + 0.05 * noise.smooth(site.seed, k, t, 3 * HOUR_S)
-    return max(0.05, 0.12 + base * (1.0 + 0.45 * tide) * jitter)
+    return min(SEA_SALINITY, max(0.05, 0.12 + base * (1.0 + 0.45 * tide) * jitter))
 
 
 def ec_from_salinity(sal_ppt: float) -> float:
@@ -135,20 +186,64 @@ def rainy_season(t: float) -> float:
     return 1.0 / (1.0 + math.exp(-(doy - 128.0) / 6.0)) / (1.0 + math.exp((doy - 330.0) / 8.0))
 
 
+# Cần Thơ rain climatology of an ordinary year, per month Jan..Dec (docs/simulator.md):
+# total ≈1,750 mm; wet days (≥1 mm) ≈127; a July–August lull ("hạn Bà Chằng") between the
+# June and the September–October peaks.
+MONTH_MM: Final = (12.0, 4.0, 14.0, 50.0, 200.0, 230.0, 215.0, 205.0, 285.0, 310.0, 170.0, 55.0)
+MONTH_WET_DAYS: Final = (1.2, 0.5, 1.2, 4.0, 14.0, 17.0, 17.0, 16.5, 19.0, 19.0, 12.0, 4.5)
+# A wet day's rain beyond the first millimetre: a mix of ordinary showers and, one day in
+# five or six, a heavy convective storm 3.5 times as wet; that tail gives annual maxima of
+# 80–150 mm a day.
+HEAVY_SHARE: Final = 0.18
+HEAVY_RATIO: Final = 3.5
+_DAYS_IN_MONTH: Final = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+@dataclass(frozen=True, slots=True)
+class RainDay:
+    mm: float  # the day's total (0 on a dry day)
+    start_h: int  # local hour the rain starts
+    hours: int  # how many hours it lasts
+
+
+@lru_cache(maxsize=4096)
+def rain_day(site: Site, day_index: int) -> RainDay:
+    """The rain of one local day (``day_index`` = local days since the epoch)."""
+    k = noise.key_of(site.key + ":rainday")
+    s = site.seed
+    midday = day_index * DAY_S - 7 * 3600 + 12 * 3600
+    month = local(midday).month - 1
+    factor = YEARS[site.year_type(midday)].rain_factor[month]
+    p_wet = min(0.95, MONTH_WET_DAYS[month] * factor / _DAYS_IN_MONTH[month])
+    if noise.uniform(s, k, day_index) >= p_wet:
+        return RainDay(0.0, 0, 0)
+    mean_extra = MONTH_MM[month] / MONTH_WET_DAYS[month] - 1.0
+    light = mean_extra / (1.0 - HEAVY_SHARE + HEAVY_SHARE * HEAVY_RATIO)
+    heavy = noise.uniform(s, k, day_index, 1) < HEAVY_SHARE
+    mean = light * HEAVY_RATIO if heavy else light
+    mm = 1.0 + -mean * math.log(max(noise.uniform(s, k, day_index, 2), 1e-12))
+    # Showers mostly in the afternoon (13–18 h), some at night; heavy storms last longer.
+    hours = 1 + int(noise.uniform(s, k, day_index, 3) * (4 if heavy else 3))
+    if noise.uniform(s, k, day_index, 4) < 0.7:
+        start = 13 + int(noise.uniform(s, k, day_index, 5) * 5)
+    else:
+        start = int(noise.uniform(s, k, day_index, 5) * 24)
+    return RainDay(round(mm, 3), min(start, 24 - hours), hours)
+
+
 def rain_rate(t: float, site: Site) -> float:
-    """Rain (mm/h) in the local hour containing ``t``: showers mostly in the afternoon."""
-    k = noise.key_of(site.key + ":rain")
-    hour_index = math.floor(t / HOUR_S)
-    t_h = hour_index * HOUR_S  # one rate for the whole hour, however it is sliced
-    season = rainy_season(t_h)
-    h = local_hour(t_h) + 0.5
-    afternoon = 1.0 + 1.6 * math.exp(-0.5 * ((h - 16.0) / 2.5) ** 2)
-    p = (0.008 + 0.041 * season) * afternoon
-    if noise.uniform(site.seed, k, hour_index) >= p:
+    """Rain (mm/h) in the local hour containing ``t``: the day's rain, front-loaded."""
+    local_s = t + 7 * 3600
+    day = math.floor(local_s / DAY_S)
+    rd = rain_day(site, day)
+    if rd.mm <= 0.0:
         return 0.0
-    mean_mm = 2.0 + 3.3 * season
-    u = max(noise.uniform(site.seed, k, hour_index, 7), 1e-9)
-    return min(80.0, -mean_mm * math.log(u))
+    i = int((local_s - day * DAY_S) // HOUR_S) - rd.start_h
+    if not 0 <= i < rd.hours:
+        return 0.0
+    n = rd.hours
+    weight = (n - i) / (n * (n + 1) / 2)  # a storm is heaviest in its first hour
+    return rd.mm * weight
 
 
 def rain_between(t0: float, t1: float, site: Site) -> float:
@@ -254,20 +349,32 @@ class SoilModel:
         }
 
 
+# The perforated AWD tube the sensor sits in reaches 30 cm below the surface: it reads no
+# lower than that, however dry the fallow field gets.
+AWD_TUBE_M: Final = -0.30
+
+
 @dataclass(slots=True)
 class FieldWaterModel:
-    """Paddy water depth (m, + above the soil surface) under alternate wetting and drying.
+    """Paddy water depth (m, + above the soil surface) following the rice crop calendar.
 
-    The field is flooded to +5 cm, then dries (percolation + evapotranspiration, ~1.2 cm a
-    day) until the water is 15 cm below the surface, when the farmer re-irrigates.
+    Land preparation floods the field to +8 cm; after sowing it is kept saturated; then
+    alternate wetting and drying: flooded to +5 cm, drying (percolation +
+    evapotranspiration, ≈1.5–2 cm a day) until the water is 15 cm below the surface, when
+    the farmer re-irrigates; ponded around flowering; drained two weeks before harvest;
+    fallow (rain only) until the next crop (``firmware_sim/crop.py``).
     """
 
     site: Site
+    crops: tuple[Crop, ...] = DEFAULT_CROPS
     flood_to_m: float = 0.05
     reirrigate_at_m: float = -0.15
     t: float | None = None
     depth: float = 0.0
     irrigations: int = 0
+
+    def stage(self, t: float) -> Stage:
+        return stage_at(day_of_year(t), self.crops)
 
     def advance(self, t: float) -> None:
         if self.t is None:
@@ -277,14 +384,31 @@ class FieldWaterModel:
             return
         while self.t + STEP_S <= t:
             t0 = self.t
+            stage = self.stage(t0)
             rain_m = rain_between(t0, t0 + STEP_S, self.site) / 1000.0
-            loss = (0.006 + 0.01 * sunlight(t0)) * STEP_S / DAY_S
-            self.depth = min(0.12, self.depth + rain_m * 1.1 - loss)
-            if self.depth <= self.reirrigate_at_m:
-                self.depth = self.flood_to_m
-                self.irrigations += 1
+            loss = (0.012 + 0.016 * sunlight(t0)) * STEP_S / DAY_S
+            if stage in (Stage.DRAIN, Stage.FALLOW):
+                loss += 0.02 * STEP_S / DAY_S  # drains open: the field empties in days
+            self.depth = min(0.15, max(AWD_TUBE_M, self.depth + rain_m * 1.1 - loss))
+            refill = _REFILL.get(stage)
+            if refill is not None:
+                below, to = refill
+                if below is None:
+                    below = self.reirrigate_at_m
+                if self.depth <= below:
+                    self.depth = max(self.depth, self.flood_to_m if to is None else to)
+                    self.irrigations += 1
             self.t = t0 + STEP_S
 
     def sample(self, t: float) -> dict[str, float]:
         self.advance(t)
         return {"field_water": round(self.depth, 3)}
+
+
+# Stage -> (irrigate when depth <= this (None: the AWD mark), up to this (None: flood_to_m)).
+_REFILL: Final[dict[Stage, tuple[float | None, float | None]]] = {
+    Stage.PREP: (0.05, 0.08),
+    Stage.EARLY: (0.0, 0.03),
+    Stage.AWD: (None, None),
+    Stage.FLOWERING: (0.02, None),
+}

@@ -7,14 +7,22 @@ a transport and firmware quirks); the command line says *where* (broker, pty pat
 from __future__ import annotations
 
 import tomllib
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from firmware_sim.years import YearType
 from hamlet.config import format_validation_error
 
 DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
@@ -91,10 +99,83 @@ class ScheduledFault(_Strict):
     jump_s: float = Field(0.0, description="clock_jump size (negative = backwards)")
 
 
+# Rates a sensor in a Mekong Delta field shows without anyone asking (our estimates,
+# docs/simulator.md): conductivity probes foul in turbid water and are wiped fortnightly,
+# a probe sticks now and then, a rare spike, and a few readings in a hundred never arrive.
+REALISTIC_SENSOR_FAULTS: dict[str, float] = {
+    "fouling_per_day": 0.015,
+    "clean_every_days": 14.0,
+    "stuck_per_month": 0.5,
+    "stuck_hours": 6.0,
+    "spikes": 0.0005,
+    "dropouts": 0.02,
+}
+
+
+class SensorFaults(_Strict):
+    """What goes wrong with a sensor itself (not its link): on demand or at realistic rates."""
+
+    preset: Literal["none", "realistic"] = Field(
+        "none", description="'realistic' fills every rate not given with field-typical ones"
+    )
+    fouling_per_day: float = Field(
+        0.0, ge=0, le=0.2, description="conductivity readings lose this share a day"
+    )
+    clean_every_days: float = Field(14.0, gt=0, le=365, description="probe wiped clean")
+    stuck_per_month: float = Field(0.0, ge=0, le=30, description="episodes of a frozen value")
+    stuck_hours: float = Field(6.0, gt=0, le=240)
+    spikes: float = Field(0.0, ge=0, le=1, description="probability a reading is a spike")
+    spike_size: float = Field(4.0, gt=0, le=100, description="spike = v + size x max(|v|, 1)")
+    dropouts: float = Field(0.0, ge=0, le=1, description="probability a reading is lost")
+    dead_battery_at: str = Field(
+        "", description="ISO local time or +SECONDS: the cell fails, the node dies a day later"
+    )
+
+    @field_validator("dead_battery_at")
+    @classmethod
+    def _when(cls, v: str) -> str:
+        try:
+            if v.startswith("+"):
+                float(v[1:])
+            elif v:
+                datetime.fromisoformat(v)
+        except ValueError as err:
+            raise ValueError(f"{v!r}: use +SECONDS or an ISO local time") from err
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("preset") == "realistic":
+            return {**REALISTIC_SENSOR_FAULTS, **data}
+        return data
+
+    @property
+    def active(self) -> bool:
+        return bool(
+            self.fouling_per_day
+            or self.stuck_per_month
+            or self.spikes
+            or self.dropouts
+            or self.dead_battery_at
+        )
+
+
 class FaultSpec(_Strict):
     serial: SerialFaults = Field(default_factory=SerialFaults)
+    sensor: SensorFaults = Field(
+        default_factory=SensorFaults, description="for every sensor without its own"
+    )
     mqtt: MqttFaults = Field(default_factory=MqttFaults)
     schedule: list[ScheduledFault] = Field(default_factory=list)
+
+
+class CropSpec(_Strict):
+    """One rice crop: sown on ``sow`` (MM-DD, every year), harvested ``days`` later."""
+
+    name: str = ""
+    sow: str = Field(pattern=r"^\d{2}-\d{2}$", examples=["12-05"])
+    days: int = Field(95, ge=60, le=150)
 
 
 class DeviceSpec(_Strict):
@@ -119,9 +200,20 @@ class DeviceSpec(_Strict):
     first_seq: int = Field(0, ge=0, lt=1 << 32)
     # Sensor specifics
     mm_per_tip: float = Field(0.2, ge=0.1, le=1.0)
+    sensor_faults: SensorFaults | None = None
+    crops: list[CropSpec] | None = Field(
+        None, description="field_water: the rice crops of the year (default: three)"
+    )
     # Kiosk specifics
     hours: Literal["office", "always"] = "office"
-    sessions_per_hour: float = Field(4.0, ge=0, le=120)
+    people: int = Field(
+        2000, ge=0, le=1_000_000, description="people the kiosk serves (hamlet ~2,000)"
+    )
+    sessions_per_person_year: float = Field(0.25, ge=0, le=20)
+    sessions_per_hour: float | None = Field(
+        None, ge=0, le=120, description="flat mean rate instead of people x sessions/person"
+    )
+    rating_share: float = Field(0.3, ge=0, le=1)
     online_share: float = Field(0.55, ge=0, le=1)
     assisted_share: float = Field(0.30, ge=0, le=1)
     rating_scale: Literal[3, 5] = 3
@@ -144,6 +236,13 @@ class DeviceSpec(_Strict):
             raise ValueError("kiosks, radios and hotspots speak the project JSON only")
         if self.online_share + self.assisted_share > 1.0:
             raise ValueError("online_share + assisted_share must be at most 1")
+        if self.sensor_faults is not None:
+            if self.model in SERVICE_MODELS:
+                raise ValueError("sensor_faults apply to sensors, not kiosks, radios, hotspots")
+            if self.sensor_faults.dead_battery_at and not self.battery:
+                raise ValueError("dead_battery_at needs a battery node (battery = true)")
+        if self.crops is not None and self.model != Model.FIELD_WATER:
+            raise ValueError("crops apply to field_water devices only")
         return self
 
     @property
@@ -162,6 +261,9 @@ class Scenario(_Strict):
     description: str = ""
     seed: int = 1
     start: str = Field("now", description="'now' or ISO date/datetime (local time if naive)")
+    year_type: YearType | Literal["auto"] = Field(
+        "auto", description="ordinary | drought | record-flood, or auto: the seed draws"
+    )
     topic_prefix: str = "hamlet"
     holidays: list[date] = Field(default_factory=list)
     hamlets: list[HamletSpec] = Field(min_length=1)

@@ -70,11 +70,20 @@ class SerialNode:
     def stop(self) -> None:
         self._stop.set()
 
-    def frame_at(self, t: float) -> bytes:
+    def frame_at(self, t: float) -> bytes | None:
+        """The frame the node sends at ``t``; None when it is dead or the frame is lost
+        (a sensor dropout still uses up a node seq, so the gateway counts the loss)."""
         fw = self.dev.firmware
+        if not self.dev.powered(t):
+            return None
         if fw.maybe_reboot(t):
             self.stats["reboots"] += 1
-        return encode_frame(self.dev.id, fw.next_seq(), fw.device_time(t), self.dev.sample(t))
+        seq = fw.next_seq()
+        readings = self.dev.sample(t)
+        if not readings:
+            self.stats["sensor_dropouts"] += 1
+            return None
+        return encode_frame(self.dev.id, seq, fw.device_time(t), readings)
 
     async def run(self) -> None:
         phase = random.Random(self.dev.id).random()
@@ -85,6 +94,8 @@ class SerialNode:
                 await asyncio.wait_for(self._stop.wait(), delay)
             if self._stop.is_set():
                 return
-            self.link.send(self.frame_at(next_t))
+            frame = self.frame_at(next_t)
+            if frame is not None:
+                self.link.send(frame)
             # A node that fell behind (host paused) skips rather than bursting.
             next_t = max(next_t + self.interval_s, self.clock.now())

@@ -2,7 +2,9 @@
 
 Events are pure functions of time: each local minute is a bucket whose sessions (and their
 look-ups, dossiers and ratings) follow from the seed alone, so ``events_between(a, b)``
-returns the same events however the interval is cut up.
+returns the same events however the interval is cut up. A kiosk's mean rate follows the
+people it serves; arrivals peak in the morning, on Mondays and before Tết, and stop on
+public holidays (``hamlet.vncalendar``, any year). Figures: docs/simulator.md.
 """
 
 from __future__ import annotations
@@ -10,45 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import Final, Literal
 
 from firmware_sim import noise
 from firmware_sim.timebase import DAY_S, local, local_date, local_hour
+from hamlet.vncalendar import is_public_holiday, public_holidays
 
 Scalar = str | int | float | bool
-
-# Vietnamese public holidays (official days off, incl. the Tết and Hùng Kings' lunar dates).
-HOLIDAYS: Final[frozenset[date]] = frozenset(
-    [
-        date(2025, 1, 1),
-        date(2025, 4, 7),
-        date(2025, 4, 30),
-        date(2025, 5, 1),
-        date(2025, 9, 1),
-        date(2025, 9, 2),
-    ]
-    + [date(2025, 1, d) for d in range(25, 32)]
-    + [date(2025, 2, d) for d in (1, 2)]
-    + [
-        date(2026, 1, 1),
-        date(2026, 4, 26),
-        date(2026, 4, 27),
-        date(2026, 4, 30),
-        date(2026, 5, 1),
-        date(2026, 9, 1),
-        date(2026, 9, 2),
-    ]
-    + [date(2026, 2, d) for d in range(14, 23)]
-    + [
-        date(2027, 1, 1),
-        date(2027, 4, 16),
-        date(2027, 4, 30),
-        date(2027, 5, 1),
-        date(2027, 9, 2),
-        date(2027, 9, 3),
-    ]
-    + [date(2027, 2, d) for d in range(5, 12)]
-)
 
 # Intake hours of the one-stop shop (bộ phận một cửa), local time, Monday–Friday.
 SERVICE_WINDOWS: Final = ((7.0, 11.5), (13.5, 17.0))
@@ -71,9 +42,68 @@ class SimEvent:
     attrs: dict[str, Scalar] = field(default_factory=dict)
 
 
+# When people come to the one-stop shop (our estimate from one-stop-shop queue patterns;
+# docs/simulator.md): relative arrivals per half hour of the intake windows, a morning
+# peak at 08:00–09:30 and a quiet end of the afternoon.
+HALF_HOUR_WEIGHTS: Final[dict[float, float]] = {
+    7.0: 0.9, 7.5: 1.4, 8.0: 1.7, 8.5: 1.8, 9.0: 1.7, 9.5: 1.5, 10.0: 1.2, 10.5: 0.9,
+    11.0: 0.6, 13.5: 0.6, 14.0: 0.9, 14.5: 1.0, 15.0: 0.9, 15.5: 0.7, 16.0: 0.5, 16.5: 0.3,
+}  # fmt: skip
+_HALF_HOUR_MEAN: Final = sum(HALF_HOUR_WEIGHTS.values()) / len(HALF_HOUR_WEIGHTS)
+# Monday brings the weekend's errands; Friday afternoon is quiet.
+WEEKDAY_WEIGHTS: Final = (1.3, 1.05, 1.0, 0.9, 0.75, 1.0, 1.0)
+# People settle their papers before Tết: arrivals rise over the three weeks before it,
+# to this factor in its last days, and stay low for a week after the break.
+PRE_TET_DAYS: Final = 21
+PRE_TET_PEAK: Final = 1.9
+POST_TET_DAYS: Final = 7
+POST_TET_FACTOR: Final = 0.7
+# Working days a year (52 weeks x 5 days less ~14 weekday holidays) and intake hours a day.
+WORKING_DAYS_PER_YEAR: Final = 246
+SERVICE_HOURS_PER_DAY: Final = 8.0
+
+
+@lru_cache(maxsize=64)
+def tet_break(year: int) -> tuple[date, date]:
+    """First and last day of the Tết holiday of ``year`` (lunar, from hamlet.vncalendar)."""
+    names = public_holidays(year).items()
+    days = sorted(d for d, n in names if "Nguyên Đán" in n or n.endswith(" Tết"))
+    return days[0], days[-1]
+
+
+@lru_cache(maxsize=4096)
+def season_factor(day: date) -> float:
+    """Arrivals on ``day`` relative to an ordinary day: the rush before Tết, the lull after."""
+    first, last = tet_break(day.year)
+    if day > last and day.month > 6:  # December: next year's Tết
+        first, last = tet_break(day.year + 1)
+    before = (first - day).days
+    if 1 <= before <= PRE_TET_DAYS:
+        return 1.0 + (PRE_TET_PEAK - 1.0) * (PRE_TET_DAYS - before + 1) / PRE_TET_DAYS
+    after = (day - last).days
+    if 1 <= after <= POST_TET_DAYS:
+        return POST_TET_FACTOR
+    return 1.0
+
+
+def arrival_weight(t: float) -> float:
+    """Relative session arrivals at ``t`` (mean 1 over the intake hours of ordinary weeks)."""
+    h = local_hour(t)
+    w = HALF_HOUR_WEIGHTS.get(math.floor(h * 2) / 2)
+    if w is None:
+        return 0.0
+    d = local_date(t)
+    return w / _HALF_HOUR_MEAN * WEEKDAY_WEIGHTS[d.weekday()] * season_factor(d)
+
+
+@lru_cache(maxsize=4096)
+def _closed(d: date) -> bool:
+    return d.weekday() >= 5 or is_public_holiday(d)
+
+
 def is_working_day(t: float, extra_holidays: frozenset[date] = frozenset()) -> bool:
     d = local_date(t)
-    return d.weekday() < 5 and d not in HOLIDAYS and d not in extra_holidays
+    return not _closed(d) and d not in extra_holidays
 
 
 def in_service_hours(t: float, extra_holidays: frozenset[date] = frozenset()) -> bool:
@@ -96,11 +126,16 @@ class KioskModel:
     seed: int
     key: str
     hours: Literal["office", "always"] = "office"
-    sessions_per_hour: float = 4.0
+    # People served: a hamlet of ~500 households is ~2,000 people; a commune 10–20,000.
+    people: int = 2000
+    # Kiosk sessions per person a year (our estimate, docs/simulator.md): ~15 a working
+    # day at the one-stop shop of a 15,000-people commune, ~2 at a hamlet's.
+    sessions_per_person_year: float = 0.25
+    sessions_per_hour: float | None = None  # a set mean rate instead of people x rate
     dossier_share: float = 0.35  # of sessions that end in a dossier
     online_share: float = 0.55  # of dossiers: submitted online by the citizen
     assisted_share: float = 0.30  # ... online with staff help; the rest in person
-    rating_share: float = 0.6  # of sessions that leave a rating
+    rating_share: float = 0.3  # of sessions that leave a rating (most people walk away)
     rating_scale: Literal[3, 5] = 3
     satisfied_share: float = 0.95
     outages: list[Outage] = field(default_factory=list)
@@ -111,6 +146,22 @@ class KioskModel:
 
     def _in_service(self, t: float) -> bool:
         return self.hours == "always" or in_service_hours(t, self.holidays)
+
+    @property
+    def mean_per_hour(self) -> float:
+        """Mean sessions per open hour of an ordinary week."""
+        if self.sessions_per_hour is not None:
+            return self.sessions_per_hour
+        per_year = self.people * self.sessions_per_person_year
+        if self.hours == "always":
+            return per_year / (365.0 * 24.0)
+        return per_year / (WORKING_DAYS_PER_YEAR * SERVICE_HOURS_PER_DAY)
+
+    def rate_per_minute(self, t: float) -> float:
+        """Expected session starts in the minute at ``t``."""
+        if self.hours == "always":
+            return self.mean_per_hour / 60.0  # round the clock: a flat demo
+        return self.mean_per_hour / 60.0 * arrival_weight(t)
 
     def powered(self, t: float) -> bool:
         """Switched on (06:45–17:30 on working days for office kiosks) and not in an outage."""
@@ -142,7 +193,7 @@ class KioskModel:
             return []
         k = noise.key_of(self.key + ":sess")
         s = self.seed
-        if noise.uniform(s, k, minute) >= self.sessions_per_hour / 60.0:
+        if noise.uniform(s, k, minute) >= self.rate_per_minute(t0):
             return []
         start = t0 + 59.0 * noise.uniform(s, k, minute, 1)
         dur = 120.0 + 600.0 * noise.uniform(s, k, minute, 2)

@@ -17,6 +17,7 @@ the server can tell "missing" (lost in transit, still expected) from "accounted 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -26,12 +27,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 API_PREFIX: Final = "/api/v1"
 INGEST_PATH: Final = f"{API_PREFIX}/ingest"
+LIMITS_PATH: Final = f"{API_PREFIX}/limits"
 CONTRACT_VERSION: Final = 1
 
 # Bounds a server enforces and a gateway respects when sizing batches.
 MAX_POINTS_PER_BATCH: Final = 100_000
 MAX_EVENTS_PER_BATCH: Final = 10_000
 MAX_SERIES_PER_BATCH: Final = 10_000
+MAX_GAPS_PER_BATCH: Final = 10_000
 # A reading may claim to be at most this far ahead of the receiver's clock (ms): more is a
 # device or gateway clock gone wrong, and storing it would poison "latest value" queries.
 MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000
@@ -61,8 +64,18 @@ MAX_ABS_VALUE: Final = 1e15
 
 # Identifiers: short, printable, no spaces or quotes, so they are safe in file names, MQTT
 # topics, InfluxDB tags and log lines.
-IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+IDENT_BODY: Final = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}"
+# Anchored for pydantic and FastAPI, whose Rust regex ends `$` at the end of the text.
+# Python's `re` `$` also matches before a trailing newline ("name\n"), so Python code never
+# matches IDENT_PATTERN itself: it calls `is_ident`, the one check gateway and server share.
+IDENT_PATTERN: Final = rf"^{IDENT_BODY}$"
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, examples=["soil-1"])]
+_IDENT_RE: Final = re.compile(IDENT_BODY)
+
+
+def is_ident(value: str) -> bool:
+    """True when the server accepts ``value`` as a gateway, device, metric or event name."""
+    return _IDENT_RE.fullmatch(value) is not None
 
 
 class RecordKind(StrEnum):
@@ -91,6 +104,9 @@ class GapReason(StrEnum):
     DROPPED = "dropped"  # deleted to keep the buffer within its byte budget
     CORRUPT = "corrupt"  # lost with a corrupt buffer file that had to be moved aside
     REJECTED = "rejected"  # refused by the server earlier and dead-lettered
+    # reserved for records but never given to one: the gateway resumed above a lost buffer
+    # file, whose last seq it could still read
+    UNUSED = "unused"
 
 
 def delta_encode(values: Sequence[int]) -> list[int]:
@@ -285,7 +301,7 @@ class UplinkBatch(BaseModel):
     sent_at: int = Field(description="gateway wall time at sending, ms since epoch")
     series: list[SeriesBlock] = Field(default_factory=list, max_length=MAX_SERIES_PER_BATCH)
     events: list[EventRecord] = Field(default_factory=list, max_length=MAX_EVENTS_PER_BATCH)
-    gaps: list[Gap] = Field(default_factory=list, max_length=10_000)
+    gaps: list[Gap] = Field(default_factory=list, max_length=MAX_GAPS_PER_BATCH)
 
     @model_validator(mode="after")
     def _bounded(self) -> UplinkBatch:
@@ -296,6 +312,20 @@ class UplinkBatch(BaseModel):
 
     def record_count(self) -> int:
         return sum(len(s.seq) for s in self.series) + len(self.events)
+
+
+class IngestLimits(BaseModel):
+    """What one ingest request may carry on this server (``GET /api/v1/limits``), so a
+    client sizes its batches from the server's own figures rather than guessing."""
+
+    contract_version: int = CONTRACT_VERSION
+    max_points_per_batch: int = MAX_POINTS_PER_BATCH
+    max_events_per_batch: int = MAX_EVENTS_PER_BATCH
+    max_series_per_batch: int = MAX_SERIES_PER_BATCH
+    max_gaps_per_batch: int = MAX_GAPS_PER_BATCH
+    max_body_bytes: int = Field(description="compressed request body, bytes")
+    max_decompressed_bytes: int = Field(description="inflated request body, bytes")
+    max_future_skew_ms: int = MAX_FUTURE_SKEW_MS
 
 
 class Rejection(BaseModel):

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
-from server import api, errors, pages, users_api
+from server import api, errors, limits, pages, users_api
 from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
@@ -113,6 +113,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(users_api.router)
+    app.include_router(limits.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")

@@ -112,6 +112,7 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/partials/live", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/login", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/openapi.json", dict.fromkeys(EVERYONE, 200)),
+    ("GET", "/api/v1/limits", dict.fromkeys(EVERYONE, 200)),  # contract figures, no data
 ]
 
 

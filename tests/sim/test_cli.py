@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.client import ModbusSerialClient
 
-from firmware_sim.cli import parse_fault, parse_serial_faults
+from firmware_sim.cli import _override, parse_fault, parse_serial_faults, read_hamlet_gateways
 from firmware_sim.fleet import FleetError, read_tokens
 from tests.sim.conftest import scenario, sim_process, stats_of
 from tests.sim.mqttwatch import watch
@@ -149,9 +149,79 @@ def test_tokens_file_reader_never_crashes(text: str) -> None:
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in tokens.items())
 
 
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=8), kids, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.one_of(st.text(max_size=200), json_like.map(json.dumps)))
+def test_gateways_file_reader_refuses_garbage_cleanly(text: str) -> None:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as fh:
+        fh.write(text)
+    try:
+        mapping = read_hamlet_gateways(Path(fh.name))
+    except typer.Exit:
+        return  # a clean, explained refusal
+    finally:
+        Path(fh.name).unlink()
+    assert mapping
+    assert all(isinstance(g, str) and isinstance(t, str) for g, t in mapping.values())
+
+
+@given(st.text(max_size=80), st.sampled_from([None, "ordinary", "drought", "flood", ""]))
+def test_scenario_overrides_refuse_garbage_cleanly(faults: str, year: str | None) -> None:
+    from firmware_sim.scenario import load_scenario
+
+    scn = load_scenario("demo")
+    with contextlib.suppress(typer.Exit):
+        out = _override(scn, seed=None, year_type=year, sensor_faults=faults)
+        assert out.faults.sensor.dropouts >= 0
+
+
+def test_gateways_file_forms(tmp_path: Path) -> None:
+    lines = tmp_path / "g.txt"
+    lines.write_text("# hamlet gateway token\nh1 gw-1 tok1\n\nh2 gw-2 tok2\n")
+    assert read_hamlet_gateways(lines) == {"h1": ("gw-1", "tok1"), "h2": ("gw-2", "tok2")}
+    js = tmp_path / "g.json"
+    js.write_text(json.dumps({"h1": {"gateway": "gw-1", "token": "t"}}))
+    assert read_hamlet_gateways(js) == {"h1": ("gw-1", "t")}
+    for bad in ("h1 gw-1\n", "{}", '{"h1": "gw-1"}'):
+        (tmp_path / "bad.txt").write_text(bad)
+        with pytest.raises(typer.Exit):
+            read_hamlet_gateways(tmp_path / "bad.txt")
+
+
 def test_describe_json_lists_demo_devices() -> None:
     rows = json.loads(run_hamlet("sim", "describe", "--scenario", "demo", "--json"))
     by_id = {r["id"]: r for r in rows}
     assert by_id["soil-1"]["profile"] == "soil-npk-7in1"
     assert by_id["soil-1"]["address"] == 1
     assert by_id["wl-1"]["transport"] == "serial"
+
+
+def test_describe_json_has_service_hours_rates_scales_and_year_type() -> None:
+    rows = json.loads(run_hamlet("sim", "describe", "--scenario", "kiosk-outage", "--json"))
+    by_id = {r["id"]: r for r in rows}
+    onestop = by_id["kiosk-onestop"]
+    assert onestop["service_hours"] == "Mon-Fri 07:00-11:30,13:30-17:00"
+    assert onestop["people"] == 15000
+    assert 10 <= onestop["sessions_per_day"] <= 25
+    assert onestop["rating_scale"] == 5
+    assert onestop["rating_share"] < 0.6
+    assert onestop["heartbeat_s"] == 60
+    assert by_id["kiosk-hamlet"]["rating_scale"] == 3
+    assert [b["hour"] for b in by_id["radio-dp"]["broadcasts"]] == [5.0, 17.0]
+    assert {r["year_type"] for r in rows} == {"auto"}
+    flood = json.loads(run_hamlet("sim", "describe", "--scenario", "october-flood", "--json"))
+    assert {r["year_type"] for r in flood} == {"record-flood"}
+    awd = next(r for r in flood if r["model"] == "field_water")
+    assert [c["name"] for c in awd["crops"]] == ["dong-xuan", "he-thu", "thu-dong"]
+    commune = json.loads(run_hamlet("sim", "describe", "--scenario", "dinh-mon", "--json"))
+    sal = next(r for r in commune if r["model"] == "salinity")
+    assert sal["sensor_faults"]["dropouts"] == 0.02
