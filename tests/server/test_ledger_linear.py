@@ -151,7 +151,7 @@ def test_worst_shaped_batches_settle_correctly(tmp_path: Path) -> None:
     conn.close()
 
 
-def test_huge_quality_free_batch_is_one_range(tmp_path: Path) -> None:
+def test_a_100k_record_batch_settles_as_one_range(tmp_path: Path) -> None:
     conn = open_db(tmp_path / "h.sqlite3")
     gw = GatewayRow(num=1, id="g", hamlet="h", revoked=False, created_ms=0)
     b = batch(
