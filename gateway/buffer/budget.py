@@ -155,6 +155,10 @@ def text_bytes(text: str | None) -> int:
     """UTF-8 size of ``text``, bounded from above without encoding it (4 bytes a char)."""
     if not text:
         return 0
+    if not isinstance(text, str):
+        # Not text at all (a bug upstream): the store refuses the record with its reason;
+        # sizing must not be what fails first.
+        return 4 * len(repr(text))
     return len(text) if text.isascii() else 4 * len(text)
 
 
@@ -405,7 +409,7 @@ def declare(con: sqlite3.Connection, seq_runs: list[tuple[int, int]], reason: Ga
 
 def commit_when_full(
     store: Store, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
-) -> int:
+) -> list[int]:
     """The file reached ``max_page_count``: make room by the policy, else declare the group.
 
     Only records that give way before the group's own kinds are dropped to make room
@@ -440,7 +444,7 @@ def commit_when_full(
         len(records),
         len(records),
     )
-    return first
+    return list(range(first, first + len(records)))
 
 
 def in_steps(
