@@ -117,8 +117,11 @@ class Dispatcher:
             timeout = None if nxt is None else max(0.0, nxt - self.clock())
             if timeout == 0.0:
                 continue
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and the dispatcher would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def _deliver_all(self, batches: list[Batch]) -> None:
         for b in batches:
