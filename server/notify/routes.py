@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.deps import Caller, deny
+from server.deps import Caller, State, deny, readable, require_hamlet
 from server.notify.model import AlertEvent, Phase, Severity
 from server.notify.service import Notifier
 from server.registry import Role
@@ -81,9 +81,14 @@ async def add_subscriber(body: SubscriberIn, request: Request, caller: Caller) -
 
 @router.post("/api/v1/notify/subscribers/{sid}/subscriptions", status_code=201)
 async def subscribe(
-    sid: Annotated[int, Path(ge=1)], body: SubscriptionIn, request: Request, caller: Caller
+    sid: Annotated[int, Path(ge=1)],
+    body: SubscriptionIn,
+    request: Request,
+    caller: Caller,
+    state: State,
 ) -> dict[str, int]:
     _staff(caller)
+    await require_hamlet(state, caller, body.hamlet)  # staff: their commune's hamlets only
     n = _notifier(request)
     sev = Severity[body.min_severity.upper()]
     sub_id = await asyncio.to_thread(
@@ -95,17 +100,23 @@ async def subscribe(
 
 @router.get("/api/v1/notify/deliveries")
 async def deliveries(
-    request: Request, caller: Caller, alert_id: str | None = None
+    request: Request, caller: Caller, state: State, alert_id: str | None = None
 ) -> list[dict[str, object]]:
-    """The delivery log: one row per alert, phase, person and channel, with its status."""
+    """The delivery log: one row per alert, phase, person and channel, with its status
+    (staff see their commune's hamlets)."""
     _staff(caller)
-    return await asyncio.to_thread(_notifier(request).store.deliveries, alert_id)
+    allowed = await readable(state, caller)
+    rows = await asyncio.to_thread(_notifier(request).store.deliveries, alert_id)
+    return rows if allowed is None else [r for r in rows if r["hamlet"] in allowed]
 
 
 @router.post("/api/v1/notify/test-message", status_code=202)
-async def test_message(body: TestMessageIn, request: Request, caller: Caller) -> dict[str, int]:
+async def test_message(
+    body: TestMessageIn, request: Request, caller: Caller, state: State
+) -> dict[str, int]:
     """Send a test message to everyone subscribed in a hamlet (installers check the modem)."""
     _staff(caller)
+    await require_hamlet(state, caller, body.hamlet)
     now = time.time()
     ev = AlertEvent(
         alert_id=f"test:{int(now * 1000)}", rule="test", severity=Severity.WARNING,

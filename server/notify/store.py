@@ -478,7 +478,8 @@ class NotifyStore:
     # -- the delivery log -------------------------------------------------------------------
     def deliveries(self, alert_id: str | None = None, limit: int = 500) -> list[dict[str, object]]:
         sql = (
-            "SELECT o.id, o.key, o.alert_id, o.phase, o.channel, o.status, o.origin, o.attempts,"
+            "SELECT o.id, o.key, o.alert_id, o.hamlet, o.phase, o.channel, o.status, o.origin,"
+            " o.attempts,"
             " o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name FROM outbox o"
             " JOIN subscriber s ON s.id=o.subscriber_id"
         )

@@ -140,3 +140,36 @@ def test_cli_manages_subscribers_and_reads_the_log(tmp_path: Path) -> None:
         for x in run_hamlet("server", "notify", "deliveries", "--data-dir", d).splitlines()
     ]
     assert rows[0]["last_error"] == "unsubscribed"
+
+
+def test_staff_manage_and_read_only_their_communes_hamlets(tmp_path: Path) -> None:
+    data = tmp_path / "server"
+    d = str(data)
+    with start_server(data, env={"HAMLET_SERVER__AUTH__OPEN_READ": "false"}) as srv:
+        for commune, hamlet in (("dinh-mon", "dm-1"), ("thoi-lai", "tl-1")):
+            run_hamlet("server", "add-commune", commune, "--data-dir", d)
+            run_hamlet("server", "add-hamlet", hamlet, "--commune", commune, "--data-dir", d)
+        run_hamlet("server", "add-user", "can-bo-tl", "--role", "staff", "--commune", "thoi-lai",
+                   "--no-password", "--data-dir", d)  # fmt: skip
+        staff = json.loads(run_hamlet("server", "create-token", "can-bo-tl", "--data-dir", d,
+                                      "--json"))["token"]  # fmt: skip
+        admin = admin_token(data)
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            a = {"Authorization": f"Bearer {admin}"}
+            s = {"Authorization": f"Bearer {staff}"}
+            farmer = {"name": "Chú Bảy", "phone": "+84912345678"}
+            sid = c.post("/api/v1/notify/subscribers", headers=a, json=farmer).json()["id"]
+            for hamlet in ("dm-1", "tl-1"):
+                r = c.post(f"/api/v1/notify/subscribers/{sid}/subscriptions", headers=a,
+                           json={"hamlet": hamlet})  # fmt: skip
+                assert r.status_code == 201
+                assert c.post("/api/v1/notify/test-message", headers=a,
+                              json={"hamlet": hamlet}).json() == {"queued": 1}  # fmt: skip
+            r = c.post(f"/api/v1/notify/subscribers/{sid}/subscriptions", headers=s,
+                       json={"hamlet": "dm-1"})  # fmt: skip
+            assert r.status_code == 403
+            assert c.post("/api/v1/notify/test-message", headers=s,
+                          json={"hamlet": "dm-1"}).status_code == 403  # fmt: skip
+            seen = c.get("/api/v1/notify/deliveries", headers=s).json()
+            assert [r["hamlet"] for r in seen] == ["tl-1"]
+            assert len(c.get("/api/v1/notify/deliveries", headers=a).json()) == 2
