@@ -18,6 +18,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
 from server import api, pages
+from server.alerts import routes as alert_routes
+from server.alerts.engine import AlertEngine
 from server.config import ServerConfig
 from server.models import Health
 from server.ratelimit import AttemptWindow, TokenBucket
@@ -56,7 +58,7 @@ async def _retention(store: Store, days: int) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_store(config) as store:
+        async with make_store(config) as store, AlertEngine(config.alerts, store) as alerts:
             app.state.hamlet = AppState(
                 config=config,
                 store=store,
@@ -65,7 +67,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ),
                 login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
                 metrics=Metrics(),
+                on_settled=[alerts.submit],
             )
+            app.state.alerts = alerts
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
@@ -87,6 +91,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(alert_routes.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

@@ -14,6 +14,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from hamlet.alertrules import AlertSettings
 from hamlet.config import ConfigError, load_config
 
 ENV_PREFIX: Final = "HAMLET_SERVER"
@@ -103,6 +104,7 @@ class ServerConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    alerts: AlertSettings = AlertSettings()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

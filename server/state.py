@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from hamlet.contract import IngestResult, UplinkBatch
 from server.config import ServerConfig
 from server.ratelimit import AttemptWindow, TokenBucket
+from server.registry import GatewayRow
 from server.store.base import Store
 
 
@@ -34,6 +37,9 @@ class Metrics:
         )
 
 
+SettledHook = Callable[[GatewayRow, UplinkBatch, IngestResult, int], Awaitable[None]]
+
+
 @dataclass
 class AppState:
     config: ServerConfig
@@ -41,3 +47,5 @@ class AppState:
     ingest_limiter: TokenBucket
     login_limiter: AttemptWindow
     metrics: Metrics
+    # Called after a batch is settled (stored), off nothing the gateway waits on but the call.
+    on_settled: list[SettledHook] = field(default_factory=list)

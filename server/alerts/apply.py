@@ -1,0 +1,364 @@
+"""Turning evaluated episodes into alert rows: the jobs the engine runs on the writer thread.
+
+Each public function is one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``), so several
+server workers evaluating at once serialize on SQLite's lock and never both open an alert.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from hamlet.alerteval import (
+    Episode,
+    feed_stuck,
+    feed_threshold,
+    fired,
+    silence_due,
+    silence_qualifies,
+    silence_start,
+    silence_value_ms,
+)
+from hamlet.alertmessages import message
+from hamlet.alertrules import (
+    RULES,
+    AlertSettings,
+    Params,
+    RuleDef,
+    RuleKind,
+    Subject,
+    resolve,
+    rules_for_metric,
+)
+from hamlet.vncalendar import ServiceHours, ServiceHoursError
+from server.alerts import table
+from server.alerts.table import Draft, Key
+from server.registry import registered_devices
+
+log = logging.getLogger("hamlet.server.alerts")
+SILENCE_RULES = ("gateway.silent", "sensor.stale", "device.down")
+Points = list[tuple[int, float]]
+
+
+@contextmanager
+def _tx(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@dataclass
+class HamletContext:
+    """What the rules need to know about a hamlet's devices (from the registry)."""
+
+    hamlet: str
+    commune: str | None = None
+    devices: dict[str, tuple[str, str | None, int | None, str | None]] = field(
+        default_factory=dict
+    )  # id -> (kind, crop, interval_s, service_hours)
+
+    def subject(self, device: str, metric: str = "") -> Subject:
+        kind, crop, interval, hours = self.devices.get(device, (None, None, None, None))
+        return Subject(
+            hamlet=self.hamlet,
+            device=device,
+            metric=metric,
+            commune=self.commune,
+            crop=crop,
+            kind=kind,
+            interval_s=float(interval) if interval else None,
+            service_hours=hours,
+        )
+
+
+def load_context(conn: sqlite3.Connection, hamlet: str) -> HamletContext:
+    row = conn.execute("SELECT commune FROM hamlets WHERE id = ?", (hamlet,)).fetchone()
+    ctx = HamletContext(hamlet, row[0] if row else None)
+    for d in registered_devices(conn, [hamlet]):
+        ctx.devices[d.id] = (
+            str(d.kind) if d.kind else "sensor",
+            d.crop,
+            d.expected_interval_s,
+            d.service_hours,
+        )
+    return ctx
+
+
+def hours_of(s: Subject) -> ServiceHours:
+    try:
+        return ServiceHours.parse(s.service_hours)
+    except ServiceHoursError as err:
+        # Registered before validation existed: judge by the default hours, say so.
+        log.warning("device %s/%s: %s; using the default service hours", s.hamlet, s.device, err)
+        return ServiceHours.parse(None)
+
+
+# --- value rules ---------------------------------------------------------------------------
+
+
+def feed(
+    rule: RuleDef, p: Params, state: Episode | None, pts: Points
+) -> tuple[list[Episode], Episode | None]:
+    if rule.kind == RuleKind.STUCK:
+        return feed_stuck(p, state, pts)
+    return feed_threshold(rule.op, p, state, pts)
+
+
+def value_drafts(
+    rule: RuleDef, s: Subject, p: Params, done: list[Episode], cur: Episode | None
+) -> list[Draft]:
+    out = []
+    for ep in [*done, *([cur] if cur is not None else [])]:
+        if not fired(ep, p, readings_only=rule.kind == RuleKind.STUCK):
+            continue
+        peak = ep.value if rule.kind == RuleKind.STUCK else ep.peak
+        kw = {"device": s.device, "metric": s.metric, "peak": peak, "params": p}
+        out.append(
+            Draft(
+                severity=str(rule.severity),
+                start=ep.start,
+                end=ep.end,
+                peak=peak,
+                peak_t=ep.peak_t if rule.kind != RuleKind.STUCK else ep.last_t,
+                threshold=p.threshold if rule.kind == RuleKind.THRESHOLD else None,
+                message_vi=message(rule.id, "vi", **kw),  # type: ignore[arg-type]
+                message_en=message(rule.id, "en", **kw),  # type: ignore[arg-type]
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A series whose new points fall at or before what was evaluated: replay from stored data."""
+
+    rule: str
+    hamlet: str
+    device: str
+    metric: str
+    t0: int
+
+
+@dataclass
+class BatchWork:
+    hamlet: str
+    gateway: str
+    values: dict[tuple[str, str], list[tuple[int, int, float]]]  # (device, metric) -> (t, seq, v)
+    life: dict[str, list[int]]  # device -> times it showed life
+    now_ms: int
+
+
+def apply_batch(
+    conn: sqlite3.Connection, settings: AlertSettings, w: BatchWork
+) -> tuple[list[Replay], bool]:
+    """Evaluate one settled batch. Returns series that need a replay, and whether the
+    sweeper should recompute its schedule (a new silence subject, an alert closed)."""
+    replays: list[Replay] = []
+    resched = False
+    with _tx(conn):
+        ctx = load_context(conn, w.hamlet)
+        for (device, metric), raw in w.values.items():
+            pts = [(t, v) for t, _seq, v in sorted(raw)]
+            s = ctx.subject(device, metric)
+            for rule in rules_for_metric(metric):
+                p = resolve(settings, rule.id, s)
+                if not p.enabled:
+                    continue
+                key = Key(rule.id, w.hamlet, device, metric)
+                mark = table.load_mark(conn, key)
+                if mark is not None and pts[0][0] <= mark.hwm:
+                    replays.append(Replay(rule.id, w.hamlet, device, metric, pts[0][0]))
+                    continue
+                state = mark.state if mark is not None else None
+                since = state.start if state is not None else pts[0][0]
+                done, cur = feed(rule, p, state, pts)
+                table.reconcile(conn, key, since, value_drafts(rule, s, p, done, cur), w.now_ms)
+                table.save_mark(conn, key, pts[-1][0], cur)
+        for device, times in w.life.items():
+            s = ctx.subject(device)
+            for rid in ("sensor.stale", "device.down"):
+                p = resolve(settings, rid, s)
+                if p.enabled:
+                    key = Key(rid, w.hamlet, device)
+                    resched |= _silence_points(conn, key, s, p, sorted(set(times)), w.now_ms)
+        resched |= _contact(conn, settings, ctx, w.gateway, w.now_ms)
+    return replays, resched
+
+
+def commit_replay(  # noqa: PLR0917 -- one transaction's inputs
+    conn: sqlite3.Connection,
+    key: Key,
+    version: int,
+    since: int,
+    drafts: list[Draft],
+    hwm: int,
+    state: Episode | None,
+    now_ms: int,
+) -> int | None:
+    """Write a replay's result. Returns None when written; else the time to replay from
+    instead (an alert recorded earlier spans ``since``: the store held data evaluation had
+    not reached), or ``since`` itself when someone evaluated the series meanwhile."""
+    with _tx(conn):
+        mark = table.load_mark(conn, key)
+        if (mark.version if mark else 0) != version or (mark is not None and mark.hwm > hwm):
+            return since
+        spanning = table.spanning_start(conn, key, since)
+        if spanning is not None:
+            return spanning
+        table.reconcile(conn, key, since, drafts, now_ms)
+        table.save_mark(conn, key, hwm, state)
+    return None
+
+
+# --- silences ------------------------------------------------------------------------------
+
+
+def silence_draft(
+    rule: RuleDef, s: Subject, p: Params, gap_from: int, gap_to: int, *, open_: bool
+) -> Draft:
+    hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
+    value = silence_value_ms(rule.kind, gap_from, gap_to, hours)
+    kw = {"device": s.device, "metric": "", "peak": value, "params": p, "device_kind": s.kind}
+    return Draft(
+        severity=str(rule.severity),
+        start=silence_start(rule.kind, gap_from, gap_to, hours),
+        end=None if open_ else gap_to,
+        peak=value / 60_000,  # minutes of (service) silence
+        peak_t=gap_to,
+        threshold=p.min_duration_s / 60,
+        message_vi=message(rule.id, "vi", **kw),  # type: ignore[arg-type]
+        message_en=message(rule.id, "en", **kw),  # type: ignore[arg-type]
+        gap_from=gap_from,
+        gap_to=None if open_ else gap_to,
+    )
+
+
+def _close_gap(  # noqa: PLR0917 -- one call site, read as a sentence
+    conn: sqlite3.Connection, key: Key, s: Subject, p: Params, gap_from: int, t: int, now: int
+) -> bool:
+    """A sign of life at ``t`` after the last one at ``gap_from``. True if an alert closed."""
+    rule = RULES[key.rule]
+    hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
+    opened = [a for a in table.silences(conn, key) if a.gap_to is None]
+    aid = opened[0].id if opened else None
+    if silence_qualifies(rule.kind, p, gap_from, t, hours):
+        table.write_draft(conn, key, aid, silence_draft(rule, s, p, gap_from, t, open_=False), now)
+    elif aid is not None:
+        table.retract(conn, aid, now)  # opened on arrival time; reading time says no
+    return aid is not None
+
+
+def _split_gaps(  # noqa: PLR0917 -- one call site, read as a sentence
+    conn: sqlite3.Connection, key: Key, s: Subject, p: Params, late: list[int], now: int
+) -> None:
+    """Late signs of life inside alerted silences: split each, keep the pieces that count."""
+    rule = RULES[key.rule]
+    hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
+    for a in table.silences(conn, key):
+        if a.gap_to is None:
+            continue
+        inside = late[bisect_right(late, a.gap_from) : bisect_left(late, a.gap_to)]
+        if not inside:
+            continue
+        bounds = [a.gap_from, *inside, a.gap_to]
+        reuse: int | None = a.id
+        for lo, hi in itertools.pairwise(bounds):
+            if silence_qualifies(rule.kind, p, lo, hi, hours):
+                d = silence_draft(rule, s, p, lo, hi, open_=False)
+                table.write_draft(conn, key, reuse, d, now)
+                reuse = None
+        if reuse is not None:
+            table.retract(conn, a.id, now)
+
+
+def _silence_points(  # noqa: PLR0917
+    conn: sqlite3.Connection, key: Key, s: Subject, p: Params, times: list[int], now: int
+) -> bool:
+    """Signs of life (sorted, distinct) of one device: extend, close or split its silences."""
+    mark = table.load_mark(conn, key)
+    hwm = mark.hwm if mark is not None else None
+    resched = mark is None
+    if hwm is not None:
+        late = [t for t in times if t < hwm]
+        if late:
+            _split_gaps(conn, key, s, p, late, now)
+    for t in times:
+        if hwm is None:
+            hwm = t
+        elif t > hwm:
+            resched |= _close_gap(conn, key, s, p, hwm, t, now)
+            hwm = t
+    if hwm is not None and (mark is None or hwm != mark.hwm):
+        table.save_mark(conn, key, hwm, None)
+    return resched
+
+
+def _contact(
+    conn: sqlite3.Connection, settings: AlertSettings, ctx: HamletContext, gateway: str, now: int
+) -> bool:
+    """The gateway made contact now (server time: silence is about the link, not readings)."""
+    key = Key("gateway.silent", ctx.hamlet, gateway)
+    s = ctx.subject(gateway)
+    p = resolve(settings, key.rule, s)
+    mark = table.load_mark(conn, key)
+    resched = mark is None
+    if mark is not None and p.enabled and now > mark.hwm:
+        resched |= _close_gap(conn, key, s, p, mark.hwm, now, now)
+    if mark is None or now > mark.hwm:
+        table.save_mark(conn, key, now, None)
+    return resched
+
+
+def sweep(conn: sqlite3.Connection, settings: AlertSettings, now: int) -> int | None:
+    """Open alerts for silences that are due now; return the next due time (None: none)."""
+    nxt: int | None = None
+    with _tx(conn):
+        opened = table.open_keys(conn)
+        silent_hamlets = {k.hamlet for k in opened if k.rule == "gateway.silent"}
+        marks = table.silence_marks(conn, SILENCE_RULES)
+        marks.sort(key=lambda m: m[0].rule != "gateway.silent")  # gateways first
+        ctxs: dict[str, HamletContext] = {}
+        for key, hwm in marks:
+            if key in opened:
+                continue
+            ctx = ctxs.get(key.hamlet) or ctxs.setdefault(
+                key.hamlet, load_context(conn, key.hamlet)
+            )
+            s = ctx.subject(key.device)
+            p = resolve(settings, key.rule, s)
+            rule = RULES[key.rule]
+            if not p.enabled:
+                continue
+            hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
+            due = silence_due(rule.kind, p, hwm, hours)
+            if due is None:
+                continue
+            if due > now:
+                nxt = due if nxt is None else min(nxt, due)
+                continue
+            # Behind a silent gateway a device's silence says nothing: the gateway alert does.
+            if rule.kind != RuleKind.SILENT and key.hamlet in silent_hamlets:
+                continue
+            table.write_draft(conn, key, None, silence_draft(rule, s, p, hwm, now, open_=True), now)
+            if rule.kind == RuleKind.SILENT:
+                silent_hamlets.add(key.hamlet)
+    return nxt
+
+
+def behind(conn: sqlite3.Connection) -> list[Replay]:
+    """Value series the store holds newer data for than evaluation reached (after a crash)."""
+    rows = conn.execute(
+        "SELECT m.rule, m.hamlet, m.device, m.metric, m.hwm FROM alert_marks m "
+        "JOIN series s ON s.hamlet = m.hamlet AND s.device = m.device AND s.metric = m.metric "
+        "JOIN latest l ON l.series = s.id WHERE m.metric != '' AND l.t > m.hwm"
+    ).fetchall()
+    return [Replay(r[0], r[1], r[2], r[3], int(r[4]) + 1) for r in rows]

@@ -1,0 +1,244 @@
+"""The alert engine: evaluates settled batches off the request path, and silences on a timer.
+
+An async context manager owned by the app's lifespan. It owns two tasks:
+
+- *evaluate*: takes settled batches from a bounded queue (a full queue makes ingest wait:
+  back-pressure, never a dropped evaluation) and evaluates them in arrival order. New data
+  later than what a series was evaluated up to continues from the saved episode; data at or
+  before it (a gateway's late backlog) makes the series replay from stored readings, from the
+  last reading before it at which no episode was in progress. Either way the alerts equal
+  those of evaluating every reading once in time order.
+- *sweep*: sleeps until the next moment a silence (sensor stale, device down in service
+  hours, gateway silent) becomes due, opens those alerts, and computes the next due time.
+  New subjects and closed alerts wake it early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Final, Self
+
+from hamlet.alerteval import restart_index
+from hamlet.alertrules import RULES, AlertSettings, resolve, rules_for_metric
+from hamlet.contract import MAX_FUTURE_SKEW_MS, IngestResult, TimeQuality, UplinkBatch
+from server.alerts import apply, table
+from server.alerts.apply import BatchWork, Replay
+from server.alerts.table import Key
+from server.models import Resolution
+from server.registry import GatewayRow
+from server.store.base import Store, StoreError
+from server.store.schema import StoreUnavailable
+
+log = logging.getLogger("hamlet.server.alerts")
+_UNSYNCED: Final = int(TimeQuality.UNSYNCED)
+_READ_LIMIT: Final = 100_000
+_MAX_SLEEP_S: Final = 6 * 3600.0  # re-derive the schedule at least this often
+_REPLAY_TRIES: Final = 5
+_WINDOWS_MS: Final = (3_600_000, 86_400_000, 7 * 86_400_000)
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def work_of(gw: GatewayRow, batch: UplinkBatch, result: IngestResult, now_ms: int) -> BatchWork:
+    """The records of a settled batch the rules look at: not rejected, clock trusted."""
+    rejected = {r.seq for r in result.rejected}
+    values: dict[tuple[str, str], list[tuple[int, int, float]]] = {}
+    life: dict[str, list[int]] = {}
+    for block in batch.series:
+        watched = bool(rules_for_metric(block.metric))
+        lt = life.setdefault(block.device, [])
+        vals = values.setdefault((block.device, block.metric), []) if watched else None
+        for p in block.points():
+            if p.seq in rejected or p.q == _UNSYNCED:
+                continue
+            lt.append(p.t)
+            if vals is not None:
+                vals.append((p.t, p.seq, p.v))
+    for ev in batch.events:
+        if ev.seq in rejected or ev.q == _UNSYNCED:
+            continue
+        if ev.name == "status" and ev.attrs.get("state") == "offline":
+            continue  # a last will says the device is gone, not alive
+        life.setdefault(ev.device, []).append(ev.t)
+    return BatchWork(
+        hamlet=gw.hamlet,
+        gateway=gw.id,
+        values={k: v for k, v in values.items() if v},
+        life={k: v for k, v in life.items() if v},
+        now_ms=now_ms,
+    )
+
+
+class AlertEngine:
+    def __init__(
+        self,
+        settings: AlertSettings,
+        store: Store,
+        *,
+        clock: Callable[[], int] = wall_ms,
+        queue_size: int = 64,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._queue: asyncio.Queue[BatchWork | Replay] = asyncio.Queue(queue_size)
+        self._wake = asyncio.Event()
+        self._swept = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.batches_evaluated = 0
+        self.points_evaluated = 0
+        self.replays = 0
+        self.failures = 0
+
+    async def __aenter__(self) -> Self:
+        db = self.store.db
+        await db.write(table.ensure_schema)
+        self._tasks = [
+            asyncio.create_task(self._evaluate(), name="alerts-evaluate"),
+            asyncio.create_task(self._sweep(), name="alerts-sweep"),
+        ]
+        # Batches stored but not evaluated when the last process stopped: replay them.
+        for r in await db.read(apply.behind):
+            await self._queue.put(r)
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with contextlib.suppress(TimeoutError):
+            # Finish what was promised; a stuck store must not hold shutdown forever.
+            await asyncio.wait_for(self._queue.join(), timeout=10)
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._tasks = []
+
+    # --- the hook ----------------------------------------------------------------------
+
+    async def submit(
+        self, gw: GatewayRow, batch: UplinkBatch, result: IngestResult, now_ms: int
+    ) -> None:
+        """Called by ingest once a batch is settled (stored): queue it for evaluation."""
+        if not self.settings.enabled:
+            return
+        await self._queue.put(work_of(gw, batch, result, now_ms))
+
+    async def flush(self) -> None:
+        """Return once every batch queued so far is evaluated and due silences are open."""
+        await self._queue.join()
+        self._swept.clear()
+        self._wake.set()
+        await self._swept.wait()
+
+    # --- evaluation --------------------------------------------------------------------
+
+    async def _evaluate(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if isinstance(item, Replay):
+                    await self._replay(item)
+                else:
+                    await self._batch(item)
+            except (sqlite3.Error, StoreError, StoreUnavailable) as err:
+                # The batch is stored; its series are replayed when the next data arrives
+                # (or at start-up): count it and keep evaluating the others.
+                self.failures += 1
+                log.error("alert evaluation failed: %s", err)  # noqa: TRY400 -- reason suffices
+            finally:
+                self._queue.task_done()
+
+    async def _batch(self, w: BatchWork) -> None:
+        replays, resched = await self.store.db.write(apply.apply_batch, self.settings, w)
+        self.batches_evaluated += 1
+        self.points_evaluated += sum(len(v) for v in w.values.values())
+        for r in replays:
+            await self._replay(r)
+        if resched:
+            self._wake.set()
+
+    async def _points(
+        self, key: Key, start: int, end: int, limit: int = _READ_LIMIT
+    ) -> list[tuple[int, float]]:
+        out: list[tuple[int, float]] = []
+        while start < end:
+            res = await self.store.series(
+                key.hamlet, key.device, key.metric,
+                start=start, end=end, resolution=Resolution.RAW, limit=limit,
+            )  # fmt: skip
+            out.extend((p.t, p.v) for p in res.points if p.q != _UNSYNCED)
+            if not res.truncated or not res.points:
+                break
+            start = res.points[-1].t + 1
+        return out
+
+    async def _restart(self, key: Key, r: Replay) -> int:
+        """The time to replay from: the last reset point before ``r.t0`` (bounded lookback)."""
+        rule = RULES[r.rule]
+        ctx = await self.store.db.read(apply.load_context, r.hamlet)
+        p = resolve(self.settings, r.rule, ctx.subject(r.device, r.metric))
+        lookback = int(self.settings.max_lookback_s * 1000)
+        for span in (*[w for w in _WINDOWS_MS if w < lookback], lookback):
+            window = await self._points(key, r.t0 - span, r.t0)
+            found = restart_index(rule.kind, rule.op, p, window)
+            if found is not None:
+                i, inclusive = found
+                return window[i][0] if inclusive else window[i][0] + 1
+            if span == lookback:
+                return window[0][0] if window else r.t0
+        return r.t0
+
+    async def _replay(self, r: Replay) -> None:
+        key = Key(r.rule, r.hamlet, r.device, r.metric)
+        rule = RULES[r.rule]
+        self.replays += 1
+        forced: int | None = None
+        for _ in range(_REPLAY_TRIES):
+            mark = await self.store.db.read(table.load_mark, key)
+            since = await self._restart(key, r) if forced is None else forced
+            pts = await self._points(key, since, self.clock() + MAX_FUTURE_SKEW_MS + 1)
+            if not pts:
+                return
+            ctx = await self.store.db.read(apply.load_context, r.hamlet)
+            s = ctx.subject(r.device, r.metric)
+            p = resolve(self.settings, r.rule, s)
+            done, cur = apply.feed(rule, p, None, pts)
+            drafts = apply.value_drafts(rule, s, p, done, cur)
+            again = await self.store.db.write(
+                apply.commit_replay, key, mark.version if mark else 0, since, drafts,
+                pts[-1][0], cur, self.clock(),
+            )  # fmt: skip
+            self.points_evaluated += len(pts)
+            if again is None:
+                return
+            # An alert recorded before spans the restart point: replay from its start.
+            forced = again if again < since else forced
+        log.warning("alerts: %s kept changing while being replayed; next data retries", key)
+
+    # --- silences ----------------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                nxt = await self.store.db.write(apply.sweep, self.settings, self.clock())
+            except (sqlite3.Error, StoreUnavailable) as err:
+                self.failures += 1
+                log.error("alert sweep failed: %s", err)  # noqa: TRY400 -- reason suffices
+                nxt = None
+            self._swept.set()
+            delay = _MAX_SLEEP_S if nxt is None else (nxt - self.clock()) / 1000
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), timeout=min(max(delay, 0.05), _MAX_SLEEP_S)
+                )
