@@ -283,22 +283,37 @@ def _split_gaps(  # noqa: PLR0917 -- one call site, read as a sentence
 def _silence_points(  # noqa: PLR0917
     conn: sqlite3.Connection, key: Key, s: Subject, p: Params, times: list[int], now: int
 ) -> bool:
-    """Signs of life (sorted, distinct) of one device: extend, close or split its silences."""
+    """Signs of life (sorted, distinct) of one device: extend, close or split its silences.
+
+    Between the earliest and the latest sign of life known, late data can only split
+    silences; before the earliest, it reveals silences never seen; after the latest, each
+    new sign of life closes the silence since the one before.
+    """
     mark = table.load_mark(conn, key)
-    hwm = mark.hwm if mark is not None else None
-    resched = mark is None
-    if hwm is not None:
-        late = [t for t in times if t < hwm]
-        if late:
-            _split_gaps(conn, key, s, p, late, now)
+    if mark is None:
+        first, hwm = times[0], times[0]
+        resched = True
+    else:
+        first = mark.first if mark.first is not None else mark.hwm
+        hwm = mark.hwm
+        resched = False
+    rule = RULES[key.rule]
+    hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
+    before = [t for t in times if t < first]
+    for lo, hi in itertools.pairwise([*before, first]):
+        if silence_qualifies(rule.kind, p, lo, hi, hours):
+            d = silence_draft(rule, s, p, lo, hi, open_=False)
+            table.write_draft(conn, key, None, d, now)
+    late = [t for t in times if first < t < hwm]
+    if late:
+        _split_gaps(conn, key, s, p, late, now)
     for t in times:
-        if hwm is None:
-            hwm = t
-        elif t > hwm:
+        if t > hwm:
             resched |= _close_gap(conn, key, s, p, hwm, t, now)
             hwm = t
-    if hwm is not None and (mark is None or hwm != mark.hwm):
-        table.save_mark(conn, key, hwm, None)
+    first = min(first, times[0])
+    if mark is None or (hwm, first) != (mark.hwm, mark.first):
+        table.save_mark(conn, key, hwm, None, first)
     return resched
 
 

@@ -33,7 +33,7 @@ CREATE INDEX IF NOT EXISTS alerts_by_subject ON alerts(rule, hamlet, device, met
 CREATE INDEX IF NOT EXISTS alerts_by_hamlet ON alerts(hamlet, start_ms);
 CREATE TABLE IF NOT EXISTS alert_marks (
     rule TEXT NOT NULL, hamlet TEXT NOT NULL, device TEXT NOT NULL, metric TEXT NOT NULL,
-    hwm INTEGER NOT NULL, state TEXT, version INTEGER NOT NULL DEFAULT 0,
+    hwm INTEGER NOT NULL, first_t INTEGER, state TEXT, version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (rule, hamlet, device, metric)) WITHOUT ROWID;
 """
 
@@ -54,9 +54,10 @@ class Key:
 
 @dataclass(slots=True)
 class Mark:
-    hwm: int
+    hwm: int  # latest reading time evaluated
     state: Episode | None
     version: int
+    first: int | None = None  # earliest sign of life (silence rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +84,25 @@ _KEYW: Final = "rule = ? AND hamlet = ? AND device = ? AND metric = ?"
 
 
 def load_mark(conn: sqlite3.Connection, key: Key) -> Mark | None:
-    r = conn.execute(f"SELECT hwm, state, version FROM alert_marks WHERE {_KEYW}", key.args())
+    r = conn.execute(
+        f"SELECT hwm, state, version, first_t FROM alert_marks WHERE {_KEYW}", key.args()
+    )
     row = r.fetchone()
     if row is None:
         return None
     state = Episode.from_json(json.loads(row[1])) if row[1] else None
-    return Mark(int(row[0]), state, int(row[2]))
+    return Mark(int(row[0]), state, int(row[2]), row[3])
 
 
-def save_mark(conn: sqlite3.Connection, key: Key, hwm: int, state: Episode | None) -> None:
+def save_mark(
+    conn: sqlite3.Connection, key: Key, hwm: int, state: Episode | None, first: int | None = None
+) -> None:
     conn.execute(
-        "INSERT INTO alert_marks(rule, hamlet, device, metric, hwm, state, version) "
-        "VALUES (?,?,?,?,?,?,1) ON CONFLICT(rule, hamlet, device, metric) DO UPDATE SET "
-        "hwm = excluded.hwm, state = excluded.state, version = version + 1",
-        (*key.args(), hwm, json.dumps(state.to_json()) if state else None),
+        "INSERT INTO alert_marks(rule, hamlet, device, metric, hwm, first_t, state, version) "
+        "VALUES (?,?,?,?,?,?,?,1) ON CONFLICT(rule, hamlet, device, metric) DO UPDATE SET "
+        "hwm = excluded.hwm, first_t = excluded.first_t, state = excluded.state, "
+        "version = version + 1",
+        (*key.args(), hwm, first, json.dumps(state.to_json()) if state else None),
     )
 
 
