@@ -189,3 +189,37 @@ def silence_due(kind: RuleKind, p: Params, last: int, hours: ServiceHours | None
             return a + (need - got)
         got += b - a
     return None
+
+
+def replay(
+    kind: RuleKind,
+    op: Op,
+    p: Params,
+    pts: list[tuple[int, float]],
+    *,
+    after: int,
+    settled_to: int,
+) -> tuple[list[Episode], Episode | None, int | None]:
+    """Evaluate ``pts`` from no state and stop where the rest cannot change any more.
+
+    Past ``after`` (the newest late reading) and no later than ``settled_to`` (how far the
+    series had been evaluated), the first reset point makes everything from it on
+    independent of the late data. Returns (episodes ended before that point, the episode
+    going on if none was found, the point as an exclusive bound on alert starts, or None
+    when the replay ran to the end of ``pts``).
+    """
+    cur: Episode | None = None
+    done: list[Episode] = []
+    stuck = kind == RuleKind.STUCK
+    for pt in pts:
+        t = pt[0]
+        if stuck:
+            ended, cur = feed_stuck(p, cur, [pt])
+            if ended and after < t <= settled_to:
+                return [*done, *ended], None, t  # a new run starts at t: from t on, unchanged
+        else:
+            ended, cur = feed_threshold(op, p, cur, [pt])
+            if cur is None and after < t <= settled_to:
+                return [*done, *ended], None, t + 1  # idle at t: from after t on, unchanged
+        done.extend(ended)
+    return done, cur, None

@@ -139,13 +139,15 @@ def value_drafts(
 
 @dataclass(frozen=True, slots=True)
 class Replay:
-    """A series whose new points fall at or before what was evaluated: replay from stored data."""
+    """A series whose new points fall at or before what was evaluated: replay these rules
+    from stored data, from before ``t0`` (the oldest new point) to past ``t1`` (the newest)."""
 
-    rule: str
+    rules: tuple[str, ...]
     hamlet: str
     device: str
     metric: str
     t0: int
+    t1: int
 
 
 @dataclass
@@ -169,6 +171,7 @@ def apply_batch(
         for (device, metric), raw in w.values.items():
             pts = [(t, v) for t, _seq, v in sorted(raw)]
             s = ctx.subject(device, metric)
+            late: list[str] = []
             for rule in rules_for_metric(metric):
                 p = resolve(settings, rule.id, s)
                 if not p.enabled:
@@ -176,13 +179,15 @@ def apply_batch(
                 key = Key(rule.id, w.hamlet, device, metric)
                 mark = table.load_mark(conn, key)
                 if mark is not None and pts[0][0] <= mark.hwm:
-                    replays.append(Replay(rule.id, w.hamlet, device, metric, pts[0][0]))
+                    late.append(rule.id)
                     continue
                 state = mark.state if mark is not None else None
                 since = state.start if state is not None else pts[0][0]
                 done, cur = feed(rule, p, state, pts)
                 table.reconcile(conn, key, since, value_drafts(rule, s, p, done, cur), w.now_ms)
                 table.save_mark(conn, key, pts[-1][0], cur)
+            if late:
+                replays.append(Replay(tuple(late), w.hamlet, device, metric, pts[0][0], pts[-1][0]))
         for device, times in w.life.items():
             s = ctx.subject(device)
             for rid in ("sensor.stale", "device.down"):
@@ -194,28 +199,31 @@ def apply_batch(
     return replays, resched
 
 
-def commit_replay(  # noqa: PLR0917 -- one transaction's inputs
-    conn: sqlite3.Connection,
-    key: Key,
-    version: int,
-    since: int,
-    drafts: list[Draft],
-    hwm: int,
-    state: Episode | None,
-    now_ms: int,
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    since: int
+    until: int | None  # None: ran to the newest reading; the mark moves to ``hwm``
+    drafts: list[Draft]
+    hwm: int
+    state: Episode | None
+
+
+def commit_replay(
+    conn: sqlite3.Connection, key: Key, version: int, r: ReplayResult, now_ms: int
 ) -> int | None:
     """Write a replay's result. Returns None when written; else the time to replay from
     instead (an alert recorded earlier spans ``since``: the store held data evaluation had
     not reached), or ``since`` itself when someone evaluated the series meanwhile."""
     with _tx(conn):
         mark = table.load_mark(conn, key)
-        if (mark.version if mark else 0) != version or (mark is not None and mark.hwm > hwm):
-            return since
-        spanning = table.spanning_start(conn, key, since)
+        if (mark.version if mark else 0) != version:
+            return r.since
+        spanning = table.spanning_start(conn, key, r.since)
         if spanning is not None:
             return spanning
-        table.reconcile(conn, key, since, drafts, now_ms)
-        table.save_mark(conn, key, hwm, state)
+        table.reconcile(conn, key, r.since, r.drafts, now_ms, r.until)
+        if r.until is None and (mark is None or r.hwm >= mark.hwm):
+            table.save_mark(conn, key, r.hwm, r.state)
     return None
 
 
@@ -376,4 +384,9 @@ def behind(conn: sqlite3.Connection) -> list[Replay]:
         "JOIN series s ON s.hamlet = m.hamlet AND s.device = m.device AND s.metric = m.metric "
         "JOIN latest l ON l.series = s.id WHERE m.metric != '' AND l.t > m.hwm"
     ).fetchall()
-    return [Replay(r[0], r[1], r[2], r[3], int(r[4]) + 1) for r in rows]
+    grouped: dict[tuple[str, str, str], tuple[list[str], int]] = {}
+    for rule, hamlet, device, metric, hwm in rows:
+        rules, t0 = grouped.setdefault((hamlet, device, metric), ([], int(hwm) + 1))
+        rules.append(rule)
+        grouped[(hamlet, device, metric)] = (rules, min(t0, int(hwm) + 1))
+    return [Replay(tuple(r), *k, t0, t0) for k, (r, t0) in grouped.items()]

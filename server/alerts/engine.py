@@ -20,12 +20,20 @@ import contextlib
 import logging
 import sqlite3
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from types import TracebackType
 from typing import Final, Self
 
-from hamlet.alerteval import restart_index
-from hamlet.alertrules import RULES, AlertSettings, resolve, rules_for_metric
+from hamlet.alerteval import replay, restart_index
+from hamlet.alertrules import (
+    RULES,
+    AlertSettings,
+    Params,
+    RuleKind,
+    resolve,
+    rules_for_metric,
+)
 from hamlet.contract import MAX_FUTURE_SKEW_MS, IngestResult, TimeQuality, UplinkBatch
 from server.alerts import apply, table
 from server.alerts.apply import BatchWork, Replay
@@ -41,6 +49,17 @@ _READ_LIMIT: Final = 100_000
 _MAX_SLEEP_S: Final = 6 * 3600.0  # re-derive the schedule at least this often
 _REPLAY_TRIES: Final = 5
 _WINDOWS_MS: Final = (3_600_000, 86_400_000, 7 * 86_400_000)
+
+
+def _settled_to(kind: RuleKind, mark: table.Mark | None) -> int:
+    """The latest reset point a replay may stop at: within what was evaluated, and before
+    the episode in progress (whose saved state must stay true)."""
+    if mark is None:
+        return -1
+    if mark.state is None:
+        return mark.hwm
+    # A stuck run may be cut where it starts; a threshold episode only before it.
+    return mark.state.start if kind == RuleKind.STUCK else mark.state.start - 1
 
 
 def wall_ms() -> int:
@@ -182,48 +201,74 @@ class AlertEngine:
             start = res.points[-1].t + 1
         return out
 
-    async def _restart(self, key: Key, r: Replay) -> int:
-        """The time to replay from: the last reset point before ``r.t0`` (bounded lookback)."""
-        rule = RULES[r.rule]
-        ctx = await self.store.db.read(apply.load_context, r.hamlet)
-        p = resolve(self.settings, r.rule, ctx.subject(r.device, r.metric))
+    async def _restarts(self, key: Key, r: Replay, params: dict[str, Params]) -> dict[str, int]:
+        """Per rule, the time to replay from: the last reset point before ``r.t0`` (reading
+        each look-back window once for all the series' rules; bounded look-back)."""
         lookback = int(self.settings.max_lookback_s * 1000)
+        out: dict[str, int] = {}
         for span in (*[w for w in _WINDOWS_MS if w < lookback], lookback):
             window = await self._points(key, r.t0 - span, r.t0)
-            found = restart_index(rule.kind, rule.op, p, window)
-            if found is not None:
-                i, inclusive = found
-                return window[i][0] if inclusive else window[i][0] + 1
-            if span == lookback:
-                return window[0][0] if window else r.t0
-        return r.t0
+            for rid, p in params.items():
+                if rid in out:
+                    continue
+                rule = RULES[rid]
+                found = restart_index(rule.kind, rule.op, p, window)
+                if found is not None:
+                    i, inclusive = found
+                    out[rid] = window[i][0] if inclusive else window[i][0] + 1
+                elif span == lookback:
+                    out[rid] = window[0][0] if window else r.t0
+            if len(out) == len(params):
+                break
+        return out
 
     async def _replay(self, r: Replay) -> None:
-        key = Key(r.rule, r.hamlet, r.device, r.metric)
-        rule = RULES[r.rule]
+        """Re-evaluate a series' rules from stored readings around a late batch."""
         self.replays += 1
-        forced: int | None = None
+        series = Key("", r.hamlet, r.device, r.metric)
+        ctx = await self.store.db.read(apply.load_context, r.hamlet)
+        s = ctx.subject(r.device, r.metric)
+        params = {rid: resolve(self.settings, rid, s) for rid in r.rules}
+        forced: dict[str, int] = {}
+        todo = set(r.rules)
         for _ in range(_REPLAY_TRIES):
-            mark = await self.store.db.read(table.load_mark, key)
-            since = await self._restart(key, r) if forced is None else forced
-            pts = await self._points(key, since, self.clock() + MAX_FUTURE_SKEW_MS + 1)
-            if not pts:
-                return
-            ctx = await self.store.db.read(apply.load_context, r.hamlet)
-            s = ctx.subject(r.device, r.metric)
-            p = resolve(self.settings, r.rule, s)
-            done, cur = apply.feed(rule, p, None, pts)
-            drafts = apply.value_drafts(rule, s, p, done, cur)
-            again = await self.store.db.write(
-                apply.commit_replay, key, mark.version if mark else 0, since, drafts,
-                pts[-1][0], cur, self.clock(),
-            )  # fmt: skip
+            marks = {
+                rid: await self.store.db.read(table.load_mark, Key(rid, *series.args()[1:]))
+                for rid in todo
+            }
+            since = await self._restarts(series, r, {k: params[k] for k in todo if k not in forced})
+            since.update({k: v for k, v in forced.items() if k in todo})
+            pts = await self._points(
+                series, min(since.values()), self.clock() + MAX_FUTURE_SKEW_MS + 1
+            )
             self.points_evaluated += len(pts)
-            if again is None:
+            times = [t for t, _ in pts]
+            for rid in sorted(todo):
+                rule, p, mark = RULES[rid], params[rid], marks[rid]
+                mine = pts[bisect_left(times, since[rid]) :]
+                if not mine:
+                    todo.discard(rid)
+                    continue
+                settled_to = _settled_to(rule.kind, mark)
+                done, cur, until = replay(
+                    rule.kind, rule.op, p, mine, after=r.t1, settled_to=settled_to
+                )
+                result = apply.ReplayResult(
+                    since[rid], until, apply.value_drafts(rule, s, p, done, cur),
+                    mine[-1][0], cur,
+                )  # fmt: skip
+                again = await self.store.db.write(
+                    apply.commit_replay, Key(rid, *series.args()[1:]),
+                    mark.version if mark else 0, result, self.clock(),
+                )  # fmt: skip
+                if again is None:
+                    todo.discard(rid)
+                elif again < since[rid]:
+                    # An alert recorded before spans the restart point: replay from its start.
+                    forced[rid] = again
+            if not todo:
                 return
-            # An alert recorded before spans the restart point: replay from its start.
-            forced = again if again < since else forced
-        log.warning("alerts: %s kept changing while being replayed; next data retries", key)
+        log.warning("alerts: %s kept changing while being replayed; next data retries", series)
 
     # --- silences ----------------------------------------------------------------------
 

@@ -121,10 +121,15 @@ def _overlaps(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
     return a0 <= (b1 if b1 is not None else inf) and b0 <= (a1 if a1 is not None else inf)
 
 
-def reconcile(
-    conn: sqlite3.Connection, key: Key, since: int, drafts: list[Draft], now_ms: int
+def reconcile(  # noqa: PLR0917 -- read as a sentence
+    conn: sqlite3.Connection,
+    key: Key,
+    since: int,
+    drafts: list[Draft],
+    now_ms: int,
+    until: int | None = None,
 ) -> list[int]:
-    """Make the active alerts of ``key`` starting at or after ``since`` equal ``drafts``.
+    """Make the active alerts of ``key`` starting in [since, until) equal ``drafts``.
 
     An existing alert that overlaps a draft keeps its id (and acknowledgement) and takes the
     draft's times and peak; drafts with no match are inserted; existing alerts with no draft
@@ -132,8 +137,8 @@ def reconcile(
     """
     rows = conn.execute(
         f"SELECT id, start_ms, end_ms FROM alerts WHERE {_KEYW} AND state = ? AND start_ms >= ? "
-        "ORDER BY start_ms, id",
-        (*key.args(), ACTIVE, since),
+        "AND start_ms < ? ORDER BY start_ms, id",
+        (*key.args(), ACTIVE, since, until if until is not None else 2**62),
     ).fetchall()
     free = [(int(i), int(s), e) for i, s, e in rows]
     pairs: list[tuple[int | None, Draft]] = []

@@ -12,7 +12,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 from hamlet.alerteval import feed_threshold, fired
@@ -72,6 +72,7 @@ def test_alerts_do_not_depend_on_arrival_order(
     case: tuple[list[tuple[int, float]], list[list[int]], list[int]],
 ) -> None:
     points, batches, delivery = case
+    note(f"points={points!r} batches={batches!r} delivery={delivery!r}")
     with tempfile.TemporaryDirectory() as d:
         shuffled = asyncio.run(_alerts(Path(d, "a"), points, [batches[i] for i in delivery]))
         in_order = asyncio.run(_alerts(Path(d, "b"), points, [list(range(len(points)))]))

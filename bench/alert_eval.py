@@ -1,0 +1,172 @@
+"""Does alert evaluation keep up with ingest? One server worker, SQLite, real HTTP.
+
+Three runs of the same workload (4 gateways posting gzip batches of 5,000 readings, the
+server_ingest mix: salinity, water level, water temperature, EC), each on a fresh server:
+
+1. baseline: alerts disabled (``HAMLET_SERVER__ALERTS__ENABLED=false``): ingest readings/s;
+2. alerts on, live data in time order: ingest readings/s, and readings evaluated per second
+   from the first post until ``POST /api/v1/alerts/sync`` says everything is evaluated;
+3. alerts on, a late backlog: the same batches posted newest first, so every batch after the
+   first lands before what was evaluated and its series replay from stored readings.
+
+"Keeps up" = evaluated readings/s >= ingest readings/s of the baseline in the same run.
+
+    python bench/alert_eval.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+from _report import report
+from _server_common import add_gateways, bench_server, gz, realistic_batch, table
+
+from server import registry
+from server.registry import Role
+
+POINTS = 5_000
+GATEWAYS = 4
+
+
+async def _post(url: str, tokens: dict[str, str], bodies: dict[str, list[bytes]]) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+
+        async def one(gid: str) -> None:
+            hdrs = {
+                "Authorization": f"Bearer {tokens[gid]}",
+                "Content-Encoding": "gzip",
+                "Content-Type": "application/json",
+            }
+            for body in bodies[gid]:
+                r = await client.post("/api/v1/ingest", content=body, headers=hdrs)
+                r.raise_for_status()
+
+        async with asyncio.TaskGroup() as tg:
+            for gid in tokens:
+                tg.create_task(one(gid))
+
+
+def _user_token(data_dir: Path) -> str:
+    conn = sqlite3.connect(data_dir / "hamlet.sqlite3", isolation_level=None)
+    try:
+        registry.add_user(conn, "bench", Role.ADMIN, None)
+        return registry.create_user_token(conn, "bench")
+    finally:
+        conn.close()
+
+
+def run(
+    tmp: Path, bodies: dict[str, list[bytes]], *, alerts: bool
+) -> tuple[float, float | None, dict[str, int]]:
+    """(ingest s, ingest + evaluation s, engine counters) for one fresh server."""
+    # The server process inherits this environment (config override by environment).
+    os.environ["HAMLET_SERVER__ALERTS__ENABLED"] = "true" if alerts else "false"
+    with bench_server(tmp) as srv:
+        # One hamlet per gateway, as in the field: their devices are distinct series.
+        tokens = add_gateways(srv, list(bodies), {g: f"hamlet-{g}" for g in bodies})
+        user = _user_token(srv.data_dir)
+        t0 = time.perf_counter()
+        asyncio.run(_post(srv.url, tokens, bodies))
+        ingest = time.perf_counter() - t0
+        if not alerts:
+            return ingest, None, {}
+        r = httpx.post(
+            f"{srv.url}/api/v1/alerts/sync",
+            headers={"Authorization": f"Bearer {user}"},
+            timeout=600,
+        )
+        r.raise_for_status()
+        both = time.perf_counter() - t0
+        return ingest, both, r.json()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    per_gw = 5 if args.quick else 25
+    ids = [f"gw-{i}" for i in range(GATEWAYS)]
+    span_ms = (POINTS // 80 + 1) * 60_000
+    t_start = time.time_ns() // 1_000_000 - (per_gw + 1) * span_ms
+    bodies = {
+        g: [
+            gz(realistic_batch(g, 1 + k * POINTS, POINTS, t0=t_start + k * span_ms))
+            for k in range(per_gw)
+        ]
+        for g in ids
+    }
+    total = GATEWAYS * per_gw * POINTS
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        base_s, _, _ = run(tmp / "base", bodies, alerts=False)
+        live_s, live_all, live = run(tmp / "live", bodies, alerts=True)
+        late = {g: list(reversed(b)) for g, b in bodies.items()}
+        late_s, late_all, late_c = run(tmp / "late", late, alerts=True)
+    assert live_all is not None
+    assert late_all is not None
+    base_rate = total / base_s
+    # Every reading ingested is evaluated by the time sync returns: readings / that time.
+    assert live["points_evaluated"] >= total, live
+    live_eval = total / live_all
+    late_eval = total / late_all
+    print(
+        f"alert evaluation vs ingest, 1 worker, SQLite, {GATEWAYS} gateways x {per_gw} "
+        f"gzip batches of {POINTS} readings ({total:,} readings)"
+    )
+    table(
+        [
+            ("ingest, alerts off (baseline)", f"{base_rate:,.0f} readings/s"),
+            ("ingest, alerts on (live)", f"{total / live_s:,.0f} readings/s"),
+            (
+                "evaluated, live",
+                f"{live_eval:,.0f} readings/s (all {total:,} evaluated {live_all:.2f} s after "
+                f"the first post, {live_all - live_s:.2f} s after the last)",
+            ),
+            ("ingest, alerts on (late backlog)", f"{total / late_s:,.0f} readings/s"),
+            (
+                "evaluated, late backlog",
+                f"{late_eval:,.0f} readings/s ({late_c['replays']} series replays re-read "
+                f"{late_c['points_evaluated']:,} readings; {late_all - late_s:.2f} s after "
+                "the last post)",
+            ),
+            ("ratio evaluated/ingest (live)", f"{live_eval / base_rate:.2f}"),
+            ("ratio evaluated/ingest (late)", f"{late_eval / base_rate:.2f}"),
+            ("evaluation failures", f"{live['failures'] + late_c['failures']}"),
+        ]
+    )
+    report(
+        "alert_eval",
+        "readings evaluated/s, live (vs ingest with alerts off)",
+        live_eval,
+        "readings/s",
+        baseline=base_rate,
+        floor="ratio >= 1",
+    )
+    report(
+        "alert_eval",
+        "readings evaluated/s, late backlog with replays (vs ingest)",
+        late_eval,
+        "readings/s",
+        baseline=base_rate,
+    )
+    report(
+        "alert_eval",
+        "ingest readings/s with alerts on (vs off)",
+        total / live_s,
+        "readings/s",
+        baseline=base_rate,
+    )
+
+
+if __name__ == "__main__":
+    main()
