@@ -84,9 +84,15 @@ def feed_threshold(
     cmp = _CMP[op]
     thr, clear = p.threshold, clear_level(op, p)
     worse = _higher_is_worse(op)
+    pts = points if isinstance(points, list) else list(points)
+    if state is None and pts:
+        # Fast path, the usual case: nothing beyond the line (one pass in C).
+        vals = [v for _t, v in pts]
+        if not cmp(max(vals) if worse else min(vals), thr):
+            return [], None
     cur = state
     done: list[Episode] = []
-    for t, v in points:
+    for t, v in pts:
         if cur is None:
             if cmp(v, thr):
                 cur = Episode(start=t, peak=v, peak_t=t, last_t=t, value=v)
@@ -104,18 +110,33 @@ def feed_threshold(
 def feed_stuck(
     p: Params, state: Episode | None, points: Iterable[tuple[int, float]]
 ) -> tuple[list[Episode], Episode | None]:
-    """Runs of one value (within ``p.clear_band``); every reading belongs to a run."""
+    """Runs of one value (within ``p.clear_band``); every reading belongs to a run.
+
+    Returns only the ended runs long enough to be alerts (a healthy sensor ends a run at
+    almost every reading), and the run still going.
+    """
     tol = p.clear_band
+    need = p.min_duration_s * 1000
+    pts = points if isinstance(points, list) else list(points)
+    if len(pts) > 2 and need > 0:
+        vals = [v for _t, v in pts]
+        if min(map(abs, map(operator.sub, vals[1:], vals[:-1]))) > tol:
+            # Fast path, a healthy sensor: every reading differs from the one before, so
+            # only the run carried in can end (at the first reading) and the last starts.
+            first, _ = feed_stuck(p, state, pts[:1])
+            t, v = pts[-1]
+            return first, Episode(start=t, peak=v, peak_t=t, last_t=t, value=v)
     cur = state
     done: list[Episode] = []
-    for t, v in points:
+    for t, v in pts:
         if cur is None:
             cur = Episode(start=t, peak=v, peak_t=t, last_t=t, value=v)
-        elif abs(v - cur.value) <= tol:
+        elif -tol <= v - cur.value <= tol:
             cur.last_t = t
         else:
-            cur.end = t
-            done.append(cur)
+            if cur.last_t - cur.start >= need:
+                cur.end = t
+                done.append(cur)
             cur = Episode(start=t, peak=v, peak_t=t, last_t=t, value=v)
     return done, cur
 
@@ -211,15 +232,28 @@ def replay(
     cur: Episode | None = None
     done: list[Episode] = []
     stuck = kind == RuleKind.STUCK
+    cmp, clear = _CMP[op], clear_level(op, p)
+    prev_t: int | None = None
     for pt in pts:
-        t = pt[0]
+        t, v = pt
         if stuck:
             ended, cur = feed_stuck(p, cur, [pt])
-            if ended and after < t <= settled_to:
-                return [*done, *ended], None, t  # a new run starts at t: from t on, unchanged
+            # A run starts at t in the old evaluation too only if the reading before t was
+            # there already (not late): then both agree from t on.
+            if (
+                prev_t is not None
+                and prev_t > after
+                and t <= settled_to
+                and cur is not None
+                and cur.start == t
+            ):
+                return [*done, *ended], None, t
         else:
             ended, cur = feed_threshold(op, p, cur, [pt])
-            if cur is None and after < t <= settled_to:
-                return [*done, *ended], None, t + 1  # idle at t: from after t on, unchanged
+            # A reading at or past the clear level ends any episode, old or new: from it on
+            # both evaluations agree (it says nothing about the reading's predecessors).
+            if after < t <= settled_to and not cmp(v, clear):
+                return [*done, *ended], None, t + 1
+        prev_t = t
         done.extend(ended)
     return done, cur, None

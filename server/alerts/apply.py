@@ -150,11 +150,15 @@ class Replay:
     t1: int
 
 
+def _time(p: tuple[int, float]) -> int:
+    return p[0]
+
+
 @dataclass
 class BatchWork:
     hamlet: str
     gateway: str
-    values: dict[tuple[str, str], list[tuple[int, int, float]]]  # (device, metric) -> (t, seq, v)
+    values: dict[tuple[str, str], list[tuple[int, float]]]  # (device, metric) -> (t, v)
     life: dict[str, list[int]]  # device -> times it showed life
     now_ms: int
 
@@ -168,8 +172,11 @@ def apply_batch(
     resched = False
     with _tx(conn):
         ctx = load_context(conn, w.hamlet)
+        marks = table.hamlet_marks(conn, w.hamlet, [m for _d, m in w.values])
+        saves: list[tuple[Key, int, Episode | None]] = []
         for (device, metric), raw in w.values.items():
-            pts = [(t, v) for t, _seq, v in sorted(raw)]
+            # Usually in time order already (then sorting is one linear pass in C).
+            pts = sorted(raw, key=_time)
             s = ctx.subject(device, metric)
             late: list[str] = []
             for rule in rules_for_metric(metric):
@@ -177,17 +184,23 @@ def apply_batch(
                 if not p.enabled:
                     continue
                 key = Key(rule.id, w.hamlet, device, metric)
-                mark = table.load_mark(conn, key)
+                mark = marks.get(key)
                 if mark is not None and pts[0][0] <= mark.hwm:
                     late.append(rule.id)
                     continue
                 state = mark.state if mark is not None else None
                 since = state.start if state is not None else pts[0][0]
+                stuck = rule.kind == RuleKind.STUCK
+                had_alert = state is not None and fired(state, p, readings_only=stuck)
                 done, cur = feed(rule, p, state, pts)
-                table.reconcile(conn, key, since, value_drafts(rule, s, p, done, cur), w.now_ms)
-                table.save_mark(conn, key, pts[-1][0], cur)
+                drafts = value_drafts(rule, s, p, done, cur)
+                # Alerts exist from ``since`` on only if the episode carried in had fired.
+                if drafts or had_alert:
+                    table.reconcile(conn, key, since, drafts, w.now_ms)
+                saves.append((key, pts[-1][0], cur))
             if late:
                 replays.append(Replay(tuple(late), w.hamlet, device, metric, pts[0][0], pts[-1][0]))
+        table.save_marks(conn, saves)
         for device, times in w.life.items():
             s = ctx.subject(device)
             for rid in ("sensor.stale", "device.down"):

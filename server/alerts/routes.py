@@ -187,10 +187,13 @@ async def ack_alert(state: State, caller: Caller, alert_id: AlertId) -> AlertOut
 
 
 class SyncOut(BaseModel):
+    """This worker's evaluator since it started."""
+
     batches_evaluated: int
     points_evaluated: int
     replays: int
     failures: int
+    busy_seconds: float = Field(description="time this worker spent evaluating")
 
 
 @router.post(
@@ -208,4 +211,5 @@ async def sync(request: Request, caller: Caller) -> SyncOut:
         points_evaluated=engine.points_evaluated,
         replays=engine.replays,
         failures=engine.failures,
+        busy_seconds=engine.busy_s,
     )

@@ -116,6 +116,33 @@ def spanning_start(conn: sqlite3.Connection, key: Key, t: int) -> int | None:
     return int(r[0]) if r and r[0] is not None else None
 
 
+def hamlet_marks(conn: sqlite3.Connection, hamlet: str, metrics: list[str]) -> dict[Key, Mark]:
+    """Every mark of the value rules of ``metrics`` in a hamlet, in one query."""
+    if not metrics:
+        return {}
+    ms = sorted(set(metrics))
+    rows = conn.execute(
+        "SELECT rule, device, metric, hwm, state, version, first_t FROM alert_marks "
+        f"WHERE hamlet = ? AND metric IN ({','.join('?' * len(ms))})",
+        (hamlet, *ms),
+    ).fetchall()
+    return {
+        Key(r[0], hamlet, r[1], r[2]): Mark(
+            int(r[3]), Episode.from_json(json.loads(r[4])) if r[4] else None, int(r[5]), r[6]
+        )
+        for r in rows
+    }
+
+
+def save_marks(conn: sqlite3.Connection, rows: list[tuple[Key, int, Episode | None]]) -> None:
+    conn.executemany(
+        "INSERT INTO alert_marks(rule, hamlet, device, metric, hwm, first_t, state, version) "
+        "VALUES (?,?,?,?,?,NULL,?,1) ON CONFLICT(rule, hamlet, device, metric) DO UPDATE SET "
+        "hwm = excluded.hwm, state = excluded.state, version = version + 1",
+        [(*k.args(), hwm, json.dumps(st.to_json()) if st else None) for k, hwm, st in rows],
+    )
+
+
 def _overlaps(a0: int, a1: int | None, b0: int, b1: int | None) -> bool:
     inf = 2**62
     return a0 <= (b1 if b1 is not None else inf) and b0 <= (a1 if a1 is not None else inf)
