@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from hamlet.alerteval import silence_start, silence_value_ms
 from hamlet.alertmessages import duration, number
-from hamlet.alertrules import AlertSettings, Subject, resolve
+from hamlet.alertrules import AlertSettings, RuleKind, Subject, resolve
 from hamlet.contract import EventRecord, IngestResult, UplinkBatch
+from hamlet.vncalendar import ServiceHours
 from server.alerts.engine import AlertEngine, work_of
 from server.alerts.timeparam import TimeParamError, parse_time
 from server.config import ServerConfig
@@ -167,3 +169,23 @@ async def test_a_batch_stored_but_not_evaluated_before_a_crash_is_caught_up(
             ).fetchall()
         )
     assert rows == [("salinity.danger", t0 + 5 * MIN), ("salinity.watch", t0 + 5 * MIN)]
+
+
+def test_unregistered_fields_are_judged_as_most_crops() -> None:
+    s = Subject(HAMLET, "sal-x", "salinity")
+    assert resolve(AlertSettings(), "salinity.watch", s).threshold == 0.7
+    assert resolve(AlertSettings(), "salinity.danger", s).threshold == 1.0
+
+
+def test_service_time_skips_nights_weekends_and_public_holidays() -> None:
+    hours = ServiceHours.parse(None)
+    # Friday 16:50 to Monday 07:20: 10 min on Friday + 20 min on Monday.
+    fri, mon = vn(2026, 3, 6, 16, 50), vn(2026, 3, 9, 7, 20)
+    assert silence_value_ms(RuleKind.DOWN, fri, mon, hours) == 30 * MIN
+    # National Day, 1-2 September 2026 (Tue-Wed): Monday 17:00 to Thursday 07:05 is 5 min.
+    assert silence_value_ms(RuleKind.DOWN, vn(2026, 8, 31, 17), vn(2026, 9, 3, 7, 5), hours) == (
+        5 * MIN
+    )
+    assert silence_start(RuleKind.DOWN, vn(2026, 8, 31, 17), vn(2026, 9, 3, 7, 5), hours) == vn(
+        2026, 9, 3, 7, 0
+    )
