@@ -57,7 +57,7 @@ _READ_LIMIT: Final = 100_000
 _MAX_SLEEP_S: Final = 6 * 3600.0  # re-derive the schedule at least this often
 _REPLAY_TRIES: Final = 5
 _WINDOWS_MS: Final = (3_600_000, 86_400_000, 7 * 86_400_000)
-_AHEAD: Final = 2_000  # readings read past a late batch before trying to settle
+_AHEAD: Final = 32  # readings read past a late batch before trying to settle
 
 
 def _settled_to(kind: RuleKind, mark: table.Mark | None) -> int:
@@ -267,12 +267,12 @@ class AlertEngine:
             since = await self._restarts(series, r, {k: params[k] for k in todo if k not in forced})
             since.update({k: v for k, v in forced.items() if k in todo})
             # Read up to the late batch and a little past it: the replay usually settles
-            # there; only if it does not is the rest of the series read.
+            # within a few readings; only if it does not is more read (4 times more a step).
             end = self.clock() + MAX_FUTURE_SKEW_MS + 1
             pts = await self._points(series, min(since.values()), r.t1 + 1)
-            ahead, more = await self._page(series, r.t1 + 1, end, _AHEAD)
+            step = _AHEAD
+            ahead, more = await self._page(series, r.t1 + 1, end, step)
             pts += ahead
-            complete = not more
             for rid in sorted(todo):
                 rule, p, mark = RULES[rid], params[rid], marks[rid]
                 settled_to = _settled_to(rule.kind, mark)
@@ -281,10 +281,11 @@ class AlertEngine:
                     done, cur, until = replay(
                         rule.kind, rule.op, p, mine, after=r.t1, settled_to=settled_to
                     )
-                    if until is not None or complete or not pts:
+                    if until is not None or not more or not pts:
                         break
-                    pts += await self._points(series, max(r.t1, pts[-1][0]) + 1, end)
-                    complete = True
+                    step = min(step * 4, _READ_LIMIT)
+                    ahead, more = await self._page(series, max(r.t1, pts[-1][0]) + 1, end, step)
+                    pts += ahead
                 self.points_evaluated += len(mine)
                 if not mine:
                     todo.discard(rid)
