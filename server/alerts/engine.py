@@ -60,6 +60,10 @@ _WINDOWS_MS: Final = (3_600_000, 86_400_000, 7 * 86_400_000)
 _AHEAD: Final = 32  # readings read past a late batch before trying to settle
 
 
+class AlertEngineDown(Exception):
+    """The evaluator task ended (a bug): alerts are not being evaluated."""
+
+
 def _settled_to(kind: RuleKind, mark: table.Mark | None) -> int:
     """The latest reset point a replay may stop at: within what was evaluated, and before
     the episode in progress (whose saved state must stay true)."""
@@ -166,11 +170,22 @@ class AlertEngine:
         """Called by ingest once a batch is settled (stored): queue it for evaluation."""
         if not self.settings.enabled:
             return
+        if not self.alive:
+            # A bug stopped the evaluator (its traceback is logged by asyncio): ingest must
+            # not wait forever on a queue nobody drains. The data is stored; alerts are not.
+            self.failures += 1
+            return
         # Only a reference is queued: building the work is the evaluator's, not the request's.
         await self._queue.put((gw, batch, result, now_ms))
 
+    @property
+    def alive(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
     async def flush(self) -> None:
         """Return once every batch queued so far is evaluated and due silences are open."""
+        if not self.alive:
+            raise AlertEngineDown("the alert evaluator has stopped; see the server log")
         await self._queue.join()
         self._swept.clear()
         self._wake.set()

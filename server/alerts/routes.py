@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from hamlet.alertrules import RULES, Severity
 from hamlet.contract import IDENT_PATTERN
-from server.alerts.engine import AlertEngine
+from server.alerts.engine import AlertEngine, AlertEngineDown
 from server.alerts.table import ACTIVE
 from server.alerts.timeparam import TimeParamError, parse_time
 from server.auth import can_edit_devices
@@ -205,7 +205,10 @@ async def sync(request: Request, caller: Caller) -> SyncOut:
     if caller.user is None:
         raise deny(caller)
     engine: AlertEngine = request.app.state.alerts
-    await engine.flush()
+    try:
+        await engine.flush()
+    except AlertEngineDown as err:
+        raise HTTPException(503, str(err)) from err
     return SyncOut(
         batches_evaluated=engine.batches_evaluated,
         points_evaluated=engine.points_evaluated,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +17,7 @@ from hamlet.alertmessages import duration, number
 from hamlet.alertrules import AlertSettings, RuleKind, Subject, resolve
 from hamlet.contract import EventRecord, IngestResult, UplinkBatch
 from hamlet.vncalendar import ServiceHours
-from server.alerts.engine import AlertEngine, work_of
+from server.alerts.engine import AlertEngine, AlertEngineDown, work_of
 from server.alerts.timeparam import TimeParamError, parse_time
 from server.config import ServerConfig
 from server.models import DeviceIn
@@ -189,3 +191,19 @@ def test_service_time_skips_nights_weekends_and_public_holidays() -> None:
     assert silence_start(RuleKind.DOWN, vn(2026, 8, 31, 17), vn(2026, 9, 3, 7, 5), hours) == vn(
         2026, 9, 3, 7, 0
     )
+
+
+async def test_a_dead_evaluator_never_blocks_ingest(tmp_path: Path) -> None:
+    t0 = vn(2026, 3, 4, 8, 0)
+    async with alert_env(tmp_path, now=t0 + 200 * MIN) as env:
+        evaluator = env.engine._tasks[0]  # what a bug in the evaluator would leave behind
+        evaluator.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await evaluator
+        for m in range(100):  # more batches than the queue holds (64)
+            await asyncio.wait_for(
+                env.send([env.block("sal-1", "salinity", [(t0 + m * MIN, 0.9)])]), timeout=10
+            )
+        with pytest.raises(AlertEngineDown):
+            await env.engine.flush()
+        assert env.engine.failures == 100
