@@ -164,7 +164,7 @@ class BatchWork:
 
 
 def apply_batch(
-    conn: sqlite3.Connection, settings: AlertSettings, w: BatchWork
+    conn: sqlite3.Connection, settings: AlertSettings, w: BatchWork, listening_since: int = 0
 ) -> tuple[list[Replay], bool]:
     """Evaluate one settled batch. Returns series that need a replay, and whether the
     sweeper should recompute its schedule (a new silence subject, an alert closed)."""
@@ -208,7 +208,7 @@ def apply_batch(
                 if p.enabled:
                     key = Key(rid, w.hamlet, device)
                     resched |= _silence_points(conn, key, s, p, sorted(set(times)), w.now_ms)
-        resched |= _contact(conn, settings, ctx, w.gateway, w.now_ms)
+        resched |= _contact(conn, settings, ctx, w.gateway, w.now_ms, listening_since)
     return replays, resched
 
 
@@ -338,24 +338,40 @@ def _silence_points(  # noqa: PLR0917
     return resched
 
 
-def _contact(
-    conn: sqlite3.Connection, settings: AlertSettings, ctx: HamletContext, gateway: str, now: int
+def _contact(  # noqa: PLR0917 -- one call site
+    conn: sqlite3.Connection,
+    settings: AlertSettings,
+    ctx: HamletContext,
+    gateway: str,
+    now: int,
+    listening_since: int,
 ) -> bool:
-    """The gateway made contact now (server time: silence is about the link, not readings)."""
+    """The gateway made contact now (server time: silence is about the link, not readings).
+
+    Time the server itself was not listening (stopped, restarting) is not the gateway's
+    silence: a gap counts from ``listening_since`` at the earliest.
+    """
     key = Key("gateway.silent", ctx.hamlet, gateway)
     s = ctx.subject(gateway)
     p = resolve(settings, key.rule, s)
     mark = table.load_mark(conn, key)
     resched = mark is None
     if mark is not None and p.enabled and now > mark.hwm:
-        resched |= _close_gap(conn, key, s, p, mark.hwm, now, now)
+        basis = max(mark.hwm, min(listening_since, now))
+        resched |= _close_gap(conn, key, s, p, basis, now, now)
     if mark is None or now > mark.hwm:
         table.save_mark(conn, key, now, None)
     return resched
 
 
-def sweep(conn: sqlite3.Connection, settings: AlertSettings, now: int) -> int | None:
-    """Open alerts for silences that are due now; return the next due time (None: none)."""
+def sweep(
+    conn: sqlite3.Connection, settings: AlertSettings, now: int, listening_since: int = 0
+) -> int | None:
+    """Open alerts for silences that are due now; return the next due time (None: none).
+
+    A silence is judged only over time the server was listening (``listening_since``): after
+    a restart nobody is reported silent for the server's own downtime.
+    """
     nxt: int | None = None
     with _tx(conn):
         opened = table.open_keys(conn)
@@ -375,7 +391,7 @@ def sweep(conn: sqlite3.Connection, settings: AlertSettings, now: int) -> int | 
             if not p.enabled:
                 continue
             hours = hours_of(s) if rule.kind == RuleKind.DOWN else None
-            due = silence_due(rule.kind, p, hwm, hours)
+            due = silence_due(rule.kind, p, max(hwm, listening_since), hours)
             if due is None:
                 continue
             if due > now:
@@ -384,7 +400,11 @@ def sweep(conn: sqlite3.Connection, settings: AlertSettings, now: int) -> int | 
             # Behind a silent gateway a device's silence says nothing: the gateway alert does.
             if rule.kind != RuleKind.SILENT and key.hamlet in silent_hamlets:
                 continue
-            table.write_draft(conn, key, None, silence_draft(rule, s, p, hwm, now, open_=True), now)
+            # A device's silence is a gap in its readings (the gateway may hold them); a
+            # gateway's is a gap in contact, which the server saw only while listening.
+            gap_from = max(hwm, listening_since) if rule.kind == RuleKind.SILENT else hwm
+            d = silence_draft(rule, s, p, gap_from, now, open_=True)
+            table.write_draft(conn, key, None, d, now)
             if rule.kind == RuleKind.SILENT:
                 silent_hamlets.add(key.hamlet)
     return nxt

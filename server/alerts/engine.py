@@ -129,15 +129,21 @@ class AlertEngine:
         self.clock = clock
         self._queue: asyncio.Queue[Settled | Replay] = asyncio.Queue(queue_size)
         self._wake = asyncio.Event()
-        self._swept = asyncio.Event()
+        # Sweeps asked for and done, so flush() waits for a sweep that began after it asked.
+        self._sweeps_asked = 0
+        self._sweeps_done = 0
+        self._swept = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
         self.batches_evaluated = 0
         self.points_evaluated = 0
         self.replays = 0
         self.failures = 0
-        self.busy_s = 0.0  # time spent evaluating (the evaluator's own cost, for benches)
+        self.busy_s = 0.0
+        # Set on start: the server's own downtime is nobody's silence.
+        self.listening_since = 0  # time spent evaluating (the evaluator's own cost, for benches)
 
     async def __aenter__(self) -> Self:
+        self.listening_since = self.clock()
         db = self.store.db
         await db.write(table.ensure_schema)
         self._tasks = [
@@ -187,9 +193,11 @@ class AlertEngine:
         if not self.alive:
             raise AlertEngineDown("the alert evaluator has stopped; see the server log")
         await self._queue.join()
-        self._swept.clear()
+        self._sweeps_asked += 1
+        want = self._sweeps_asked
         self._wake.set()
-        await self._swept.wait()
+        async with self._swept:
+            await self._swept.wait_for(lambda: self._sweeps_done >= want)
 
     # --- evaluation --------------------------------------------------------------------
 
@@ -212,7 +220,9 @@ class AlertEngine:
                 self._queue.task_done()
 
     async def _batch(self, w: BatchWork) -> None:
-        replays, resched = await self.store.db.write(apply.apply_batch, self.settings, w)
+        replays, resched = await self.store.db.write(
+            apply.apply_batch, self.settings, w, self.listening_since
+        )
         self.batches_evaluated += 1
         self.points_evaluated += sum(len(v) for v in w.values.values())
         for r in replays:
@@ -327,13 +337,18 @@ class AlertEngine:
     async def _sweep(self) -> None:
         while True:
             self._wake.clear()
+            asked = self._sweeps_asked
             try:
-                nxt = await self.store.db.write(apply.sweep, self.settings, self.clock())
+                nxt = await self.store.db.write(
+                    apply.sweep, self.settings, self.clock(), self.listening_since
+                )
             except (sqlite3.Error, StoreUnavailable) as err:
                 self.failures += 1
                 log.error("alert sweep failed: %s", err)  # noqa: TRY400 -- reason suffices
                 nxt = None
-            self._swept.set()
+            async with self._swept:
+                self._sweeps_done = asked
+                self._swept.notify_all()
             delay = _MAX_SLEEP_S if nxt is None else (nxt - self.clock()) / 1000
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(

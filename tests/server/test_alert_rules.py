@@ -207,3 +207,27 @@ async def test_a_dead_evaluator_never_blocks_ingest(tmp_path: Path) -> None:
         with pytest.raises(AlertEngineDown):
             await env.engine.flush()
         assert env.engine.failures == 100
+
+
+async def test_the_servers_own_downtime_is_no_gateways_silence(tmp_path: Path) -> None:
+    t0 = vn(2026, 3, 4, 8, 0)
+    async with alert_env(tmp_path, now=t0) as env:
+        await env.send([env.block("gw-1", "gw.uptime_s", [(t0, 1.0)])])
+        assert await env.alerts() == []
+        config = env.store.config
+    # The server was stopped for a day; gateways kept trying. It starts again:
+    back = t0 + 24 * 60 * MIN
+    clock = Clock(back + 10 * MIN)
+    async with (
+        SqliteStore(config) as store,
+        AlertEngine(AlertSettings(), store, clock=clock) as engine,
+    ):
+        clock.now = back + 24 * MIN  # 14 min after the restart: nobody is silent yet
+        await engine.flush()
+        assert await store.db.read(lambda c: c.execute("SELECT * FROM alerts").fetchall()) == []
+        clock.now = back + 26 * MIN  # 16 min after the restart: the gateway is
+        await engine.flush()
+        rows = await store.db.read(
+            lambda c: c.execute("SELECT rule, start_ms, end_ms FROM alerts").fetchall()
+        )
+    assert rows == [("gateway.silent", back + 10 * MIN, None)]
