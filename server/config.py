@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from hamlet.alertrules import AlertSettings
 from hamlet.config import ConfigError, load_config
 from server.indicators.config import IndicatorsConfig
 
@@ -159,6 +160,7 @@ class ServerConfig(_Section):
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
+    alerts: AlertSettings = AlertSettings()
     log_level: str = "INFO"
 
     @model_validator(mode="after")
