@@ -14,9 +14,9 @@ from hamlet.alertrules import RULES, Severity
 from hamlet.contract import IDENT_PATTERN
 from server.alerts.engine import AlertEngine, AlertEngineDown
 from server.alerts.table import ACTIVE
-from server.alerts.timeparam import TimeParamError, parse_time
 from server.auth import can_edit_devices
 from server.deps import Caller, State, deny, readable, require_hamlet
+from server.timeparam import TimeParamError, parse_time
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
 MAX_LIMIT: Final = 10_000
@@ -66,7 +66,8 @@ def _when(name: str, text: str | None) -> int | None:
     if text is None:
         return None
     try:
-        return parse_time(text)
+        # A date alone as the end means the end of that day, as everywhere in the API.
+        return parse_time(text, end=name == "end")
     except TimeParamError as err:
         raise HTTPException(422, f"{name}: {err}") from err
 

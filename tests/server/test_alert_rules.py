@@ -18,11 +18,11 @@ from hamlet.alertrules import AlertSettings, RuleKind, Subject, resolve
 from hamlet.contract import EventRecord, IngestResult, UplinkBatch
 from hamlet.vncalendar import ServiceHours
 from server.alerts.engine import AlertEngine, AlertEngineDown, work_of
-from server.alerts.timeparam import TimeParamError, parse_time
 from server.config import ServerConfig
 from server.models import DeviceIn
 from server.registry import GatewayRow
 from server.store.sqlite import SqliteStore
+from server.timeparam import TimeParamError, parse_time
 from tests.server.alerts_env import HAMLET, MIN, Clock, alert_env, vn
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
@@ -231,3 +231,34 @@ async def test_the_servers_own_downtime_is_no_gateways_silence(tmp_path: Path) -
             lambda c: c.execute("SELECT rule, start_ms, end_ms FROM alerts").fetchall()
         )
     assert rows == [("gateway.silent", back + 10 * MIN, None)]
+
+
+def test_indicator_thresholds_drive_the_alerts_too() -> None:
+    """One setting under [indicators] changes the report card and the alert alike."""
+    from hamlet.alertrules import Subject, resolve
+    from server.config import ServerConfig
+
+    cfg = ServerConfig.model_validate(
+        {
+            "environment": "development",
+            "indicators": {
+                "salinity": [{"crop": "rice", "danger_ppt": 3.0}],
+                "water_alarms": [
+                    {"hamlet": "dinh-phuoc", "level_i": 1.5, "level_ii": 1.6, "level_iii": 1.7},
+                    {"commune": "dinh-mon", "level_i": 1.1, "level_ii": 1.2, "level_iii": 1.3},
+                ],
+            },
+            "alerts": {"overrides": [{"rule": "salinity.danger", "device": "s9", "threshold": 9}]},
+        }
+    )
+    eff = cfg.effective_alerts()
+    rice = Subject(hamlet="h", device="s1", metric="salinity", crop="rice")
+    assert resolve(eff, "salinity.danger", rice).threshold == 3.0
+    durian = Subject(hamlet="h", device="s2", metric="salinity", crop="durian")
+    assert resolve(eff, "salinity.danger", durian).threshold == 0.5
+    own = Subject(hamlet="h", device="s9", metric="salinity", crop="rice")
+    assert resolve(eff, "salinity.danger", own).threshold == 9
+    lvl = Subject(hamlet="dinh-phuoc", device="w1", metric="water_level")
+    assert resolve(eff, "water_level.iii", lvl).threshold == 1.7
+    other = Subject(hamlet="x", device="w2", metric="water_level", commune="dinh-mon")
+    assert resolve(eff, "water_level.ii", other).threshold == 1.2
