@@ -62,7 +62,10 @@ async def _retention(store: Store, days: int) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_store(config) as store, AlertEngine(config.effective_alerts(), store) as alerts:
+        async with (
+            make_store(config) as store,
+            AlertEngine(config.effective_alerts(), store) as alerts,
+        ):
             app.state.hamlet = AppState(
                 config=config,
                 store=store,
