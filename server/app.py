@@ -19,6 +19,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
 from server import api, errors, limits, pages, report_api, users_api
+from server.alerts import routes as alert_routes
+from server.alerts.engine import AlertEngine
 from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
@@ -63,7 +65,10 @@ async def _retention(store: Store, days: int) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_store(config) as store:
+        async with (
+            make_store(config) as store,
+            AlertEngine(config.effective_alerts(), store) as alerts,
+        ):
             app.state.hamlet = AppState(
                 config=config,
                 store=store,
@@ -79,7 +84,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ),
                 metrics=Metrics(),
                 trusted_proxies=parse_networks(config.http.trusted_proxies),
+                on_settled=[alerts.submit],
             )
+            app.state.alerts = alerts
             async with (
                 open_notifier(config.notify, config.data_dir) as notifier,
                 asyncio.TaskGroup() as tg,
@@ -123,6 +130,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(report_api.router)
     app.include_router(pages.router)
+    app.include_router(alert_routes.router)
     app.include_router(notify_routes.router)
     app.include_router(notify_edge_routes.router)
 
