@@ -27,6 +27,7 @@ from server.config import ServerConfig
 from server.models import Health
 from server.notify import edge_routes as notify_edge_routes
 from server.notify import routes as notify_routes
+from server.notify.feed import AlertFeed
 from server.notify.service import open_notifier
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
@@ -89,9 +90,11 @@ def create_app(config: ServerConfig) -> FastAPI:
             app.state.alerts = alerts
             async with (
                 open_notifier(config.notify, config.data_dir) as notifier,
+                AlertFeed(alerts, store, notifier.dispatcher) as feed,
                 asyncio.TaskGroup() as tg,
             ):
                 app.state.notify = notifier
+                app.state.hamlet.on_settled.append(feed.on_settled)
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
                 )

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
   created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS escalation (
   alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
   event TEXT NOT NULL, acked_at REAL, acked_by TEXT, escalated_at REAL);
@@ -408,6 +409,19 @@ class NotifyStore:
                     "UPDATE outbox SET status='failed', last_error=? WHERE id=?",
                     [(error, i) for (i,) in ids],
                 )
+
+    def get_cursor(self, name: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursor WHERE name=?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_cursor(self, name: str, value: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO cursor(name, value) VALUES (?,?)"
+                " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (name, value),
+            )
 
     # -- the gateway's share ---------------------------------------------------------------------
     def edge_plan(self, hamlet: str) -> EdgePlan:
