@@ -17,9 +17,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
-from server import api, limits, pages
+from server import api, limits, pages, views
 from server.config import ServerConfig
 from server.models import Health
+from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
 from server.ratelimit import AttemptWindow, TokenBucket
 from server.state import AppState, Metrics
 from server.store.base import Store, StoreError
@@ -84,10 +85,19 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
+        docs_url=None,  # served below from vendored files (no CDN, no inline script)
+        redoc_url=None,
     )
+    app.add_middleware(CompressExceptIngest)
+    app.mount(STATIC_PREFIX, CachedStatic(directory=STATIC_DIR), name="static")
     app.include_router(api.router)
     app.include_router(limits.router)
     app.include_router(pages.router)
+    app.include_router(views.router)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return views.docs_page(app.title)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:
