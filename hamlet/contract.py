@@ -73,6 +73,9 @@ class GapReason(StrEnum):
     DROPPED = "dropped"  # deleted to keep the buffer within its byte budget
     CORRUPT = "corrupt"  # lost with a corrupt buffer file that had to be moved aside
     REJECTED = "rejected"  # refused by the server earlier and dead-lettered
+    # reserved for records but never given to one: the gateway resumed above a lost buffer
+    # file, whose last seq it could still read
+    UNUSED = "unused"
 
 
 def delta_encode(values: Sequence[int]) -> list[int]:

@@ -86,7 +86,9 @@ class DurableBuffer:
                 raise
             finally:
                 if self._exec is not None:
-                    await asyncio.get_running_loop().run_in_executor(self._exec, self.store.close)
+                    await asyncio.get_running_loop().run_in_executor(
+                        self._exec, self.store.shutdown
+                    )
                     self._exec.shutdown(wait=True)
                     self._exec = None
 

@@ -7,19 +7,21 @@ ordering, expiry and deletion is by seq, never by wall time.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 from gateway import deadletter
+from gateway.buffer import budget as policy
+from gateway.buffer import salvage
+from gateway.buffer.budget import CODE_KIND, KIND_CODE, PAGE_SIZE, Budget, runs
 from gateway.buffer.config import BufferConfig
 from gateway.buffer.seqstate import SeqState, read_state, write_state
 from gateway.clock import PENDING, Anchor
@@ -29,7 +31,6 @@ log = logging.getLogger(__name__)
 
 DB_NAME: Final = "buffer.db"
 SEQ_NAME: Final = "buffer.seq"
-PAGE_SIZE: Final = 4096
 # Seqs reserved per write of the state file: at 10,000 readings/s one small fsync every 5 s.
 SEQ_BLOCK: Final = 50_000
 MAX_GAPS_PER_BATCH: Final = 1000
@@ -37,15 +38,6 @@ MAX_GAPS_PER_BATCH: Final = 1000
 # every batch would only wear the SD card.
 KEEP_FREE_PAGES: Final = 256
 _CORRUPT_ERRORS: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
-
-KIND_CODE: Final[dict[RecordKind, int]] = {
-    RecordKind.READING: 0,
-    RecordKind.AGGREGATE: 1,
-    RecordKind.HEARTBEAT: 2,
-    RecordKind.EVENT: 3,
-    RecordKind.ALERT: 4,
-}
-CODE_KIND: Final[dict[int, RecordKind]] = {v: k for k, v in KIND_CODE.items()}
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -126,42 +118,12 @@ class Counters:
     confirmed: int = 0
     dead_lettered: int = 0
     dead_evicted: int = 0
+    unused: int = 0  # reserved seqs declared never used after a lost file
+    over_budget: int = 0  # commits after which the files measured over max_bytes (a bug)
+    file_full: int = 0  # commits that met the database file's page cap (SQLITE_FULL)
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-@dataclass(frozen=True, slots=True)
-class Budget:
-    """How ``max_bytes`` is split; see docs/store-and-forward.md."""
-
-    max_bytes: int
-    wal_cap: int  # WAL file may reach this before checkpoint + truncation bring it back
-    high: int  # used database pages above this start the budget enforcement
-    low: int  # enforcement stops below this
-
-    @classmethod
-    def for_max(cls, max_bytes: int) -> Budget:
-        wal_cap = min(max(max_bytes // 16, 256 * 1024), 4 * 1024 * 1024)
-        margin = max(max_bytes // 32, 64 * 1024)  # one group commit + in-transaction growth
-        high = max_bytes - wal_cap - margin
-        return cls(max_bytes, wal_cap, high, high * 9 // 10)
-
-
-def runs(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of sorted integers: [1,2,3,7,8] -> [(1,3), (7,8)]."""
-    out: list[tuple[int, int]] = []
-    first = last = -2
-    for s in seqs:
-        if s == last + 1:
-            last = s
-            continue
-        if first >= 0:
-            out.append((first, last))
-        first = last = s
-    if first >= 0:
-        out.append((first, last))
-    return out
 
 
 @dataclass
@@ -186,6 +148,9 @@ class Store:
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
+        # Dead letters cannot give way to the budget, so they get a bounded share of it.
+        dead_bytes = min(self.cfg.dead_letter_max_bytes, self.budget.dead_letter_bytes)
+        self.cfg = self.cfg.model_copy(update={"dead_letter_max_bytes": dead_bytes})
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -207,11 +172,12 @@ class Store:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         state = read_state(self.seq_path)
         existed = self.db_path.exists()
+        lost = salvage.Salvage()
         try:
             self._connect()
             healthy = existed and self._meta("last_seq") is not None
         except sqlite3.DatabaseError as err:
-            self._quarantine(f"cannot open or check: {err}")
+            lost = self._quarantine(f"cannot open or check: {err}")
             self._connect()
             healthy = False
         self._load_caches()
@@ -220,16 +186,20 @@ class Store:
             self.next_seq = last + 1
             self.depth = int(self.con.execute("SELECT count(*) FROM rec").fetchone()[0])
         else:
-            self._start_after_loss(state, existed)
+            self._start_after_loss(state, existed, lost)
         if state is None or state.reserved <= self.next_seq:
             self._reserve(self.next_seq)
         else:
             self._reserved = state.reserved
         # Records of an earlier boot that never saw sync can no longer be re-anchored.
-        self.con.execute(
-            "UPDATE rec SET tq = ? WHERE tq = ? AND boot != ?",
-            (int(TimeQuality.UNSYNCED), PENDING, self._boot_idx),
-        )
+        policy.in_steps(
+            self, "tq = ?", (int(TimeQuality.UNSYNCED),), "tq = ? AND boot != ?",
+            (PENDING, self._boot_idx),
+        )  # fmt: skip
+        # A budget lowered since the last run: bring the file under it now.
+        if int(self.con.execute("PRAGMA page_count").fetchone()[0]) > self.budget.db_pages:
+            policy.enforce(self)
+            self.con.execute(f"PRAGMA max_page_count = {self.budget.db_pages}")
 
     def _connect(self) -> None:
         con = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -249,8 +219,10 @@ class Store:
             raise sqlite3.DatabaseError(f"cannot enable WAL (got {mode})")
         # FULL: the WAL is fsynced at every commit, so "committed" survives a power cut.
         con.execute("PRAGMA synchronous = FULL")
-        con.execute(f"PRAGMA wal_autocheckpoint = {self.budget.wal_cap // 2 // PAGE_SIZE}")
-        con.execute(f"PRAGMA journal_size_limit = {self.budget.wal_cap // 2}")
+        # The WAL's share of the budget: see gateway/buffer/budget.py.
+        ckpt = self.budget.checkpoint_frames
+        con.execute(f"PRAGMA wal_autocheckpoint = {ckpt}")
+        con.execute(f"PRAGMA journal_size_limit = {ckpt * policy.WAL_FRAME}")
         con.execute("PRAGMA cache_size = -4096")  # 4 MB page cache: bounded RSS
         con.execute("PRAGMA mmap_size = 0")
         con.execute("PRAGMA temp_store = MEMORY")
@@ -258,8 +230,11 @@ class Store:
         if check != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         con.executescript(SCHEMA + deadletter.SCHEMA)
+        # The database file's share: SQLite refuses to grow it further (SQLITE_FULL). It
+        # cannot be set below the current size; open() shrinks a file that outgrew it.
+        con.execute(f"PRAGMA max_page_count = {self.budget.db_pages}")
 
-    def _quarantine(self, why: str) -> None:
+    def _quarantine(self, why: str) -> salvage.Salvage:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         moved = self.data_dir / f"{DB_NAME}.corrupt-{stamp}"
         for suffix in ("", "-wal", "-shm"):
@@ -267,6 +242,7 @@ class Store:
             if src.exists():
                 os.replace(src, Path(str(moved) + suffix))
         self.counters.corrupt_files += 1
+        found = salvage.read(moved)
         log.error(
             "buffer: %s is corrupt (%s); moved aside to %s and starting a new buffer. "
             "Records not yet uploaded from it are reported to the server as lost. / "
@@ -284,27 +260,50 @@ class Store:
         for old in kept[: max(len(kept) - self.cfg.keep_corrupt_files, 0)]:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(old) + suffix).unlink(missing_ok=True)
+        return found
 
-    def _start_after_loss(self, state: SeqState | None, existed: bool) -> None:
-        """A fresh file. If seqs were handed out before (state file), resume above them."""
-        if state is None:
+    def _start_after_loss(
+        self, state: SeqState | None, existed: bool, lost: salvage.Salvage
+    ) -> None:
+        """A fresh file. Resume above every seq handed out before; declare what was lost.
+
+        Exactly, where the moved file still tells (its unsent records' seqs, its queued gaps,
+        its last seq); else the range it used (``floor`` to its last seq, the rest of the
+        reservation ``unused``); else, with nothing readable, the whole reserved range.
+        """
+        if state is None and lost.last_seq is None:
             self.next_seq = 1
             if existed:
                 log.error("buffer: replaced a corrupt file and no seq state survived; seq restarts")
         else:
-            self.next_seq = max(state.reserved, 1)
-            if state.floor < state.reserved:
-                lost = state.reserved - state.floor
-                self.counters.lost_corrupt += lost
-                log.error(
-                    "buffer: seqs %d..%d reported lost (corrupt or missing buffer file)",
-                    state.floor,
-                    state.reserved - 1,
-                )
-                with self._txn():
-                    self.con.execute(
-                        "INSERT OR REPLACE INTO gap(first, last, reason) VALUES (?,?,?)",
-                        (state.floor, state.reserved - 1, GapReason.CORRUPT.value),
+            top = lost.last_seq if lost.last_seq is not None else 0
+            self.next_seq = max(state.reserved if state else 1, top + 1, 1)
+            floor = state.floor if state else 1
+            gaps: list[tuple[int, int, GapReason]] = []
+            if lost.exact:
+                gaps += [(a, b, GapReason.CORRUPT) for a, b in lost.held or []]
+                gaps += lost.gaps or []
+                used = top
+            elif lost.last_seq is not None:
+                used = top
+                if floor <= used:
+                    gaps.append((floor, used, GapReason.CORRUPT))
+            else:
+                used = self.next_seq - 1
+                if floor <= used:
+                    gaps.append((floor, used, GapReason.CORRUPT))
+            if used + 1 <= self.next_seq - 1:
+                gaps.append((used + 1, self.next_seq - 1, GapReason.UNUSED))
+            for a, b, reason in gaps:
+                if reason is GapReason.CORRUPT:
+                    self.counters.lost_corrupt += b - a + 1
+                elif reason is GapReason.UNUSED:
+                    self.counters.unused += b - a + 1
+                log.error("buffer: seqs %d..%d declared %s (buffer file lost)", a, b, reason)
+            with self._txn():
+                for reason in GapReason:
+                    policy.declare(
+                        self.con, [(a, b) for a, b, r in gaps if r is reason and a >= 1], reason
                     )
         with self._txn():
             self._set_meta("last_seq", self.next_seq - 1)
@@ -312,14 +311,19 @@ class Store:
 
     def recover_runtime(self, err: sqlite3.DatabaseError) -> None:
         """Corruption found while running: same path as at start, never a crash loop."""
-        state = SeqState(self._reserved, self._floor())
+        try:
+            floor = self._floor()
+        except sqlite3.DatabaseError:
+            old = read_state(self.seq_path)
+            floor = old.floor if old else 1
+        state = SeqState(self._reserved, floor)
         self.close()
-        self._quarantine(f"error while running: {err}")
+        lost = self._quarantine(f"error while running: {err}")
         self._series.clear()
         self._series_rev.clear()
         self._connect()
         self._load_caches()
-        self._start_after_loss(state, existed=True)
+        self._start_after_loss(state, True, lost)
         self._reserve(self.next_seq)
 
     def _load_caches(self) -> None:
@@ -335,6 +339,18 @@ class Store:
         self._boot_of = {
             int(i): str(b) for i, b in self.con.execute("SELECT id, boot_id FROM boots")
         }
+
+    def shutdown(self) -> None:
+        """Close after the last commit, leaving the seq state exact: every seq below
+        ``next_seq`` may have been used, none above; so a file lost before the next start
+        costs only what it held, not the rest of a reserved block."""
+        if self._con is not None:
+            try:
+                write_state(self.seq_path, SeqState(self.next_seq, self._floor()))
+            except sqlite3.DatabaseError as err:
+                log.warning("buffer: seq state left as reserved (%s)", err)
+            self._reserved = self.next_seq
+        self.close()
 
     def close(self) -> None:
         if self._con is not None:
@@ -389,11 +405,49 @@ class Store:
 
     # -- append (group commit) -----------------------------------------------------
     def commit(self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]) -> int:
-        """Commit ``records`` in one transaction; returns the first seq assigned."""
+        """Commit ``records`` (consecutive seqs); returns the first seq assigned.
+
+        One transaction, unless the group would outgrow the WAL's share of the budget: then
+        a few, in order, and the caller is answered after the last.
+        """
+        parts = list(policy.slices(self.budget, records, dead))
+        files = self.counters.corrupt_files
+        first, i = -1, 0
+        while i < len(parts):
+            got = self._commit_part(*parts[i])
+            if self.counters.corrupt_files != files:
+                files = self.counters.corrupt_files
+                if i > 0:
+                    # The file was replaced under this group: its first slices went with the
+                    # old file (declared lost); commit the whole group again in the new one.
+                    first, i = -1, 0
+                    continue
+            first = got if first < 0 else first
+            i += 1
+        try:
+            if policy.over(self):
+                policy.enforce(self)
+        except sqlite3.DatabaseError as err:
+            # The group is committed and must be answered as such; the budget is enforced
+            # again after the next commit (whose own errors are handled above).
+            log.error("buffer: byte budget enforcement failed: %s", err)  # noqa: TRY400
+        policy.check_files(self)
+        return first
+
+    def _commit_part(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> int:
         try:
             return self._commit(records, dead)
         except sqlite3.DatabaseError as err:
-            if getattr(err, "sqlite_errorname", "") not in _CORRUPT_ERRORS:
+            name = getattr(err, "sqlite_errorname", "")
+            try:
+                if name == "SQLITE_FULL":
+                    self.counters.file_full += 1
+                    return policy.commit_when_full(self, records, dead)
+            except sqlite3.DatabaseError as again:
+                raise BufferError(f"cannot commit to {self.db_path}: {again}") from again
+            if name not in _CORRUPT_ERRORS:
                 raise BufferError(f"cannot commit to {self.db_path}: {err}") from err
             self.recover_runtime(err)
             return self._commit(records, dead)
@@ -411,8 +465,6 @@ class Store:
         self.counters.commits += 1
         self.counters.dead_lettered += len(dead)
         self.counters.dead_evicted += evicted
-        if self.used_bytes() > self.budget.high:
-            self.enforce_budget()
         return first
 
     def _insert(
@@ -453,173 +505,25 @@ class Store:
 
     # -- sizes ----------------------------------------------------------------------
     def used_bytes(self) -> int:
-        pages = int(self.con.execute("PRAGMA page_count").fetchone()[0])
-        free = int(self.con.execute("PRAGMA freelist_count").fetchone()[0])
-        return (pages - free) * PAGE_SIZE
+        return policy.used_pages(self.con) * PAGE_SIZE
 
     def file_bytes(self) -> int:
-        total = 0
-        for suffix in ("", "-wal"):
-            with contextlib.suppress(FileNotFoundError):
-                total += os.stat(str(self.db_path) + suffix).st_size
-        return total
+        return policy.file_bytes(str(self.db_path))
 
     # -- budget ---------------------------------------------------------------------
-    def _chunk(self) -> int:
-        return max(500, min(20_000, self.cfg.max_bytes // 2000))
-
-    def _not_inflight(self, seqs: list[int]) -> list[int]:
-        if not self.inflight:
-            return seqs
-        return [s for s in seqs if not any(a <= s <= b for a, b in self.inflight)]
-
     def enforce_budget(self) -> None:
-        """Bring used pages under ``budget.low``: aggregate raw readings, then drop."""
-        stages: list[tuple[str, tuple[int, ...]]] = [
-            ("aggregate", (0,)),
-            ("drop", (0, 1)),
-            ("drop", (2,)),
-            ("drop", (3,)),
-            ("drop", (4,)),
-        ]
-        for stage, kinds in stages:
-            while self.used_bytes() > self.budget.low:
-                done = self._aggregate_chunk() if stage == "aggregate" else self._drop_chunk(kinds)
-                if done == 0:
-                    break
-            if self.used_bytes() <= self.budget.low:
-                break
-        # A file bigger than the budget (it was lowered, or grew inside one transaction)
-        # hands its free pages back; otherwise free pages stay for reuse.
-        pages = int(self.con.execute("PRAGMA page_count").fetchone()[0])
-        excess = pages - self.budget.high // PAGE_SIZE
-        if excess > 0:
-            self.con.executescript(f"PRAGMA incremental_vacuum({excess});")
-
-    def _aggregate_chunk(self) -> int:
-        rows = self.con.execute(
-            "SELECT seq, sid, value, wall_ms, tq, boot, mono_ns FROM rec WHERE kind = 0 "
-            "ORDER BY seq LIMIT ?",
-            (self._chunk(),),
-        ).fetchall()
-        if self.inflight:
-            keep = set(self._not_inflight([r[0] for r in rows]))
-            rows = [r for r in rows if r[0] in keep]
-        if not rows:
-            return 0
-        width = self.cfg.aggregate_interval_s * 1000
-        groups: dict[tuple[int, int], list[float]] = {}
-        meta: dict[tuple[int, int], tuple[int, int, int, int]] = {}
-        for _seq, sid, value, wall, tq, boot, mono in rows:
-            key = (sid, wall // width)
-            g = groups.get(key)
-            v = float(value)
-            if g is None:
-                groups[key] = [v, v, v, 1.0]
-                meta[key] = (wall, tq, boot, mono)
-            else:
-                g[0] = min(g[0], v)
-                g[1] = max(g[1], v)
-                g[2] += v
-                g[3] += 1
-                w0, tq0, b0, m0 = meta[key]
-                meta[key] = (w0, max(tq0, tq) if PENDING not in (tq0, tq) else PENDING, b0, m0)
-        if len(groups) * 2 > len(rows):
-            # Too sparse to gain space (an aggregate row is bigger than a raw one):
-            # leave them raw; the drop stage takes over.
-            return 0
-        seq_runs = runs(r[0] for r in rows)
-        seq0 = self.next_seq
-        try:
-            new_rows = self._replace_with_aggregates(groups, meta, seq_runs)
-        except BaseException:
-            self.next_seq = seq0
-            raise
-        self.depth += len(new_rows) - len(rows)
-        self.counters.aggregated += len(rows)
-        self.counters.aggregates += len(new_rows)
-        log.warning(
-            "buffer: byte budget reached; %d oldest readings reduced to %d aggregates",
-            len(rows),
-            len(new_rows),
-        )
-        return len(rows)
-
-    def _replace_with_aggregates(
-        self,
-        groups: dict[tuple[int, int], list[float]],
-        meta: dict[tuple[int, int], tuple[int, int, int, int]],
-        seq_runs: list[tuple[int, int]],
-    ) -> list[tuple[object, ...]]:
-        new_rows: list[tuple[object, ...]] = []
-        with self._txn():
-            first = self._take_seqs(len(groups))
-            for i, (key, (lo, hi, total, cnt)) in enumerate(groups.items()):
-                wall, tq, boot, mono = meta[key]
-                new_rows.append(
-                    (
-                        first + i,
-                        1,
-                        key[0],
-                        min(max(total / cnt, lo), hi),
-                        wall,
-                        tq,
-                        boot,
-                        mono,
-                        lo,
-                        hi,
-                        int(cnt),
-                    )
-                )
-            self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ? AND kind = 0", seq_runs)
-            self.con.executemany(
-                "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, vmin, vmax, n)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                new_rows,
-            )
-            self.con.executemany(
-                "INSERT OR REPLACE INTO gap(first, last, reason) VALUES (?,?,?)",
-                [(a, b, GapReason.AGGREGATED.value) for a, b in seq_runs],
-            )
-            self._set_meta("last_seq", self.next_seq - 1)
-        return new_rows
-
-    def _drop_chunk(self, kinds: tuple[int, ...]) -> int:
-        marks = ",".join("?" * len(kinds))
-        seqs = [
-            int(r[0])
-            for r in self.con.execute(
-                f"SELECT seq FROM rec WHERE kind IN ({marks}) ORDER BY seq LIMIT ?",
-                (*kinds, self._chunk()),
-            )
-        ]
-        seqs = self._not_inflight(seqs)
-        if not seqs:
-            return 0
-        seq_runs = runs(seqs)
-        with self._txn():
-            self.con.executemany(
-                f"DELETE FROM rec WHERE seq BETWEEN ? AND ? AND kind IN ({marks})",
-                [(a, b, *kinds) for a, b in seq_runs],
-            )
-            self.con.executemany(
-                "INSERT OR REPLACE INTO gap(first, last, reason) VALUES (?,?,?)",
-                [(a, b, GapReason.DROPPED.value) for a, b in seq_runs],
-            )
-        self.depth -= len(seqs)
-        self.counters.dropped += len(seqs)
-        log.warning(
-            "buffer: byte budget reached; dropped %d oldest records (kinds %s)",
-            len(seqs),
-            ",".join(CODE_KIND[k].value for k in kinds),
-        )
-        return len(seqs)
+        """Bring used pages under ``budget.low`` (policy: gateway/buffer/budget.py)."""
+        policy.enforce(self)
 
     # -- uplink side ----------------------------------------------------------------
     def read_batch(
         self, after: int, upto: int | None, limit: int, hold_pending: bool
     ) -> tuple[list[StoredRecord], list[PendingGap]]:
-        """Oldest records with ``after < seq <= upto``, marked in flight; plus pending gaps."""
+        """Oldest records with ``after < seq <= upto``, marked in flight; plus pending gaps.
+
+        The one batch in flight (see gateway/buffer/budget.py) until confirm/give_up/release;
+        at most one transaction's worth of rows, so confirming it keeps the WAL in budget.
+        """
         sql = (
             "SELECT seq, kind, sid, value, wall_ms, tq, vmin, vmax, n, attrs FROM rec WHERE seq > ?"
         )
@@ -633,7 +537,11 @@ class Store:
         args.append(limit)
         out: list[StoredRecord] = []
         rev = self._series_rev
+        size, cap = 0, self.budget.txn_bytes
         for seq, kind, sid, value, wall, tq, vmin, vmax, n, attrs in self.con.execute(sql, args):
+            size += policy.ROW_BYTES + policy.text_bytes(attrs)
+            if size > cap and out:
+                break
             dev, met = rev[sid]
             out.append(
                 StoredRecord(seq, CODE_KIND[kind], dev, met, value, wall, tq, vmin, vmax, n, attrs)
@@ -662,8 +570,7 @@ class Store:
             # Drained after an outage: hand the space back, keeping a little for reuse.
             free = int(self.con.execute("PRAGMA freelist_count").fetchone()[0])
             if free > 2 * KEEP_FREE_PAGES:
-                # executescript steps the pragma to the end (execute() frees one page).
-                self.con.executescript(f"PRAGMA incremental_vacuum({free - KEEP_FREE_PAGES});")
+                policy.shrink(self, 0, keep_free=KEEP_FREE_PAGES)
         return deleted
 
     def release(self) -> None:
@@ -694,27 +601,17 @@ class Store:
         if anchor.boot_id != self.boot_id:
             return 0
         self._anchor = anchor
-        with self._txn():
-            cur = self.con.execute(
-                "UPDATE rec SET wall_ms = ? - (? - mono_ns) / 1000000, tq = ? "
-                "WHERE tq = ? AND boot = ?",
-                (
-                    anchor.wall_ms,
-                    anchor.mono_ns,
-                    int(TimeQuality.REANCHORED),
-                    PENDING,
-                    self._boot_idx,
-                ),
-            )
-        return int(cur.rowcount)
+        return policy.in_steps(
+            self,
+            "wall_ms = ? - (? - mono_ns) / 1000000, tq = ?",
+            (anchor.wall_ms, anchor.mono_ns, int(TimeQuality.REANCHORED)),
+            "tq = ? AND boot = ?",
+            (PENDING, self._boot_idx),
+        )
 
     def mark_unsynced(self) -> int:
         """Give up waiting for sync: PENDING records of this boot are sent as UNSYNCED."""
-        with self._txn():
-            cur = self.con.execute(
-                "UPDATE rec SET tq = ? WHERE tq = ?", (int(TimeQuality.UNSYNCED), PENDING)
-            )
-        return int(cur.rowcount)
+        return policy.in_steps(self, "tq = ?", (int(TimeQuality.UNSYNCED),), "tq = ?", (PENDING,))
 
     # -- status ---------------------------------------------------------------------
     def oldest(self) -> tuple[int, str, int, int] | None:

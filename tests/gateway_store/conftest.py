@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +40,22 @@ def buffer_config(**kw: int) -> BufferConfig:
     return BufferConfig.model_validate(base)
 
 
+BUFFER_FILES = ("buffer.db", "buffer.db-wal", "buffer.db-shm", "buffer.db-journal")
+
+
+def file_sizes(data_dir: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name in BUFFER_FILES:
+        try:
+            out[name] = (data_dir / name).stat().st_size
+        except FileNotFoundError:
+            out[name] = 0
+    return out
+
+
 def db_files(data_dir: Path) -> int:
-    total = 0
-    for name in ("buffer.db", "buffer.db-wal"):
-        p = data_dir / name
-        if p.exists():
-            total += p.stat().st_size
-    return total
+    """Everything the buffer keeps on disk, measured on the files themselves."""
+    return sum(file_sizes(data_dir).values())
 
 
 def gateway_config(
@@ -80,3 +90,42 @@ def accounting_for(url: str, gw_id: str) -> dict[str, Any]:
         if g["id"] == gw_id:
             return dict(g)
     raise AssertionError(f"gateway {gw_id} not in {resp.text[:500]}")
+
+
+class FileWatch:
+    """Samples the buffer's files from another thread, as often as it can, while running.
+
+    It opens no SQLite connection (a reader would hold checkpoints back and change what it
+    measures); ``os.stat`` only.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.peak = 0
+        self.peaks: dict[str, int] = dict.fromkeys(BUFFER_FILES, 0)
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="file-watch", daemon=True)
+
+    def __enter__(self) -> FileWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def sample(self) -> int:
+        sizes = file_sizes(self.data_dir)
+        size = sum(sizes.values())
+        self.peak = max(self.peak, size)
+        for name, n in sizes.items():
+            self.peaks[name] = max(self.peaks[name], n)
+        self.samples += 1
+        return size
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            # Yield the GIL briefly: the sampler must not starve the buffer it measures.
+            self._stop.wait(0.0005)
