@@ -97,6 +97,18 @@ def judge(metric: str, v: float, crop: str | None) -> Status:
     return Status.UNKNOWN
 
 
+def limits(crop: str | None) -> dict[str, tuple[float, float]]:
+    """(watch, danger) lines for the trend charts of a field with ``crop``."""
+    c = thresholds.crop_salinity(crop)
+    a = thresholds.CAN_THO_ALARMS
+    aw = thresholds.AWD_REIRRIGATE_M
+    return {
+        "salinity": (c.watch_ppt, c.danger_ppt),
+        "water_level": (a.level_i, a.level_ii),
+        "field_water": (aw / 2, aw),
+    }
+
+
 def _order(metric: str) -> int:
     return PRIMARY.index(metric) if metric in PRIMARY else len(PRIMARY)
 

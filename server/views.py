@@ -177,6 +177,7 @@ async def field_view(
             charted=charted,
             range=range_,
             ranges=list(RANGES),
+            limits=board.limits(card.crop),
             start=v.now - RANGES[range_],
             end=v.now + 60_000,
         ),
