@@ -195,11 +195,11 @@ def test_series_endpoint_and_page(server: ServerProcess, client: httpx.Client) -
     assert '1,2 <span class="unit">‰</span>' in vi
     assert 'data-t="' in vi  # the age is computed in the browser from this time
     assert "?partial=1" in vi  # auto-refresh of the live part
-    assert "Cần theo dõi" in vi  # 1.2 ‰ with no crop registered: watch (most crops, 1 ‰)
+    assert "Nguy hiểm" in vi  # 1.2 ‰ with no crop registered: over most crops' 1 ‰
     en = client.get("/h/dinh-phuoc", params={"lang": "en"}).text
     assert "Salinity" in en
     assert '1.2 <span class="unit">‰</span>' in en
-    assert "Watch" in en
+    assert "Danger" in en
     live = client.get("/h/dinh-phuoc", params={"partial": "1"}).text
     assert "Độ mặn" in live and "<html" not in live
     assert "gw-p" in client.get("/installer").text
