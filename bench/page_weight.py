@@ -126,13 +126,19 @@ def main(argv: list[str] | None = None) -> int:
         for path in ("/h/dinh-phuoc", "/h/dinh-phuoc/d/sal-1?range=24h"):
             ld = first_load(gz, path)
             raw = first_load(plain, path)
-            print(f"first load {path}: {ld.total / 1024:.1f} KB gzip "
-                  f"({raw.total / 1024:.1f} KB uncompressed, ratio {raw.total / ld.total:.1f}x)")
+            print(
+                f"first load {path}: {ld.total / 1024:.1f} KB gzip "
+                f"({raw.total / 1024:.1f} KB uncompressed, ratio {raw.total / ld.total:.1f}x)"
+            )
             for k, v in sorted(ld.parts.items(), key=lambda kv: -kv[1]):
                 print(f"    {v:>7} B  {k}")
-        kw = {"refresh_s": args.refresh_s, "seconds": seconds, "data_every_s": args.data_every_s}
-        got, n, n304 = hour_open(gz, "/h/dinh-phuoc", new_data=reading, **kw)  # type: ignore[arg-type]
-        base, _, _ = hour_open(plain, "/h/dinh-phuoc", new_data=reading, etag=False, **kw)  # type: ignore[arg-type]
+        kw: dict[str, float] = {
+            "refresh_s": args.refresh_s,
+            "seconds": seconds,
+            "data_every_s": args.data_every_s,
+        }
+        got, n, n304 = hour_open(gz, "/h/dinh-phuoc", new_data=reading, **kw)
+        base, _, _ = hour_open(plain, "/h/dinh-phuoc", new_data=reading, etag=False, **kw)
         mins = seconds / 60
         print(f"open {mins:.0f} min, refresh every {args.refresh_s:g} s, a reading every "
               f"{args.data_every_s:g} s: {got / 1024:.1f} KB in {n} requests ({n304} × 304); "

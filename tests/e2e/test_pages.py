@@ -20,11 +20,11 @@ from tests.server.helpers import batch, block, now_ms, post
 from tests.support.pages_world import GATEWAY, HAMLET, World, pages_world
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Page, ViewportSize
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
-PHONE = {"width": 360, "height": 740}
+PHONE: ViewportSize = {"width": 360, "height": 740}
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -87,13 +87,17 @@ def test_farmer_view_shows_statuses_against_the_crop(world: World, phone: Watche
     assert page.locator("html").get_attribute("lang") == "vi"
     _fits(page)
     sal = _reading(page, "sal-1", "salinity")  # 0.7 ‰ at durian (danger above 0.5 ‰)
-    assert "0,7" in sal and "Nguy hiểm" in sal and "sầu riêng" in sal
+    assert "0,7" in sal
+    assert "Nguy hiểm" in sal
+    assert "sầu riêng" in sal
     assert "Cần theo dõi" in _reading(page, "sal-2", "salinity")  # 2.81 ‰ at rice
     assert "An toàn" in _reading(page, "wl-1", "water_level")  # 1.35 m
     awd = _reading(page, "awd-1", "field_water")
-    assert "Nguy hiểm" in awd and "bơm" in awd
+    assert "Nguy hiểm" in awd
+    assert "bơm" in awd
     old = _reading(page, "sal-old", "salinity")  # three days old
-    assert "số liệu cũ" in old and "An toàn" not in old
+    assert "số liệu cũ" in old
+    assert "An toàn" not in old
     assert page.locator('section[data-device="sal-old"] time.stale').count() == 1
     # Dangers come first, the stale and unjudged ones last.
     order = page.locator("section.card[data-device]").evaluate_all(
@@ -141,9 +145,7 @@ def test_accept_language_decides_without_a_cookie(world: World, browser: Browser
         ctx.close()
 
 
-def test_field_view_draws_trend_and_ranges_are_bookmarkable(
-    world: World, phone: Watched
-) -> None:
+def test_field_view_draws_trend_and_ranges_are_bookmarkable(world: World, phone: Watched) -> None:
     page = phone.page
     page.goto(f"{world.server.url}/h/{HAMLET}/d/sal-1?range=7d")
     page.locator("figure.chart canvas").first.wait_for()

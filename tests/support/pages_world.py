@@ -19,6 +19,7 @@ HAMLET = "dinh-phuoc"
 HAMLET_NAME = "Ấp Định Phước"
 GATEWAY = "gw-pages"
 HOUR = 3_600_000
+HB = RecordKind.HEARTBEAT
 
 # id, kind, name, crop, interval (s)
 DEVICES = (
@@ -67,10 +68,10 @@ def seed(server: ServerProcess, token: str, client: httpx.Client) -> int:
         block("soil-1", "battery", s(1), t0=now - 60_000, values=[3.71]),
         block("sal-old", "salinity", s(1), t0=now - 3 * 24 * HOUR, values=[0.2]),  # stale
         block(
-            "kiosk-1", "heartbeat", s(1), t0=now - 5 * HOUR, values=[1], kind=RecordKind.HEARTBEAT
+            "kiosk-1", "heartbeat", s(1), t0=now - 5 * HOUR, values=[1], kind=HB
         ),
-        block(GATEWAY, "gw.buffer_depth", s(1), t0=now - 30_000, values=[1350], kind=RecordKind.HEARTBEAT),
-        block(GATEWAY, "gw.oldest_unsent_age_s", s(1), t0=now - 30_000, values=[42.5], kind=RecordKind.HEARTBEAT),
+        block(GATEWAY, "gw.buffer_depth", s(1), t0=now - 30_000, values=[1350], kind=HB),
+        block(GATEWAY, "gw.oldest_unsent_age_s", s(1), t0=now - 30_000, values=[42.5], kind=HB),
     ]  # fmt: skip
     r = post(client, token, batch(GATEWAY, blocks))
     r.raise_for_status()
