@@ -11,7 +11,10 @@ from typing import Annotated
 
 import typer
 
+from gateway.broker.cli import app as broker_app
+
 app = typer.Typer(no_args_is_help=True, help="Run and install a hamlet gateway.")
+app.add_typer(broker_app, name="broker")
 
 ConfigOpt = Annotated[
     Path,

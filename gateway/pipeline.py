@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,12 +16,10 @@ from gateway import deadletter
 from gateway.buffer import DurableBuffer, NewRecord
 from gateway.clock import Anchor, Clock, TimeRejected, stamp_quality
 from gateway.records import Event, Reading, Record
-from hamlet.contract import IDENT_PATTERN
+from hamlet.contract import is_ident
 from hamlet.metrics import GATEWAY_METRIC_PREFIX, OutOfRange, check_value
 
 log = logging.getLogger(__name__)
-
-_IDENT = re.compile(IDENT_PATTERN)
 
 Normalize = Callable[[Record], Record]
 # A tail line is a plain JSON-ready dict; subscribers get them after commit.
@@ -113,7 +110,7 @@ class Pipeline:
             rec = self._normalize(rec)
         # An id the contract refuses would make the server refuse the whole batch.
         name = rec.metric if isinstance(rec, Reading) else rec.name
-        if not _IDENT.match(rec.device) or not _IDENT.match(name):
+        if not is_ident(rec.device) or not is_ident(name):
             raise BadIdent(
                 f"bad_ident: device {rec.device[:70]!r} / {name[:70]!r} is not a valid "
                 "identifier (letters, digits, _ . : -, at most 64)"

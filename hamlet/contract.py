@@ -17,6 +17,7 @@ the server can tell "missing" (lost in transit, still expected) from "accounted 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
@@ -43,8 +44,18 @@ MIN_PLAUSIBLE_TIME_MS: Final = 1_577_836_800_000
 
 # Identifiers: short, printable, no spaces or quotes, so they are safe in file names, MQTT
 # topics, InfluxDB tags and log lines.
-IDENT_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$"
+IDENT_BODY: Final = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}"
+# Anchored for pydantic and FastAPI, whose Rust regex ends `$` at the end of the text.
+# Python's `re` `$` also matches before a trailing newline ("name\n"), so Python code never
+# matches IDENT_PATTERN itself: it calls `is_ident`, the one check gateway and server share.
+IDENT_PATTERN: Final = rf"^{IDENT_BODY}$"
 Ident = Annotated[str, Field(pattern=IDENT_PATTERN, examples=["soil-1"])]
+_IDENT_RE: Final = re.compile(IDENT_BODY)
+
+
+def is_ident(value: str) -> bool:
+    """True when the server accepts ``value`` as a gateway, device, metric or event name."""
+    return _IDENT_RE.fullmatch(value) is not None
 
 
 class RecordKind(StrEnum):

@@ -7,13 +7,12 @@ server calls them on its writer / reader threads.
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from hamlet.contract import IDENT_PATTERN
+from hamlet.contract import is_ident
 from server.models import DeviceIn, DeviceKind, DeviceOut, HamletOut
 from server.secrets_ import (
     GATEWAY_TOKEN_PREFIX,
@@ -23,7 +22,6 @@ from server.secrets_ import (
     token_hash,
 )
 
-_IDENT = re.compile(IDENT_PATTERN)
 DEFAULT_HAMLET = "unassigned"
 
 
@@ -67,7 +65,7 @@ def now_ms() -> int:
 
 
 def check_ident(value: str, what: str) -> str:
-    if not _IDENT.match(value):
+    if not is_ident(value):
         raise RegistryError(
             f"{what} {value!r} is not a valid identifier: letters, digits, '_', '.', ':' or "
             f"'-', starting with a letter or digit, at most 64 characters"

@@ -231,6 +231,71 @@ def check_broker(host: str, port: int, label: str) -> Check:
     return _ok(name, f"{host}:{port} accepts connections")
 
 
+def check_broker_health(
+    host: str, port: int, label: str, username: str | None, password: str | None
+) -> list[Check]:
+    """Warn when the field broker lets anyone in, or has dropped messages (its $SYS)."""
+    from gateway.broker.health import (
+        CONNECTED,
+        DROPPED,
+        BrokerUnreachable,
+        accepts_anonymous,
+        read_sys,
+    )
+
+    name = f"mqtt broker {label}"
+    try:
+        anonymous = accepts_anonymous(host, port)
+        counters = read_sys(host, port, username, password)
+    except BrokerUnreachable as err:
+        return [Check(f"{name} security", Outcome.SKIP, f"cannot tell: {err}")]
+    out: list[Check] = []
+    if anonymous:
+        out.append(Check(
+            f"{name} security", Outcome.WARN,
+            f"{host}:{port} accepts anonymous clients: anyone on its network can publish "
+            "readings or flood the gateway",
+            "Install the gateway's broker config and give each device a password: 'hamlet "
+            "gateway broker conf', 'hamlet gateway broker add-device' (installer guide, "
+            "'The field broker').",
+            "Cài cấu hình broker của gateway và cấp mật khẩu cho từng thiết bị: 'hamlet "
+            "gateway broker conf', 'hamlet gateway broker add-device'.",
+        ))  # fmt: skip
+    else:
+        out.append(_ok(f"{name} security", f"{host}:{port} refuses anonymous clients"))
+    if counters.refused is not None:
+        out.append(Check(
+            f"{name} counters", Outcome.WARN,
+            f"the broker refused the gateway's login ({counters.refused})",
+            "Set username/password in sources.mqtt to the gateway's broker user "
+            "('hamlet gateway broker add-gateway').",
+            "Đặt username/password trong sources.mqtt theo người dùng broker của gateway.",
+        ))  # fmt: skip
+        return out
+    dropped = counters.number(DROPPED)
+    if dropped is None:
+        out.append(Check(
+            f"{name} counters", Outcome.WARN,
+            f"no $SYS counters from {host}:{port}: dropped messages cannot be checked",
+            "Let the gateway's broker user read $SYS ('hamlet gateway broker add-gateway').",
+            "Cho người dùng broker của gateway đọc $SYS ('hamlet gateway broker add-gateway').",
+        ))  # fmt: skip
+    elif dropped > 0:
+        out.append(Check(
+            f"{name} dropped", Outcome.WARN,
+            f"the broker dropped {dropped} message(s) since it started ({DROPPED}): its "
+            "queue for the gateway overflowed, so readings were lost before the gateway",
+            "Use the gateway's broker config (max_queued_messages sized for a gateway "
+            "restart) and find why the gateway was away: journalctl -u hamlet-gateway.",
+            "Dùng cấu hình broker của gateway (max_queued_messages đủ lớn) và xem vì sao "
+            "gateway ngừng: journalctl -u hamlet-gateway.",
+        ))  # fmt: skip
+    else:
+        clients = counters.values.get(CONNECTED, "?")
+        out.append(_ok(f"{name} dropped", f"0 messages dropped; {clients} client(s) connected"))
+    return out
+
+
 def check_server(cfg: GatewayConfig) -> list[Check]:
     import httpx
 
@@ -357,6 +422,8 @@ def run_checks(config_path: Path, progress: Callable[[str], None] | None = None)
     for m in cfg.sources.mqtt:
         say(f"broker {m.name}")
         checks.append(check_broker(m.host, m.port, m.name))
+        pw = m.password.get_secret_value() if m.password is not None else None
+        checks.extend(check_broker_health(m.host, m.port, m.name, m.username, pw))
     say("server")
     checks.extend(check_server(cfg))
     checks.append(check_clock(cfg))

@@ -29,6 +29,7 @@ from gateway.clock import Clock
 from gateway.sources.backoff import Backoff
 from gateway.uplink.config import UplinkConfig
 from gateway.uplink.encode import Encoded, encode_batch
+from gateway.uplink.retry_after import parse_retry_after
 from hamlet.contract import INGEST_PATH, IngestResult
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,14 @@ class UplinkState(StrEnum):
 
 
 class UplinkError(Exception):
-    """One post failed; the batch stays in the buffer."""
+    """One post failed; the batch stays in the buffer.
+
+    ``retry_after``: seconds the server asked us to wait (429/503 ``Retry-After``), if any.
+    """
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class AuthRefused(UplinkError):
@@ -209,6 +217,10 @@ class Uplink:
 
     async def _sleep_backoff(self, err: UplinkError) -> None:
         delay = self._backoff.next_delay()
+        if err.retry_after is not None:
+            # The server said when: never sooner (a busy server is not hammered), never past
+            # the cap (a wild header must not park the gateway for days).
+            delay = min(self._cfg.backoff_cap_s, max(err.retry_after, delay))
         self.status.backoff_s = delay
         self.status.last_error = str(err)
         if isinstance(err, AuthRefused):
@@ -253,6 +265,9 @@ class Uplink:
         if code == 422:
             await self._invalid(records, detail)
             return enc
+        if code in (429, 503):
+            wait = parse_retry_after(resp.headers.get("Retry-After"), time.time())
+            raise UplinkError(f"server answered HTTP {code}: {detail}", retry_after=wait)
         raise UplinkError(f"server answered HTTP {code}: {detail}")
 
     async def _settle(

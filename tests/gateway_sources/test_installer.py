@@ -136,6 +136,9 @@ async def test_doctor_all_good_then_bad_token(
         assert "address 9" in by["modbus dead-1"]["detail"]
         assert by["modbus dead-1"]["fix_vi"]  # Vietnamese next step too
         assert by["buffer"]["outcome"] == "skip"  # no buffer before the first run
+        # The test broker lets anyone in: doctor warns (issue 9, finding 5).
+        assert by["mqtt broker mqtt security"]["outcome"] == "warn"
+        assert "anonymous" in by["mqtt broker mqtt security"]["detail"]
         assert by["clock"]["outcome"] in ("pass", "warn")
 
     # Now a wrong token and a vanished adapter.

@@ -16,10 +16,9 @@ from typing import Any, Final
 
 from gateway.records import Event, Reading, Record
 from gateway.sources.mqtt.config import FieldMapping, MqttSourceConfig
-from hamlet.contract import IDENT_PATTERN, RecordKind, Scalar
+from hamlet.contract import RecordKind, Scalar, is_ident
 from hamlet.metrics import METRICS
 
-_IDENT: Final = re.compile(IDENT_PATTERN)
 _METRIC_KEY: Final = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _MAX_DEPTH: Final = 6  # the deepest legitimate payload (Tasmota) nests 3
 _MAX_READINGS: Final = 64
@@ -54,7 +53,7 @@ class Decoded:
 
 
 def _ident(value: str, what: str) -> str:
-    if not _IDENT.match(value):
+    if not is_ident(value):
         raise PayloadError("bad_ident", f"{what} {value[:70]!r} is not a valid identifier")
     return value
 
@@ -249,7 +248,7 @@ def _hamlet(cfg: MqttSourceConfig, topic: str, payload: bytes, retained: bool) -
         raise PayloadError("bad_readings", "'readings' is empty")
     records: list[Record] = []
     for key, val in readings.items():
-        if not _METRIC_KEY.match(key):
+        if not _METRIC_KEY.fullmatch(key):  # fullmatch: `$` would allow "key\n"
             raise PayloadError(
                 "bad_readings", f"reading name {key[:40]!r} is not [a-z][a-z0-9_]{{0,31}}"
             )

@@ -14,8 +14,9 @@ class SerialSourceConfig(BaseModel):
     backoff_initial_s: float = Field(0.5, gt=0, description="first wait before reopening")
     backoff_max_s: float = Field(10.0, gt=0, description="longest wait between reopen tries")
     read_chunk: int = Field(4096, ge=64, le=65536)
-    # Noise lines (no '$') are always counted; at most this many a minute are also
-    # dead-lettered, so a noisy radio cannot push real CRC failures out of the store.
+    # Noise lines (no '$') and overlong lines (too_long) are always counted; at most this
+    # many a minute of each are also dead-lettered, so a noisy radio cannot push real CRC
+    # failures out of the store.
     noise_dead_letters_per_min: int = Field(6, ge=0)
 
     @model_validator(mode="after")

@@ -172,11 +172,31 @@ def _printable(body: bytes) -> bool:
     return all(0x20 <= b < 0x7F for b in body)
 
 
+# How much of an overlong line a dead letter keeps: enough to recognise the babbling device.
+TOO_LONG_SAMPLE: Final = 96
+_MAX_PENDING_TOO_LONG: Final = 1000
+
+
 @dataclass
 class SplitStats:
     lines: int = 0
-    overlong: int = 0  # lines longer than MAX_LINE, discarded up to the next newline
+    overlong: int = 0  # lines that grew past MAX_LINE: their bytes before a resync dropped
     garbage_bytes: int = 0  # bytes outside any frame (noise before a '$')
+
+
+@dataclass(frozen=True, slots=True)
+class TooLong:
+    """A line that grew past the bound without a newline (reason code ``too_long``)."""
+
+    dropped: int  # bytes dropped from it so far
+    sample: bytes  # its first bytes, for the dead letter
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"too_long: a line grew past {MAX_LINE} bytes without a newline; dropped "
+            f"{self.dropped} bytes and resynchronised at the next '$'"
+        )
 
 
 @dataclass
@@ -185,14 +205,20 @@ class LineSplitter:
 
     A line is what lies between newlines. Its frame starts at its *last* ``$`` (``$`` never
     occurs inside a valid frame, so anything before it is noise or a frame cut short by a
-    reset). A line that grows past ``max_line`` without a newline is dropped up to the next
-    newline, so a babbling device cannot grow memory.
+    reset). At most ``max_line`` (+1 for a ``\r``) bytes of a line are kept: when a line
+    grows past that, everything before its last ``$`` is dropped (a frame after a long
+    stretch of noise still gets through), or all of it when no ``$`` leaves a candidate
+    short enough. Each such line is reported once in :attr:`too_long`, so a babbling device
+    can neither grow memory nor hide.
     """
 
     max_line: int = MAX_LINE
     stats: SplitStats = field(default_factory=SplitStats)
+    # Overlong lines seen since the caller last emptied this list (the caller drains it).
+    too_long: list[TooLong] = field(default_factory=list)
     _buf: bytearray = field(default_factory=bytearray)
-    _discarding: bool = False
+    _dropped: int = 0  # bytes of the current line dropped so far
+    _sample: bytes = b""
 
     def feed(self, chunk: bytes) -> list[tuple[bytes, bytes]]:
         """Return ``(frame_candidate, noise_before_it)`` pairs for each completed line."""
@@ -202,28 +228,31 @@ class LineSplitter:
             nl = chunk.find(b"\n", start)
             if nl < 0:
                 break
-            piece = chunk[start:nl]
+            self._add(chunk[start:nl])
             start = nl + 1
-            if self._discarding:
-                self._discarding = False
-                self._buf.clear()
-                continue
-            self._buf += piece
             line = bytes(self._buf)
             self._buf.clear()
-            if len(line) > self.max_line + 1:
-                self.stats.overlong += 1
-                continue
+            self._dropped, self._sample = 0, b""
             self._emit(line.removesuffix(b"\r"), out)
-        rest = chunk[start:]
-        if self._discarding:
-            return out
-        self._buf += rest
-        if len(self._buf) > self.max_line + 1:
-            self.stats.overlong += 1
-            self._buf.clear()
-            self._discarding = True
+        self._add(chunk[start:])
         return out
+
+    def _add(self, piece: bytes) -> None:
+        self._buf += piece
+        limit = self.max_line + 1
+        if len(self._buf) <= limit:
+            return
+        dollar = self._buf.rfind(b"$")
+        # Keep a candidate only if it can still be a frame: from the last '$', short enough.
+        cut = dollar if dollar > 0 and len(self._buf) - dollar <= limit else len(self._buf)
+        if self._dropped == 0:
+            self.stats.overlong += 1
+            self._sample = bytes(self._buf[:TOO_LONG_SAMPLE])
+            if len(self.too_long) < _MAX_PENDING_TOO_LONG:  # a caller that never drains
+                self.too_long.append(TooLong(cut, self._sample))
+        self._dropped += cut
+        self.stats.garbage_bytes += cut
+        del self._buf[:cut]
 
     def _emit(self, line: bytes, out: list[tuple[bytes, bytes]]) -> None:
         if not line:

@@ -23,6 +23,7 @@ from gateway.sources.backoff import Backoff
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.seqtrack import SeqOutcome, SeqTracker
 from gateway.sources.serial.config import SerialSourceConfig
+from gateway.sources.serial.handoff import Handoff
 from gateway.sources.serial.protocol import Frame, FrameError, LineSplitter, parse_frame
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,10 @@ log = logging.getLogger(__name__)
 _MAX_NODES: Final = 1000  # per-node detail kept in state (bounded against id noise)
 # Consecutive empty reads with the fd still "readable" before we call the port dead.
 _MAX_EMPTY_READS: Final = 1000
+# A CRC failure whose node never sent a valid frame is counted here, not as a node: the
+# name in a corrupted frame may itself be corrupted, and would fill `status` with ghosts.
+UNKNOWN_NODE_CRC: Final = "crc_failures_unknown_node"
+_CRC_CODES: Final = frozenset({"crc_mismatch", "bad_crc_format", "no_crc"})
 
 
 class PortLost(Exception):
@@ -44,40 +49,43 @@ class SerialSource:
         self._seq = SeqTracker(max_devices=_MAX_NODES * 5)
         self._normalizer = Normalizer()
         self._last_frame: dict[str, tuple[int, int]] = {}  # node -> (seq, hash of line)
-        self._noise_window = (0.0, 0)
+        # Dead letters for noise and overlong lines, per code: (window start, count).
+        self._limited: dict[str, tuple[float, int]] = {}
 
     async def run(self, sink: Sink) -> None:
         backoff = Backoff(self.cfg.backoff_initial_s, self.cfg.backoff_max_s)
         try:
-            while True:
-                try:
-                    port = serial.Serial(
-                        self.cfg.port, self.cfg.baudrate, timeout=0, exclusive=True
-                    )
-                except (serial.SerialException, OSError, ValueError) as err:
-                    self._reconnecting(f"cannot open {self.cfg.port}: {err}")
-                    await asyncio.sleep(backoff.next_delay())
-                    continue
-                log.info("%s: reading %s at %d baud", self.name, self.cfg.port, self.cfg.baudrate)
-                self.state.set_status(SourceStatus.RUNNING)
-                backoff.reset()
-                try:
-                    await self._read_port(port, sink)
-                except PortLost as err:
-                    self.state.count("port_lost")
-                    self._reconnecting(f"{self.cfg.port} went away: {err}")
-                finally:
-                    port.close()
-                await asyncio.sleep(backoff.next_delay())
+            async with Handoff(sink, self.state) as handoff:
+                await self._run(sink, handoff, backoff)
         finally:
             self.state.set_status(SourceStatus.STOPPED)
+
+    async def _run(self, sink: Sink, handoff: Handoff, backoff: Backoff) -> None:
+        while True:
+            try:
+                port = serial.Serial(self.cfg.port, self.cfg.baudrate, timeout=0, exclusive=True)
+            except (serial.SerialException, OSError, ValueError) as err:
+                self._reconnecting(f"cannot open {self.cfg.port}: {err}")
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            log.info("%s: reading %s at %d baud", self.name, self.cfg.port, self.cfg.baudrate)
+            self.state.set_status(SourceStatus.RUNNING)
+            backoff.reset()
+            try:
+                await self._read_port(port, sink, handoff)
+            except PortLost as err:
+                self.state.count("port_lost")
+                self._reconnecting(f"{self.cfg.port} went away: {err}")
+            finally:
+                port.close()
+            await asyncio.sleep(backoff.next_delay())
 
     def _reconnecting(self, error: str) -> None:
         if self.state.status != SourceStatus.RECONNECTING:
             log.warning("%s: %s; retrying with backoff", self.name, error)
         self.state.set_status(SourceStatus.RECONNECTING, error)
 
-    async def _read_port(self, port: serial.Serial, sink: Sink) -> None:
+    async def _read_port(self, port: serial.Serial, sink: Sink, handoff: Handoff) -> None:
         loop = asyncio.get_running_loop()
         fd = port.fileno()
         ready = asyncio.Event()
@@ -102,14 +110,11 @@ class SerialSource:
                     continue
                 empty = 0
                 self.state.count("bytes", len(chunk))
-                before = splitter.stats.overlong
                 records = self._lines(splitter.feed(chunk), sink)
-                if splitter.stats.overlong > before:
-                    self.state.count("overlong", splitter.stats.overlong - before)
+                if splitter.too_long:
+                    self._too_long(splitter, sink)
                 if records:
-                    await sink.submit(records)
-                    self.state.last_reading_at = time.time()
-                    self.state.count("records", len(records))
+                    await handoff.submit(records)
         finally:
             loop.remove_reader(fd)
 
@@ -155,22 +160,38 @@ class SerialSource:
 
     def _noise(self, noise: bytes, sink: Sink) -> None:
         self.state.count("noise_lines")
-        start, n = self._noise_window
+        self._reject_limited(sink, "no_start: line without a '$' frame start (noise)", noise)
+
+    def _too_long(self, splitter: LineSplitter, sink: Sink) -> None:
+        for line in splitter.too_long:
+            self.state.count("overlong")
+            self.state.count("too_long")
+            self._reject_limited(sink, line.reason, line.sample)
+        splitter.too_long.clear()
+
+    def _reject_limited(self, sink: Sink, reason: str, raw: bytes) -> None:
+        """Dead-letter at most ``noise_dead_letters_per_min`` a minute per code (always
+        counted): a noisy radio must not push real CRC failures out of the bounded store."""
+        code = reason.split(":", 1)[0]
+        start, n = self._limited.get(code, (0.0, 0))
         now = time.monotonic()
         if now - start >= 60:
             start, n = now, 0
         if n < self.cfg.noise_dead_letters_per_min:
-            sink.reject(self.name, "no_start: line without a '$' frame start (noise)", noise)
+            sink.reject(self.name, reason, raw)
             n += 1
-        self._noise_window = (start, n)
+        self._limited[code] = (start, n)
 
     def _bad_frame(self, err: FrameError, line: bytes, sink: Sink) -> None:
         self.state.count("bad_frames")
         self.state.count(err.code)
-        if err.node is not None and err.code in ("crc_mismatch", "bad_crc_format", "no_crc"):
-            node = self._node(err.node)
+        if err.code in _CRC_CODES:
+            # Only a node that has sent a valid frame exists in `status`.
+            node = self.state.devices.get(err.node) if err.node is not None else None
             if node is not None:
                 node["crc_failures"] = int(node.get("crc_failures") or 0) + 1
+            else:
+                self.state.count(UNKNOWN_NODE_CRC)
         sink.reject(self.name, str(err), line)
 
     def _node(self, node: str) -> dict[str, int | float | str | None] | None:
