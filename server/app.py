@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
-from server import api, limits, pages, views
+from server import admin_pages, api, limits, pages, views
 from server.config import ServerConfig
 from server.models import Health
 from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
@@ -94,6 +94,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(pages.router)
     app.include_router(views.router)
+    app.include_router(admin_pages.router)
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> Response:

@@ -72,6 +72,7 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "no_chart": {"vi": "Chưa có số liệu trong khoảng này.", "en": "No data in this range."},
     "crop": {"vi": "Cây trồng", "en": "Crop"},
     "limit_line": {"vi": "vạch đỏ: ngưỡng nguy hiểm", "en": "red line: danger level"},
+    "manage": {"vi": "Quản lý", "en": "Manage"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
 

@@ -17,7 +17,7 @@ import pytest
 from bench.page_weight import first_load, hour_open
 from tests.conftest import require_tool
 from tests.server.helpers import batch, block, now_ms, post
-from tests.support.pages_world import GATEWAY, HAMLET, World, pages_world
+from tests.support.pages_world import GATEWAY, HAMLET, STAFF, World, pages_world
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
@@ -243,3 +243,39 @@ def test_page_weight(world: World) -> None:
         assert n == 120
         assert n304 >= 100  # unchanged boards cost a 304
         assert total <= 300 * 1024, total
+
+
+def test_staff_sets_a_crop_from_a_list_and_the_status_follows(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with pages_world(tmp_path) as w:
+        ctx = browser.new_context(viewport=PHONE, locale="vi-VN")
+        phone = Watched(ctx.new_page())
+        page = phone.page
+        page.goto(f"{w.server.url}/login")
+        page.get_by_label("Tên đăng nhập").fill(STAFF[0])
+        page.get_by_label("Mật khẩu").fill(STAFF[1])
+        page.get_by_role("button", name="Đăng nhập").click()
+        page.get_by_role("link", name="Quản lý").click()
+        page.wait_for_url(re.compile(r"/admin/devices"))
+        form = page.locator('form[data-device="sal-2"]')
+        # Crop is a list of choices, not free text.
+        assert form.locator('select[name="crop"] option').count() == 1 + 6
+        form.get_by_label("Cây trồng").select_option("durian")
+        form.get_by_label("Chu kỳ gửi").select_option("600")
+        form.get_by_role("button").click()
+        page.wait_for_url(re.compile(r"saved="))
+        _fits(page)
+        phone.shot("admin-devices-360")
+        page.goto(f"{w.server.url}/h/{HAMLET}")
+        # 2.81 ‰ was "watch" for rice; for durian it is danger.
+        assert "Nguy hiểm" in _reading(page, "sal-2", "salinity")
+        ctx.close()
+        assert phone.errors == []
+        with httpx.Client(base_url=w.server.url) as c:  # a value off the list is refused
+            c.post("/login", data={"username": STAFF[0], "password": STAFF[1]})
+            bad = c.post("/admin/devices/dinh-phuoc/sal-2", data={"crop": "coconut"})
+            assert bad.status_code == 400
+            assert "coconut" in bad.text
+            devs = c.get(f"/api/v1/hamlets/{HAMLET}/devices").json()
+            assert next(d for d in devs if d["id"] == "sal-2")["crop"] == "durian"

@@ -20,6 +20,8 @@ HAMLET_NAME = "Ấp Định Phước"
 GATEWAY = "gw-pages"
 HOUR = 3_600_000
 HB = RecordKind.HEARTBEAT
+COMMUNE = "dinh-mon"
+STAFF = ("canbo", "mùa-khô-2026-đo-mặn")  # a commune staff account (name, password)
 
 # id, kind, name, crop, interval (s)
 DEVICES = (
@@ -42,7 +44,14 @@ class World:
 
 def _register(server: ServerProcess) -> None:
     d = str(server.data_dir)
-    run_hamlet("server", "add-hamlet", HAMLET, "--name", HAMLET_NAME, "--data-dir", d)
+    run_hamlet(
+        "server", "add-hamlet", HAMLET, "--name", HAMLET_NAME, "--commune", COMMUNE,
+        "--data-dir", d,
+    )  # fmt: skip
+    run_hamlet(
+        "server", "add-user", STAFF[0], "--role", "staff", "--commune", COMMUNE,
+        "--password-env", "STAFF_PW", "--data-dir", d, env={"STAFF_PW": STAFF[1]},
+    )  # fmt: skip
     for dev, kind, name, crop, every in DEVICES:
         args = ["--kind", kind, "--name", name, "--expected-interval", str(every)]
         args += ["--crop", crop] if crop else []
