@@ -84,7 +84,8 @@ def test_no_inline_script_or_style_in_any_template() -> None:
         text = path.read_text()
         assert "<script>" not in text, path.name
         assert "<style" not in text, path.name
-        assert " onclick=" not in text and " onload=" not in text, path.name
+        assert " onclick=" not in text, path.name
+        assert " onload=" not in text, path.name
 
 
 def test_vietnamese_forms() -> None:
