@@ -73,6 +73,13 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "crop": {"vi": "Cây trồng", "en": "Crop"},
     "limit_line": {"vi": "vạch đỏ: ngưỡng nguy hiểm", "en": "red line: danger level"},
     "manage": {"vi": "Quản lý", "en": "Manage"},
+    "staff": {"vi": "Cán bộ xã", "en": "Commune staff"},
+    "commune": {"vi": "Xã", "en": "Commune"},
+    "state": {"vi": "Tình trạng", "en": "State"},
+    "sessions_today": {"vi": "Lượt dùng hôm nay", "en": "Sessions today"},
+    "dossiers_today": {"vi": "Hồ sơ hôm nay", "en": "Dossiers today"},
+    "online_dossiers": {"vi": "trực tuyến", "en": "online"},
+    "satisfaction": {"vi": "Hài lòng hôm nay", "en": "Satisfaction today"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
 

@@ -6,6 +6,7 @@ changes, which static/app.js asks for again on a schedule (with ETag, so mostly 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -17,7 +18,7 @@ from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from server import board, registry
 from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
 from server.auth import readable_hamlets as _readable
-from server.i18n import Lang
+from server.i18n import VN_TZ, Lang
 from server.models import Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
@@ -269,6 +270,56 @@ async def raw_readings(request: Request, hamlet_id: str, device_id: str) -> Resp
         "raw",
         _ctx(request, v, device=dev, rows=rows[:_RAW_ROWS], hamlet_id=hamlet_id),
     )
+
+
+def _day_start_ms(now: int) -> int:
+    """Midnight of today in Vietnam."""
+    d = dt.datetime.fromtimestamp(now / 1000, VN_TZ)
+    return int(d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+
+
+@router.get("/staff", response_class=HTMLResponse)
+async def staff(request: Request) -> Response:
+    """Commune staff: every kiosk and service device, online or not, and today's use."""
+    v = await _viewer(request)
+    hamlets = [
+        h
+        for h in await v.st.store.db.read(registry.list_hamlets)
+        if v.allowed is None or h.id in v.allowed
+    ]
+    today = _day_start_ms(v.now)
+    communes: dict[str, list[dict[str, Any]]] = {}
+    for h in hamlets:
+        _, services = board.split(await _hamlet_cards(v, h.id))
+        if not services:
+            continue
+        events = await v.st.store.events(h.id, start=today, end=v.now + 60_000)
+        rows = []
+        for c in services:
+            mine = [e for e in events if e.device == c.id]
+            dossiers = [e for e in mine if e.name == "dossier_submitted"]
+            ratings = [
+                float(e.attrs["score"]) / float(e.attrs["scale"])
+                for e in mine
+                if e.name == "rating"
+                and isinstance(e.attrs.get("score"), int | float)
+                and isinstance(e.attrs.get("scale"), int | float)
+                and e.attrs["scale"]
+            ]
+            rows.append(
+                {
+                    "card": c,
+                    "sessions": sum(e.name == "session_start" for e in mine),
+                    "dossiers": len(dossiers),
+                    "online": sum(e.attrs.get("channel") == "online" for e in dossiers),
+                    "ratings": len(ratings),
+                    "satisfaction": (sum(ratings) / len(ratings) if ratings else None),
+                }
+            )
+        communes.setdefault(h.commune or "", []).append(
+            {"id": h.id, "name": h.name or h.id, "services": rows}
+        )
+    return _page(request, "staff", _ctx(request, v, communes=communes, today=today))
 
 
 _DOCS: Final = """<!doctype html>

@@ -279,3 +279,20 @@ def test_staff_sets_a_crop_from_a_list_and_the_status_follows(
             assert "coconut" in bad.text
             devs = c.get(f"/api/v1/hamlets/{HAMLET}/devices").json()
             assert next(d for d in devs if d["id"] == "sal-2")["crop"] == "durian"
+
+
+def test_staff_view_lists_every_service_device_with_todays_use(
+    world: World, phone: Watched
+) -> None:
+    page = phone.page
+    page.goto(f"{world.server.url}/staff")
+    down = page.locator('tr[data-device="kiosk-1"]')
+    assert "Mất liên lạc" in down.inner_text()  # sends no metric values, still listed
+    up = page.locator('tr[data-device="kiosk-2"]')
+    assert "Đang hoạt động" in up.inner_text()
+    assert up.locator('[data-k="sessions"]').inner_text() == "3"
+    assert up.locator('[data-k="dossiers"]').inner_text().startswith("2")
+    assert "1 trực tuyến" in up.locator('[data-k="dossiers"]').inner_text()
+    assert up.locator('[data-k="satisfaction"]').inner_text().startswith("90 %")
+    _fits(page)
+    phone.shot("staff-360")

@@ -114,6 +114,7 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/h/h1", {k: 200 if v == 200 else 404 for k, v in PRIVATE_H1.items()}),
     ("GET", "/h/hpub", {**dict.fromkeys(EVERYONE, 200), GATEWAY: 404}),
     ("GET", "/installer", dict.fromkeys(EVERYONE, 200)),
+    ("GET", "/staff", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/docs", dict.fromkeys(EVERYONE, 200)),
     (
         "GET",

@@ -4,6 +4,7 @@ kiosk gone silent), posted through the real ingest API as a gateway does."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from hamlet.contract import RecordKind
+from hamlet.contract import EventRecord, RecordKind
+from server.i18n import VN_TZ
 from tests.server.helpers import batch, block, now_ms, post
 from tests.support.procs import ServerProcess, run_hamlet, start_server
 
@@ -32,6 +34,17 @@ DEVICES = (
     ("soil-1", "sensor", "Đất vườn sầu riêng", "durian", 600),
     ("sal-old", "sensor", "Độ mặn cống cũ", "durian", 300),
     ("kiosk-1", "kiosk", "Ki-ốt nhà văn hóa", None, 60),
+    ("kiosk-2", "kiosk", "Ki-ốt UBND xã", None, 60),
+)
+# kiosk-2 today: 3 sessions, 2 dossiers (1 online), ratings 5/5 and 4/5 (90 %).
+KIOSK_EVENTS = (
+    ("session_start", {"session": 1}),
+    ("dossier_submitted", {"channel": "online", "procedure": "birth", "session": 1}),
+    ("rating", {"scale": 5, "score": 5}),
+    ("session_start", {"session": 2}),
+    ("dossier_submitted", {"channel": "assisted", "procedure": "land", "session": 2}),
+    ("rating", {"scale": 5, "score": 4}),
+    ("session_start", {"session": 3}),
 )
 
 
@@ -82,7 +95,16 @@ def seed(server: ServerProcess, token: str, client: httpx.Client) -> int:
         block(GATEWAY, "gw.buffer_depth", s(1), t0=now - 30_000, values=[1350], kind=HB),
         block(GATEWAY, "gw.oldest_unsent_age_s", s(1), t0=now - 30_000, values=[42.5], kind=HB),
     ]  # fmt: skip
-    r = post(client, token, batch(GATEWAY, blocks))
+    blocks.append(block("kiosk-2", "heartbeat", s(1), t0=now - 20_000, values=[1], kind=HB))
+    vn_midnight = dt.datetime.fromtimestamp(now / 1000, VN_TZ).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    first = max(int(vn_midnight.timestamp() * 1000), now - 60_000)
+    events = [
+        EventRecord(seq=next(seq), device="kiosk-2", name=name, t=first + i * 1000, attrs=attrs)
+        for i, (name, attrs) in enumerate(KIOSK_EVENTS)
+    ]
+    r = post(client, token, batch(GATEWAY, blocks, events))
     r.raise_for_status()
     return now
 
