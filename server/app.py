@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
-from server import admin_pages, api, limits, pages, views
+from server import admin_pages, api, limits, pages, report_api, views
 from server.config import ServerConfig
 from server.models import Health
 from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
@@ -92,6 +92,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.mount(STATIC_PREFIX, CachedStatic(directory=STATIC_DIR), name="static")
     app.include_router(api.router)
     app.include_router(limits.router)
+    app.include_router(report_api.router)
     app.include_router(pages.router)
     app.include_router(views.router)
     app.include_router(admin_pages.router)
