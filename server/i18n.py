@@ -80,6 +80,15 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "dossiers_today": {"vi": "Hồ sơ hôm nay", "en": "Dossiers today"},
     "online_dossiers": {"vi": "trực tuyến", "en": "online"},
     "satisfaction": {"vi": "Hài lòng hôm nay", "en": "Satisfaction today"},
+    "avail_today": {"vi": "Sẵn sàng hôm nay", "en": "Available today"},
+    "avail_month": {"vi": "Sẵn sàng tháng này", "en": "Available this month"},
+    "report_card": {"vi": "Bảng chỉ số tháng — xã", "en": "Monthly report card — commune"},
+    "printable": {"vi": "Bản in", "en": "Printable"},
+    "target": {"vi": "Chỉ tiêu", "en": "Target"},
+    "met": {"vi": "Đạt?", "en": "Met?"},
+    "yes_met": {"vi": "Đạt", "en": "Met"},
+    "not_met": {"vi": "Chưa đạt", "en": "Not met"},
+    "change": {"vi": "So với tháng trước", "en": "Change"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
 

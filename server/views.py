@@ -15,14 +15,19 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
+from hamlet.vncalendar import day_bounds_ms, local_day
 from server import board, registry
 from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
 from server.auth import readable_hamlets as _readable
-from server.i18n import VN_TZ, Lang
+from server.i18n import Lang
+from server.indicators.card import ReportCard, build_card
+from server.indicators.compute import Level, Period, gather, summarize
+from server.indicators.source import ScopeError
 from server.models import Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
 from server.store import ledger
+from server.timeparam import parse_month
 
 router = APIRouter(include_in_schema=False)
 RANGES: Final = {"24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
@@ -272,10 +277,34 @@ async def raw_readings(request: Request, hamlet_id: str, device_id: str) -> Resp
     )
 
 
-def _day_start_ms(now: int) -> int:
-    """Midnight of today in Vietnam."""
-    d = dt.datetime.fromtimestamp(now / 1000, VN_TZ)
-    return int(d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
+AVAILABILITY: Final = ("kiosk_availability", "hotspot_availability", "radio_availability")
+
+
+async def _availability(v: Viewer, commune: str, period: Period) -> dict[tuple[str, str], float]:
+    """{(hamlet, device): availability in service hours} over ``period``."""
+    try:
+        _, facts = await gather(
+            v.st.store,
+            v.st.config.indicators,
+            commune=commune,
+            period=period,
+            now_ms=v.now,
+            daily=False,
+        )
+    except ScopeError:
+        return {}
+    return {
+        (x.hamlet or "", x.device or ""): x.value
+        for x in summarize(facts, Level.DEVICE, by_day=False)
+        if x.indicator in AVAILABILITY and x.value is not None
+    }
+
+
+async def _card(v: Viewer, commune: str, month: tuple[dt.date, dt.date]) -> ReportCard | None:
+    try:
+        return await build_card(v.st.store, v.st.config.indicators, commune, *month, now_ms=v.now)
+    except ScopeError:
+        return None
 
 
 @router.get("/staff", response_class=HTMLResponse)
@@ -287,8 +316,19 @@ async def staff(request: Request) -> Response:
         for h in await v.st.store.db.read(registry.list_hamlets)
         if v.allowed is None or h.id in v.allowed
     ]
-    today = _day_start_ms(v.now)
+    day = local_day(v.now)
+    today = day_bounds_ms(day)[0]
+    month = parse_month(None, v.now)
     communes: dict[str, list[dict[str, Any]]] = {}
+    avail_day: dict[tuple[str, str], float] = {}
+    avail_month: dict[tuple[str, str], float] = {}
+    cards: dict[str, ReportCard] = {}
+    for commune in sorted({h.commune for h in hamlets if h.commune}):
+        avail_day |= await _availability(v, commune, Period(day, day))
+        avail_month |= await _availability(v, commune, Period(*month))
+        card = await _card(v, commune, month)
+        if card is not None:
+            cards[commune] = card
     for h in hamlets:
         _, services = board.split(await _hamlet_cards(v, h.id))
         if not services:
@@ -314,12 +354,25 @@ async def staff(request: Request) -> Response:
                     "online": sum(e.attrs.get("channel") == "online" for e in dossiers),
                     "ratings": len(ratings),
                     "satisfaction": (sum(ratings) / len(ratings) if ratings else None),
+                    "avail_day": avail_day.get((h.id, c.id)),
+                    "avail_month": avail_month.get((h.id, c.id)),
                 }
             )
         communes.setdefault(h.commune or "", []).append(
             {"id": h.id, "name": h.name or h.id, "services": rows}
         )
-    return _page(request, "staff", _ctx(request, v, communes=communes, today=today))
+    return _page(
+        request,
+        "staff",
+        _ctx(
+            request,
+            v,
+            communes=communes,
+            today=today,
+            cards=cards,
+            month=f"{month[0]:%Y-%m}",
+        ),
+    )
 
 
 _DOCS: Final = """<!doctype html>

@@ -296,3 +296,22 @@ def test_staff_view_lists_every_service_device_with_todays_use(
     assert up.locator('[data-k="satisfaction"]').inner_text().startswith("90 %")
     _fits(page)
     phone.shot("staff-360")
+
+
+def test_staff_view_has_the_monthly_report_card_with_downloads(
+    world: World, phone: Watched
+) -> None:
+    page = phone.page
+    page.goto(f"{world.server.url}/staff?lang=vi")
+    card = page.locator('section[data-card="dinh-mon"]')
+    assert card.locator("tr[data-indicator]").count() >= 5
+    assert card.locator('tr[data-indicator="kiosk_availability"]').count() == 1
+    assert page.locator('tr[data-device="kiosk-2"] [data-k="avail_month"]').count() == 1
+    with httpx.Client(base_url=world.server.url) as c:
+        for fmt, kind in (("CSV", "text/csv"), ("Excel", "spreadsheet"), ("Bản in", "text/html")):
+            href = card.get_by_role("link", name=fmt).get_attribute("href")
+            assert href is not None
+            r = c.get(href)
+            assert r.status_code == 200, (fmt, r.text[:200])
+            assert kind in r.headers["content-type"], fmt
+    phone.shot("staff-card-360")
