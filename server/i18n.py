@@ -89,6 +89,13 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "yes_met": {"vi": "Đạt", "en": "Met"},
     "not_met": {"vi": "Chưa đạt", "en": "Not met"},
     "change": {"vi": "So với tháng trước", "en": "Change"},
+    "sources_failed": {"vi": "Nguồn hỏng", "en": "Sources failed"},
+    "components_failed": {"vi": "Thành phần hỏng", "en": "Components failed"},
+    "previous_run_failed": {"vi": "Lần chạy trước lỗi", "en": "Previous run failed"},
+    "dead_letters": {
+        "vi": "Bản ghi hỏng giữ lại trên gateway",
+        "en": "Dead letters kept on the gateway",
+    },
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
 

@@ -32,6 +32,7 @@ from server.timeparam import parse_month
 router = APIRouter(include_in_schema=False)
 RANGES: Final = {"24h": 86_400_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
 _RAW_ROWS: Final = 200
+_HEALTH: Final = ("sources_failed", "components_failed", "previous_run_failed")
 _IDENT = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
@@ -216,10 +217,10 @@ async def installer(request: Request) -> Response:
                 "acct": a,
                 "buffer_depth": figures.pop("buffer_depth", None),
                 "oldest_unsent_s": figures.pop("oldest_unsent_age_s", None),
-                "sources": {k: x for k, x in figures.items() if k.startswith("source.")},
-                "figures": {
-                    k: x for k, x in sorted(figures.items()) if not k.startswith("source.")
-                },
+                # Source and component health as the gateway's heartbeat reports it.
+                "sources": {k: figures.pop(k) for k in _HEALTH if k in figures},
+                "dead_lettered": figures.pop("dead_lettered", None),
+                "figures": dict(sorted(figures.items())),
                 "rejections": rejections,
             }
         )

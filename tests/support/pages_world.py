@@ -94,6 +94,8 @@ def seed(server: ServerProcess, token: str, client: httpx.Client) -> int:
         ),
         block(GATEWAY, "gw.buffer_depth", s(1), t0=now - 30_000, values=[1350], kind=HB),
         block(GATEWAY, "gw.oldest_unsent_age_s", s(1), t0=now - 30_000, values=[42.5], kind=HB),
+        block(GATEWAY, "gw.sources_failed", s(1), t0=now - 30_000, values=[1], kind=HB),
+        block(GATEWAY, "gw.dead_lettered", s(1), t0=now - 30_000, values=[4], kind=HB),
     ]  # fmt: skip
     blocks.append(block("kiosk-2", "heartbeat", s(1), t0=now - 20_000, values=[1], kind=HB))
     vn_midnight = dt.datetime.fromtimestamp(now / 1000, VN_TZ).replace(
