@@ -368,3 +368,177 @@ def influx_task(config: ConfigOpt = None) -> None:
         raise _fail(str(err)) from err
     ic = cfg.store.influxdb
     typer.echo(downsample_task_flux(ic.bucket, ic.rollup_bucket, ic.org))
+
+
+@app.command("influx-setup")
+def influx_setup(config: ConfigOpt = None) -> None:
+    """Create the rollup bucket and the downsampling task in InfluxDB (idempotent).
+
+    Tạo bucket tổng hợp theo giờ và tác vụ rút gọn dữ liệu trong InfluxDB.
+    """
+    from hamlet.config import ConfigError, load_config
+    from server.config import ENV_PREFIX, ServerConfig
+    from server.influx_setup import InfluxSetupError, apply, changed
+
+    try:
+        cfg = load_config(
+            ServerConfig, config, env_prefix=ENV_PREFIX, extra={"environment": "development"}
+        )
+    except ConfigError as err:
+        raise _fail(str(err)) from err
+    if cfg.store.influxdb.token is None:
+        raise _fail("store.influxdb.token is not set (HAMLET_SERVER__STORE__INFLUXDB__TOKEN)")
+    try:
+        steps = apply(cfg.store.influxdb, typer.echo)
+    except InfluxSetupError as err:
+        raise _fail(str(err)) from err
+    typer.echo("influx-setup: done" if changed(steps) else "influx-setup: unchanged")
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="Backup file, or a directory for a dated file.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Copy the server's database while it runs (SQLite online backup; consistent).
+
+    Sao lưu cơ sở dữ liệu máy chủ khi máy chủ vẫn chạy.
+    """
+    from server.backup import BackupError
+    from server.backup import backup as run_backup
+
+    path = _admin_config(config, data_dir)
+    try:
+        s = run_backup(path, dest)
+    except BackupError as err:
+        raise _fail(str(err)) from err
+    typer.echo(
+        f"backup written: {s.path} ({s.bytes / 1e6:.1f} MB, {s.gateways} gateway(s), "
+        f"{s.points} raw point(s), {s.seconds:.1f} s)"
+    )
+
+
+@app.command()
+def restore(
+    backup_file: Annotated[Path, typer.Argument(metavar="BACKUP", help="A file from 'backup'.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Put a backup in place of the database (stop the server first; the current database
+    is kept beside it).
+
+    Khôi phục từ bản sao lưu (dừng máy chủ trước).
+    """
+    from server.backup import BackupError
+    from server.backup import restore as run_restore
+
+    path = _admin_config(config, data_dir)
+    try:
+        s, aside = run_restore(backup_file, path)
+    except BackupError as err:
+        raise _fail(str(err)) from err
+    if aside is not None:
+        typer.echo(f"previous database kept as {aside}")
+    typer.echo(
+        f"restored {s.path} from {backup_file}: {s.gateways} gateway(s), {s.points} point(s)"
+    )
+
+
+@app.command()
+def migrate(
+    to: Annotated[str, typer.Option("--to", help="influxdb | sqlite")],
+    target_data_dir: Annotated[
+        Path | None, typer.Option(help="--to sqlite: the data dir of the target database.")
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option(help="Progress file (default: DATA_DIR/migrate-state.sqlite3).")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Copy the series history from SQLite to InfluxDB (resumable), then count every series
+    on both sides. Run it again after a stop: it continues where it was.
+
+    Chuyển lịch sử chuỗi số đo từ SQLite sang InfluxDB (chạy lại được), rồi đối chiếu.
+    """
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from hamlet.config import ConfigError, load_config
+    from server.config import ENV_PREFIX, ServerConfig
+    from server.migrate import (
+        HistoryTarget,
+        InfluxHistoryTarget,
+        MigrateError,
+        Outcome,
+        SqliteHistory,
+        SqliteHistoryTarget,
+    )
+    from server.migrate import Progress as State
+    from server.migrate import migrate as run_migrate
+
+    extra: dict[str, object] = {"environment": "development"}
+    if data_dir is not None:
+        extra["data_dir"] = str(data_dir)
+    try:
+        cfg = load_config(ServerConfig, config, env_prefix=ENV_PREFIX, extra=extra)
+    except ConfigError as err:
+        raise _fail(str(err)) from err
+    target: HistoryTarget
+    if to == "influxdb":
+        if cfg.store.influxdb.token is None:
+            raise _fail("set HAMLET_SERVER__STORE__INFLUXDB__TOKEN (and __URL) for the target")
+        target = InfluxHistoryTarget(cfg.store.influxdb)
+    elif to == "sqlite":
+        if target_data_dir is None:
+            raise _fail("--to sqlite needs --target-data-dir")
+        target = SqliteHistoryTarget(target_data_dir / cfg.ledger_path.name)
+    else:
+        raise _fail("--to must be influxdb or sqlite")
+    console = Console(stderr=True)
+    try:
+        source = SqliteHistory(cfg.ledger_path)
+    except MigrateError as err:
+        raise _fail(str(err)) from err
+    progress_file = State(state or cfg.data_dir / "migrate-state.sqlite3", target.description)
+    bar = Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=console, transient=False,
+    )  # fmt: skip
+    task = bar.add_task("points", total=None)
+
+    def on_start(total: int, done: int) -> None:
+        bar.update(task, total=total, completed=done)
+
+    def on_chunk(label: str, n: int) -> None:
+        bar.update(task, advance=n, description=label)
+
+    async def go() -> Outcome:
+        async with target:
+            return await run_migrate(
+                source, target, progress_file, on_chunk=on_chunk, on_start=on_start
+            )
+
+    try:
+        with bar:
+            outcome = asyncio.run(go())
+    except MigrateError as err:
+        raise _fail(f"{err}\nRun the same command again to continue where it stopped.") from err
+    finally:
+        source.close()
+        progress_file.close()
+    bad = [c for c in outcome.checks if not c.ok]
+    if outcome.recopied:
+        typer.echo(f"copied again in full (counts differed): {', '.join(outcome.recopied)}")
+    for c in bad:
+        typer.echo(f"MISMATCH {c.series.label}: source {c.source}, target {c.target}", err=True)
+    total = sum(c.source for c in outcome.checks)
+    typer.echo(
+        f"copied {outcome.copied} point(s) this run; verified {len(outcome.checks)} series, "
+        f"{total} point(s): {'all counts match' if not bad else f'{len(bad)} mismatch(es)'}"
+    )
+    if bad:
+        raise typer.Exit(1)
