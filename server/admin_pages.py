@@ -78,6 +78,15 @@ def _login(v: Viewer, path: str) -> Response:
     return RedirectResponse(f"/login?lang={v.lang}&next={quote(path)}", status_code=303)
 
 
+def gate(v: Viewer, path: str) -> Response | None:
+    """Log in first; with an admin-set temporary password, change it first."""
+    if v.p.kind != PrincipalKind.USER or v.p.user is None:
+        return _login(v, path)
+    if v.p.must_change_password:
+        return RedirectResponse(f"/password?lang={v.lang}", status_code=303)
+    return None
+
+
 async def _editable(v: Viewer) -> list[str]:
     hamlets = await v.st.store.db.read(registry.list_hamlets)
     db = v.st.store.db
@@ -111,8 +120,8 @@ async def _devices_page(
 @router.get("/admin/devices", response_class=HTMLResponse)
 async def devices_page(request: Request) -> Response:
     v = await _viewer(request)
-    if v.p.kind != PrincipalKind.USER:
-        return _login(v, "/admin/devices")
+    if (stop := gate(v, "/admin/devices")) is not None:
+        return stop
     return await _devices_page(request, v)
 
 
@@ -147,8 +156,8 @@ def _device_in(device_id: str, form: dict[str, str]) -> DeviceIn:
 @router.post("/admin/devices/{hamlet_id}/{device_id}")
 async def save_device(request: Request, hamlet_id: str, device_id: str) -> Response:
     v = await _viewer(request)
-    if v.p.kind != PrincipalKind.USER:
-        return _login(v, "/admin/devices")
+    if (stop := gate(v, "/admin/devices")) is not None:
+        return stop
     if not await v.st.store.db.read(can_edit_devices, v.p, hamlet_id):
         return await _devices_page(request, v, error=w("forbidden", v.lang), status=403)
     form = await _form(request)
@@ -182,8 +191,8 @@ async def _hamlets_page(
 @router.get("/admin/hamlets", response_class=HTMLResponse)
 async def hamlets_page(request: Request) -> Response:
     v = await _viewer(request)
-    if v.p.kind != PrincipalKind.USER:
-        return _login(v, "/admin/hamlets")
+    if (stop := gate(v, "/admin/hamlets")) is not None:
+        return stop
     if not is_admin(v.p):
         return await _hamlets_page(request, v, error=w("forbidden", v.lang), status=403)
     return await _hamlets_page(request, v)
@@ -192,8 +201,8 @@ async def hamlets_page(request: Request) -> Response:
 @router.post("/admin/hamlets")
 async def save_hamlet(request: Request) -> Response:
     v = await _viewer(request)
-    if v.p.kind != PrincipalKind.USER:
-        return _login(v, "/admin/hamlets")
+    if (stop := gate(v, "/admin/hamlets")) is not None:
+        return stop
     if not is_admin(v.p):
         return await _hamlets_page(request, v, error=w("forbidden", v.lang), status=403)
     form = await _form(request)

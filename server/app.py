@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -16,12 +17,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
-from hamlet.contract import UplinkBatch
-from server import admin_pages, api, limits, pages, report_api, views
+from hamlet.contract import INGEST_PATH, UplinkBatch
+from server import admin_pages, api, errors, limits, pages, report_api, users_api, views
+from server.body_limits import BodyLimits
+from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.models import Health
 from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
-from server.ratelimit import AttemptWindow, TokenBucket
+from server.ratelimit import LoginThrottle, TokenBucket
+from server.security import BrowserGuard, content_security_policy, inline_script_hashes
 from server.state import AppState, Metrics
 from server.store.base import Store, StoreError
 from server.store.schema import StoreUnavailable
@@ -64,8 +68,15 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ingest_limiter=TokenBucket(
                     config.ingest.rate_per_gateway, config.ingest.burst_per_gateway
                 ),
-                login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
+                login_throttle=LoginThrottle(
+                    per_pair=config.auth.login_attempts,
+                    per_user=config.auth.login_attempts_per_user,
+                    per_address=config.auth.login_attempts_per_address,
+                    window=config.auth.login_window_s,
+                    checks_per_s=config.auth.login_checks_per_s,
+                ),
                 metrics=Metrics(),
+                trusted_proxies=parse_networks(config.http.trusted_proxies),
             )
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
@@ -85,21 +96,38 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
-        docs_url=None,  # served below from vendored files (no CDN, no inline script)
+        # /docs is served below from vendored files (no CDN, no inline script); off in
+        # production unless configured.
+        docs_url=None,
         redoc_url=None,
+        openapi_url="/openapi.json" if config.docs_enabled else None,
     )
+    errors.install(app)
     app.add_middleware(CompressExceptIngest)
+    app.add_middleware(
+        BodyLimits,
+        default=config.http.max_body_bytes,
+        limits={INGEST_PATH: config.ingest.max_body_bytes, "/login": pages.MAX_FORM_BYTES},
+    )
+    # Outermost: its headers go on every answer, its refusals come before any body read.
+    app.add_middleware(
+        BrowserGuard,
+        csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
+    )
     app.mount(STATIC_PREFIX, CachedStatic(directory=STATIC_DIR), name="static")
     app.include_router(api.router)
+    app.include_router(users_api.router)
     app.include_router(limits.router)
     app.include_router(report_api.router)
     app.include_router(pages.router)
     app.include_router(views.router)
     app.include_router(admin_pages.router)
 
-    @app.get("/docs", include_in_schema=False)
-    async def docs() -> Response:
-        return views.docs_page(app.title)
+    if config.docs_enabled:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> Response:
+            return views.docs_page(app.title)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:
@@ -130,6 +158,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     async def metrics(request: Request) -> Response:
         st: AppState = request.app.state.hamlet
+        want = config.auth.metrics_token
+        if want is not None:
+            scheme, _, got = request.headers.get("authorization", "").partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                got.strip().encode("utf-8", "surrogateescape"),
+                want.get_secret_value().encode(),
+            )
+            if not ok:
+                return JSONResponse(
+                    {"detail": "send Authorization: Bearer <auth.metrics_token>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
@@ -148,6 +189,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         for name, sub in body.pop("$defs", {}).items():
             comps.setdefault(name, sub)
         comps["UplinkBatch"] = body
+        errors.unify_422(schema)
         app.openapi_schema = schema
         return schema
 

@@ -66,6 +66,12 @@ def _db(config: Path | None, data_dir: Path | None) -> Iterator[sqlite3.Connecti
         conn.close()
 
 
+def _audit(conn: sqlite3.Connection, action: str, target: str, detail: str = "") -> None:
+    from server import audit
+
+    audit.record(conn, "cli", audit.Action(action), target, detail=detail)
+
+
 @contextmanager
 def _registry_errors() -> Iterator[None]:
     from server.registry import RegistryError
@@ -118,6 +124,7 @@ def add_gateway(
 
     with _db(config, data_dir) as conn, _registry_errors():
         token = registry.add_gateway(conn, gateway_id, hamlet)
+        _audit(conn, "gateway_added", gateway_id)
     _print_token(gateway_id, token, as_json)
 
 
@@ -141,6 +148,7 @@ def rotate_token(
 
     with _db(config, data_dir) as conn, _registry_errors():
         token = registry.rotate_gateway_token(conn, gateway_id)
+        _audit(conn, "gateway_token_rotated", gateway_id)
     _print_token(gateway_id, token, as_json)
 
 
@@ -155,6 +163,7 @@ def revoke(
 
     with _db(config, data_dir) as conn, _registry_errors():
         registry.revoke_gateway(conn, gateway_id)
+        _audit(conn, "gateway_revoked", gateway_id)
     typer.echo(f"gateway {gateway_id} revoked")
 
 
@@ -282,6 +291,9 @@ def add_user(  # noqa: PLR0917 -- typer passes options by name
         typer.Option(help="Read the password from this environment variable, not a prompt."),
     ] = None,
     no_password: Annotated[bool, typer.Option(help="API-token-only user.")] = False,
+    temporary: Annotated[
+        bool, typer.Option(help="The person must change the password at first login.")
+    ] = False,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
@@ -292,18 +304,14 @@ def add_user(  # noqa: PLR0917 -- typer passes options by name
         r = registry.Role(role)
     except ValueError as err:
         raise _fail(f"role must be one of: {', '.join(x.value for x in registry.Role)}") from err
-    password: str | None = None
-    if not no_password:
-        if password_env:
-            password = os.environ.get(password_env)
-            if not password:
-                raise _fail(f"environment variable {password_env} is empty or unset")
-        else:
-            password = getpass.getpass("Password / Mật khẩu: ")
-            if password != getpass.getpass("Again / Nhập lại: "):
-                raise _fail("passwords differ")
+    password: str | None = None if no_password else _password(password_env)
     with _db(config, data_dir) as conn, _registry_errors():
         registry.add_user(conn, name, r, password, commune=commune, hamlet=hamlet)
+        if temporary:
+            from server import people
+
+            people.mark_must_change(conn, name)
+        _audit(conn, "user_created", name, str(r))
     typer.echo(f"user {name} ({r}) added")
 
 
@@ -320,6 +328,7 @@ def create_token(
 
     with _db(config, data_dir) as conn, _registry_errors():
         token = registry.create_user_token(conn, name, label)
+        _audit(conn, "token_created", name, label)
     if as_json:
         typer.echo(json.dumps({"user": name, "token": token}))
     else:
@@ -338,6 +347,7 @@ def revoke_token(
     with _db(config, data_dir) as conn:
         if not registry.revoke_user_token(conn, token):
             raise _fail("no such token")
+        _audit(conn, "token_revoked", "", f"token ...{token[-4:]}")
     typer.echo("token revoked")
 
 
@@ -350,7 +360,130 @@ def list_users(config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
         for u in registry.list_users(conn):
             scope = u.hamlet or u.commune or "-"
             state = " (disabled)" if u.disabled else ""
+            state += " (must change password)" if u.must_change_password else ""
             typer.echo(f"{u.name}\t{u.role}\t{scope}{state}")
+
+
+def _password(password_env: str | None) -> str:
+    if password_env:
+        password = os.environ.get(password_env)
+        if not password:
+            raise _fail(f"environment variable {password_env} is empty or unset")
+        return password
+    password = getpass.getpass("Password / Mật khẩu: ")
+    if password != getpass.getpass("Again / Nhập lại: "):
+        raise _fail("passwords differ")
+    return password
+
+
+UserArg = Annotated[str, typer.Argument(metavar="USER")]
+
+
+@app.command("disable-user")
+def disable_user(name: UserArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Disable a person: their sessions and API tokens stop working at once."""
+    from server import people
+
+    with _db(config, data_dir) as conn, _registry_errors():
+        people.set_disabled(conn, name, True, actor="cli")
+    typer.echo(f"user {name} disabled")
+
+
+@app.command("enable-user")
+def enable_user(name: UserArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Enable a disabled person again."""
+    from server import people
+
+    with _db(config, data_dir) as conn, _registry_errors():
+        people.set_disabled(conn, name, False, actor="cli")
+    typer.echo(f"user {name} enabled")
+
+
+@app.command("delete-user")
+def delete_user(name: UserArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Delete a person with their API tokens and sessions."""
+    from server import people
+
+    with _db(config, data_dir) as conn, _registry_errors():
+        people.delete_user(conn, name, actor="cli")
+    typer.echo(f"user {name} deleted")
+
+
+@app.command("reset-password")
+def reset_password(
+    name: UserArg,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Read the temporary password from this environment variable."),
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Set a temporary password; the person must change it at their next login."""
+    from server import people
+
+    password = _password(password_env)
+    with _db(config, data_dir) as conn, _registry_errors():
+        people.reset_password(conn, name, password, actor="cli")
+    typer.echo(f"user {name}: temporary password set, sessions ended")
+
+
+@app.command("set-role")
+def set_role(  # noqa: PLR0917 -- typer passes options by name
+    name: UserArg,
+    role: Annotated[str, typer.Option(help="viewer | staff | installer | admin")],
+    commune: Annotated[str | None, typer.Option(help="Commune (staff).")] = None,
+    hamlet: Annotated[str | None, typer.Option(help="Hamlet (viewer).")] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Change a person's role and scope (their sessions end)."""
+    from server import people, registry
+
+    try:
+        r = registry.Role(role)
+    except ValueError as err:
+        raise _fail(f"role must be one of: {', '.join(x.value for x in registry.Role)}") from err
+    with _db(config, data_dir) as conn, _registry_errors():
+        people.set_role(conn, name, r, commune=commune, hamlet=hamlet, actor="cli")
+    typer.echo(f"user {name} is now {r}")
+
+
+@app.command("revoke-sessions")
+def revoke_sessions(name: UserArg, config: ConfigOpt = None, data_dir: DataDirOpt = None) -> None:
+    """End every session of a person at once (API tokens are revoked with revoke-token)."""
+    from server import people
+
+    with _db(config, data_dir) as conn, _registry_errors():
+        n = people.revoke_sessions(conn, name, actor="cli")
+    typer.echo(f"user {name}: {n} session(s) ended")
+
+
+@app.command()
+def audit(  # noqa: PLR0917 -- typer passes options by name
+    limit: Annotated[int, typer.Option(help="Newest N entries.")] = 50,
+    action: Annotated[str | None, typer.Option(help="Only this action, e.g. login_failed.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Only entries about this user/gateway.")
+    ] = None,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The audit log: logins, failures, token, user and session changes (newest first)."""
+    from datetime import UTC, datetime
+
+    from server import audit as audit_log
+
+    with _db(config, data_dir) as conn:
+        rows = audit_log.entries(conn, limit=limit, action=action, target=target)
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows]))
+        return
+    for r in rows:
+        at = datetime.fromtimestamp(r.at / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        extra = f"  ({r.detail})" if r.detail else ""
+        typer.echo(f"{at}Z  {r.action:<22} {r.target:<20} by {r.actor} {r.address}{extra}")
 
 
 @app.command("influx-task")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from hamlet.vncalendar import day_bounds_ms, local_day
@@ -66,12 +66,18 @@ def _ctx(request: Request, v: Viewer, **extra: Any) -> dict[str, Any]:
         "need_login": v.allowed is not None and not v.allowed and v.p.user is None,
         "refresh_s": v.st.config.pages.refresh_s,
         "partial": request.query_params.get("partial") == "1",
+        "must_change": v.p.must_change_password,
         **extra,
     }
 
 
 def _page(request: Request, name: str, ctx: dict[str, Any]) -> Response:
-    """The whole page, or with ?partial=1 only its live part."""
+    """The whole page, or with ?partial=1 only its live part. A person who still has an
+    admin-set temporary password changes it first."""
+    if ctx["must_change"]:
+        if ctx["partial"]:
+            return Response(status_code=403)
+        return RedirectResponse(f"/password?lang={ctx['lang']}", status_code=303)
     return render(request, f"{name}_live.html" if ctx["partial"] else f"{name}.html", ctx)
 
 
