@@ -18,7 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
-from server import admin_pages, api, errors, limits, pages, report_api, users_api, views
+from server import (
+    admin_pages,
+    admin_people,
+    api,
+    errors,
+    limits,
+    pages,
+    report_api,
+    users_api,
+    views,
+)
 from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
@@ -122,6 +132,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(views.router)
     app.include_router(admin_pages.router)
+    app.include_router(admin_people.router)
 
     if config.docs_enabled:
 

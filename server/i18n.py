@@ -109,6 +109,7 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "vi": "Bản ghi hỏng giữ lại trên gateway",
         "en": "Dead letters kept on the gateway",
     },
+    "people": {"vi": "Tài khoản người dùng", "en": "People"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
 

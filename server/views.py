@@ -384,7 +384,7 @@ async def staff(request: Request) -> Response:
 
 _DOCS: Final = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title} – API</title>
-<link rel="stylesheet" href="{css}"></head>
+<link rel="stylesheet" href="{css}"><link rel="icon" href="{icon}" type="image/svg+xml"></head>
 <body><div id="swagger-ui" data-openapi="/openapi.json"></div>
 <script src="{js}"></script><script src="{init}"></script></body></html>
 """
@@ -397,5 +397,6 @@ def docs_page(title: str) -> HTMLResponse:
         css=static_url("vendor/swagger-ui/swagger-ui.css"),
         js=static_url("vendor/swagger-ui/swagger-ui-bundle.js"),
         init=static_url("docs.js"),
+        icon=static_url("favicon.svg"),
     )
     return HTMLResponse(html, headers=PAGE_HEADERS)
