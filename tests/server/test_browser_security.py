@@ -169,7 +169,9 @@ def test_security_headers_on_html_and_json(server: ServerProcess, client: httpx.
 def test_rollup_means_are_never_null(server: ServerProcess, client: httpx.Client) -> None:
     """Finding 8: two readings of 1e308 gave hourly/daily points with "v": null."""
     token = server.add_gateway("gw-big")
-    t0 = now_ms() - 3_600_000
+    # Ten minutes into an hour that began at least an hour ago: the readings (a minute apart)
+    # share one hourly and one daily bucket whatever the time of day the test runs.
+    t0 = (now_ms() - 7_200_000) // 3_600_000 * 3_600_000 + 600_000
     r = post(
         client,
         token,
