@@ -115,6 +115,14 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/h/hpub", {**dict.fromkeys(EVERYONE, 200), GATEWAY: 404}),
     ("GET", "/installer", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/staff", dict.fromkeys(EVERYONE, 200)),
+    (
+        "GET",
+        "/admin/people",
+        {
+            **_expect(403, admin=200, staff_c1=200, staff_c2=200),
+            **dict.fromkeys([ANON, REVOKED, GATEWAY], 303),
+        },
+    ),
     ("GET", "/docs", dict.fromkeys(EVERYONE, 200)),
     (
         "GET",
