@@ -444,7 +444,7 @@ async def run_demo(
         console.print(f"  server on {url}")
         if scenario and scenario != "demo":
             replay = await replay_scenario(url, run_dir / "server", scenario)
-            pages = "  ".join(f"{url}/h/{h}" for h in replay.hamlets)
+            pages = "  ".join([*(f"{url}/h/{h}" for h in replay.hamlets), f"{url}/staff"])
             console.print(
                 f"  scenario {scenario}: {replay.records:,} records replayed to end now — {pages}"
             )
