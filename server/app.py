@@ -29,6 +29,8 @@ from server import (
     users_api,
     views,
 )
+from server.alerts import routes as alert_routes
+from server.alerts.engine import AlertEngine
 from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
@@ -71,7 +73,10 @@ async def _retention(store: Store, days: int) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_store(config) as store:
+        async with (
+            make_store(config) as store,
+            AlertEngine(config.effective_alerts(), store) as alerts,
+        ):
             app.state.hamlet = AppState(
                 config=config,
                 store=store,
@@ -87,7 +92,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ),
                 metrics=Metrics(),
                 trusted_proxies=parse_networks(config.http.trusted_proxies),
+                on_settled=[alerts.submit],
             )
+            app.state.alerts = alerts
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
@@ -130,6 +137,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(limits.router)
     app.include_router(report_api.router)
     app.include_router(pages.router)
+    app.include_router(alert_routes.router)
     app.include_router(views.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_people.router)
