@@ -17,6 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from hamlet.vncalendar import day_bounds_ms, local_day
 from server import board, registry
+from server.alerts.routes import AlertOut, list_alerts
+from server.alerts.routes import Status as AlertStatus
 from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
 from server.auth import readable_hamlets as _readable
 from server.i18n import Lang
@@ -98,6 +100,19 @@ async def _hamlet_cards(v: Viewer, hamlet: str) -> list[board.DeviceCard]:
     )
 
 
+async def _alerts(
+    v: Viewer, hamlet: str | None, *, open_only: bool, days: int = 30, limit: int = 50
+) -> list[AlertOut]:
+    """Alerts this viewer may read: the open ones (farmer view) or the history (staff)."""
+    if v.allowed is not None and hamlet is not None and hamlet not in v.allowed:
+        return []
+    start = None if open_only else str(v.now - days * 86_400_000)
+    status = AlertStatus.OPEN if open_only else AlertStatus.ALL
+    return await list_alerts(
+        state=v.st, caller=v.p, hamlet=hamlet, status=status, start=start, limit=limit
+    )
+
+
 async def _hamlet(v: Viewer, hamlet_id: str) -> Any:
     if v.allowed is not None and hamlet_id not in v.allowed:
         return None
@@ -159,6 +174,7 @@ async def farmer(request: Request, hamlet_id: str) -> Response:
             hamlet_name=(h.name if h is not None and h.name else hamlet_id),
             fields=fields,
             services=services,
+            alerts=await _alerts(v, hamlet_id, open_only=True),
         ),
     )
 
@@ -378,6 +394,7 @@ async def staff(request: Request) -> Response:
             today=today,
             cards=cards,
             month=f"{month[0]:%Y-%m}",
+            alerts=await _alerts(v, None, open_only=False, limit=100),
         ),
     )
 

@@ -377,3 +377,22 @@ def test_api_docs_work_under_the_strict_csp(world: World, phone: Watched) -> Non
     page.goto(f"{world.server.url}/docs")
     page.locator(".swagger-ui .info .title").wait_for(timeout=30_000)
     assert "Smart-hamlet" in page.locator(".swagger-ui .info .title").inner_text()
+
+
+def test_active_alert_on_top_of_the_farmer_view_and_in_the_staff_history(
+    world: World, phone: Watched
+) -> None:
+    """sal-1's week of salinity rose past durian's 0.5 ‰: the alert engine opens an alert,
+    shown above the readings in the farmer's words, and in the staff view's history."""
+    page = phone.page
+    page.goto(f"{world.server.url}/h/{HAMLET}")
+    alert = page.locator('section.alerts li[data-device="sal-1"]').first
+    alert.wait_for(timeout=30_000)  # evaluated as the data arrived; the page refreshes
+    text = alert.inner_text()
+    assert "sầu riêng" in text
+    assert "Độ mặn" in text
+    first = page.locator("main #live > section").first
+    assert "alerts" in (first.get_attribute("class") or "")
+    phone.shot("farmer-alert-360")
+    page.goto(f"{world.server.url}/staff")
+    assert page.locator('section.alerts li[data-device="sal-1"]').count() >= 1
