@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from bench.page_weight import first_load, hour_open
-from tests.conftest import require_tool
+from tests.conftest import STRICT, require_tool
 from tests.server.helpers import batch, block, now_ms, post
 from tests.support.pages_world import GATEWAY, HAMLET, STAFF, World, pages_world
 
@@ -40,7 +40,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     chromium = require_tool("chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        msg = "playwright is not installed (pip install -e '.[dev]')"
+        if STRICT:
+            pytest.fail(f"{msg}; HAMLET_STRICT_TESTS=1 forbids skipping", pytrace=False)
+        pytest.skip(msg)
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield b
