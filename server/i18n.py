@@ -112,7 +112,7 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "people": {"vi": "Tài khoản người dùng", "en": "People"},
     "alerts_open": {"vi": "Cảnh báo đang diễn ra", "en": "Active alerts"},
     "alerts_history": {"vi": "Cảnh báo 30 ngày qua", "en": "Alerts, last 30 days"},
-    "since": {"vi": "từ", "en": "since"},
+    "since": {"vi": "bắt đầu", "en": "started"},
     "ended": {"vi": "kết thúc", "en": "ended"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
 }
