@@ -18,7 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
-from server import api, errors, limits, pages, report_api, users_api
+from server import (
+    admin_pages,
+    admin_people,
+    api,
+    errors,
+    limits,
+    pages,
+    report_api,
+    users_api,
+    views,
+)
 from server.alerts import routes as alert_routes
 from server.alerts.engine import AlertEngine
 from server.body_limits import BodyLimits
@@ -29,6 +39,7 @@ from server.notify import edge_routes as notify_edge_routes
 from server.notify import routes as notify_routes
 from server.notify.feed import AlertFeed
 from server.notify.service import open_notifier
+from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
 from server.state import AppState, Metrics
@@ -112,12 +123,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
-        # Off in production unless configured: the docs page loads its assets from a CDN.
-        docs_url="/docs" if config.docs_enabled else None,
-        redoc_url="/redoc" if config.docs_enabled else None,
+        # /docs is served below from vendored files (no CDN, no inline script); off in
+        # production unless configured.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if config.docs_enabled else None,
     )
     errors.install(app)
+    app.add_middleware(CompressExceptIngest)
     app.add_middleware(
         BodyLimits,
         default=config.http.max_body_bytes,
@@ -128,6 +141,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         BrowserGuard,
         csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
     )
+    app.mount(STATIC_PREFIX, CachedStatic(directory=STATIC_DIR), name="static")
     app.include_router(api.router)
     app.include_router(users_api.router)
     app.include_router(limits.router)
@@ -136,6 +150,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(alert_routes.router)
     app.include_router(notify_routes.router)
     app.include_router(notify_edge_routes.router)
+    app.include_router(views.router)
+    app.include_router(admin_pages.router)
+    app.include_router(admin_people.router)
+
+    if config.docs_enabled:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> Response:
+            return views.docs_page(app.title)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

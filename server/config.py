@@ -153,6 +153,14 @@ class AuthConfig(_Section):
     metrics_token: SecretStr | None = None
 
 
+class PagesConfig(_Section):
+    # How often an open page asks for fresh figures. Readings arrive every few minutes, and
+    # an unchanged board costs one small 304, so 30 s keeps a phone's hour well under 300 KB.
+    refresh_s: float = Field(30.0, ge=0.2, le=3600)
+    # A reading older than this many reporting intervals (or 1 h without one) is "stale".
+    stale_intervals: float = Field(3.0, ge=1)
+
+
 class ServerConfig(_Section):
     environment: Environment = Environment.PRODUCTION
     data_dir: Path = Path("./hamlet-server-data")
@@ -160,6 +168,7 @@ class ServerConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    pages: PagesConfig = PagesConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
     alerts: AlertSettings = AlertSettings()
     notify: NotifyConfig = NotifyConfig()
