@@ -17,7 +17,6 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
 
 import httpx
@@ -26,6 +25,7 @@ from gateway import deadletter
 from gateway.buffer import DurableBuffer, StoredRecord
 from gateway.buffer.store import PendingGap
 from gateway.clock import Clock
+from gateway.control_protocol import UplinkInfo, UplinkState
 from gateway.sources.backoff import Backoff
 from gateway.uplink.config import UplinkConfig
 from gateway.uplink.encode import Encoded, encode_batch
@@ -35,13 +35,6 @@ from hamlet.contract import INGEST_PATH, IngestResult
 log = logging.getLogger(__name__)
 
 MIN_BATCH = 1
-
-
-class UplinkState(StrEnum):
-    STARTING = "starting"
-    UP = "up"
-    DOWN = "down"  # server unreachable or failing; backing off
-    AUTH_FAILED = "auth_failed"  # token refused; data kept, retrying
 
 
 class UplinkError(Exception):
@@ -85,18 +78,18 @@ class UplinkStatus:
     backlog_bytes: int = 0
     live_sent: int = 0
 
-    def as_json(self) -> dict[str, object]:
-        return {
-            "state": self.state.value,
-            "last_upload_at": self.last_upload_at,
-            "last_error": self.last_error,
-            "uploaded": self.uploaded,
-            "rejected": self.rejected,
-            "batches": self.batches,
-            "bytes_sent": self.bytes_sent,
-            "backoff_s": round(self.backoff_s, 3),
-            "batch_size": self.batch_size,
-        }
+    def info(self) -> UplinkInfo:
+        return UplinkInfo(
+            state=self.state,
+            last_upload_at=self.last_upload_at,
+            last_error=self.last_error,
+            uploaded=self.uploaded,
+            rejected=self.rejected,
+            batches=self.batches,
+            bytes_sent=self.bytes_sent,
+            backoff_s=round(self.backoff_s, 3),
+            batch_size=self.batch_size,
+        )
 
 
 class Uplink:
