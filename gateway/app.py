@@ -24,10 +24,10 @@ from gateway.control import ControlServer
 from gateway.control_protocol import socket_path
 from gateway.heartbeat import Heartbeat
 from gateway.pipeline import Normalize, Pipeline
-from gateway.sources.backoff import Backoff
 from gateway.sources.base import Source, SourceStatus
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
+from hamlet.backoff import Backoff
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
