@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -439,11 +438,3 @@ def run_checks(config_path: Path, progress: Callable[[str], None] | None = None)
 
 def failed(checks: list[Check]) -> bool:
     return any(c.outcome is Outcome.FAIL for c in checks)
-
-
-def reachable(host: str, port: int, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -56,12 +56,6 @@ class TooLarge(UplinkError):
     pass
 
 
-class BatchInvalid(UplinkError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
 @dataclass
 class UplinkStatus:
     state: UplinkState = UplinkState.STARTING

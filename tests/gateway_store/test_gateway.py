@@ -45,14 +45,12 @@ class SteadySource:
         self.name = name
         self.state = SourceState(name, "mqtt")
         self.queue: asyncio.Queue[Sequence[Reading]] = asyncio.Queue()
-        self.submitted = 0
 
     async def run(self, sink: Sink) -> None:
         self.state.set_status(SourceStatus.RUNNING)
         while True:
             batch = await self.queue.get()
             await sink.submit(batch)
-            self.submitted += len(batch)
             self.state.count("records", len(batch))
 
 
