@@ -116,3 +116,17 @@ async def test_tail_lines_from_the_socket_render(tmp_path: Path) -> None:
     assert len(rendered) == 2
     assert "wl-1 water_level=1.5" in rendered[0]
     assert "kiosk-1 rating scale=5, score=4" in rendered[1]
+
+
+async def test_the_demo_reads_its_figures_through_the_same_client(tmp_path: Path) -> None:
+    from hamlet.demo import _gateway_figures
+
+    cfg = gateway_config(tmp_path / "gw", DEAD_URL, TOKEN)
+    assert await _gateway_figures(control_protocol.socket_path(cfg.data_dir)) == (None, None)
+    async with Gateway(cfg, sources=[]) as gw:
+        await gw.pipeline.submit([Reading("wl-1", "water_level", 1.0, source="mqtt")])
+        depth, uploaded = await _gateway_figures(Path(gw.control_path))
+        assert depth == gw.buffer.depth
+        assert depth is not None
+        assert depth >= 1
+    assert uploaded == 0
