@@ -130,3 +130,14 @@ async def test_the_demo_reads_its_figures_through_the_same_client(tmp_path: Path
         assert depth is not None
         assert depth >= 1
     assert uploaded == 0
+
+
+def test_the_documented_examples_are_valid_messages() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "store-and-forward.md").read_text("utf-8")
+    section = doc.split("## Control socket", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split("```json\n")[1:]]
+    assert len(blocks) == 2
+    snap = StatusSnapshot.model_validate_json(blocks[0])
+    assert snap.uplink.state is UplinkState.UP
+    tails = [TailLine.model_validate_json(line) for line in blocks[1].splitlines() if line]
+    assert [t.kind for t in tails] == ["reading", "event"]
