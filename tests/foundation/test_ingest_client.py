@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hamlet.contract import IngestResult
-from hamlet.ingest_client import DETAIL_CHARS, Outcome, classify
+from hamlet.contract import IngestResult, UplinkBatch
+from hamlet.ingest_client import DETAIL_CHARS, IngestClient, Outcome, Unreachable, classify
+from tests.support.procs import ServerProcess
 
 OK_BODY = IngestResult(accepted=2, duplicates=0).model_dump_json().encode()
 
@@ -48,3 +50,29 @@ def test_any_answer_is_classified_never_raised(
     assert got.outcome in Outcome
     assert len(got.detail) <= DETAIL_CHARS
     assert got.retry_after is None or got.retry_after >= 0
+
+
+async def test_the_real_servers_answers_classify_as_documented(server: ServerProcess) -> None:
+    token = server.add_gateway("gw-ic")
+    empty = UplinkBatch(gateway="gw-ic", sent_at=1_764_309_600_000).model_dump_json().encode()
+    async with httpx.AsyncClient(timeout=30) as http:
+        good = IngestClient(http, server.url, token)
+        ok = await good.post(good.compress(empty))
+        assert ok.outcome is Outcome.OK
+        assert ok.result == IngestResult()
+        bad = IngestClient(http, server.url, "x" * 40)
+        assert (await bad.post(bad.compress(empty))).outcome is Outcome.AUTH_REFUSED
+        # Inflates past the server's bound (64 MiB): refused before it is parsed.
+        bomb = good.compress(b"{" + b" " * (65 * 1024 * 1024) + b"}")
+        assert (await good.post(bomb)).outcome is Outcome.TOO_LARGE
+        wrong = good.compress(b'{"gateway": "gw-ic", "sent_at": "yesterday"}')
+        invalid = await good.post(wrong)
+        assert invalid.outcome is Outcome.INVALID
+        assert invalid.detail
+
+
+async def test_no_server_is_unreachable() -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        client = IngestClient(http, "http://127.0.0.1:9", "t" * 40)
+        with pytest.raises(Unreachable, match="ConnectError"):
+            await client.post(client.compress(b"{}"))
