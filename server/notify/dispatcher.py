@@ -34,8 +34,6 @@ class Dispatcher:
         self.clock = clock
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.sent_batches = 0  # counters for tests and /metrics
-        self.failed_batches = 0
 
     async def __aenter__(self) -> Self:
         self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
@@ -83,10 +81,7 @@ class Dispatcher:
                 if err.retryable and attempts < self.config.max_attempts:
                     retry_at = self.clock() + self._backoff(attempts)
         await asyncio.to_thread(self.store.settle, batch, self.clock(), error, retry_at)
-        if error is None:
-            self.sent_batches += 1
-        else:
-            self.failed_batches += retry_at is None
+        if error is not None:
             log.warning(
                 "notify: %s to subscriber %d failed (%s)%s",
                 batch.channel, batch.subscriber.id, error,

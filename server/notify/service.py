@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,20 +19,20 @@ from server.notify.dispatcher import Dispatcher
 from server.notify.model import Channel
 from server.notify.store import NotifyStore
 
+log = logging.getLogger("hamlet.server.notify")
+
 
 @dataclass
 class Notifier:
     store: NotifyStore
     dispatcher: Dispatcher
     config: NotifyConfig
-    modem_problem: str | None = None  # what the installer should fix, shown in the API
 
 
 @contextlib.asynccontextmanager
 async def open_notifier(config: NotifyConfig, data_dir: Path) -> AsyncIterator[Notifier]:
     store = NotifyStore(data_dir / "notify.sqlite3")
     senders: dict[Channel, Sender] = {}
-    problem: str | None = None
     try:
         async with contextlib.AsyncExitStack() as stack:
             client = await stack.enter_async_context(
@@ -46,9 +47,9 @@ async def open_notifier(config: NotifyConfig, data_dir: Path) -> AsyncIterator[N
                     await modem.prepare()
                     senders[Channel.SMS] = SmsSender(modem, store)
                 except ModemError as err:
-                    # The server runs without SMS; SMS rows wait (retried) and the API says why.
-                    problem = str(err)
+                    # The server runs without SMS; SMS rows wait (retried) until it is fixed.
+                    log.error("notify: the GSM modem is not usable, SMS waits: %s", err)  # noqa: TRY400
             dispatcher = await stack.enter_async_context(Dispatcher(store, senders, config))
-            yield Notifier(store, dispatcher, config, problem)
+            yield Notifier(store, dispatcher, config)
     finally:
         await asyncio.to_thread(store.close)
