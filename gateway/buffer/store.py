@@ -37,6 +37,10 @@ MAX_GAPS_PER_BATCH: Final = 1000
 # Free pages kept for reuse after a drain: handing them back and growing the file again for
 # every batch would only wear the SD card.
 KEEP_FREE_PAGES: Final = 256
+# A confirmed batch this small is deleted in the next group commit's transaction rather than
+# in one of its own: at a hamlet's load that halves the fsyncs and WAL frames per window
+# (bench/gateway_sd_writes.py). Bigger ones (a backlog draining) are deleted at once.
+DEFER_MAX_ROWS: Final = 1000
 _CORRUPT_ERRORS: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 SCHEMA: Final = """
@@ -145,6 +149,10 @@ class Store:
     _reserved: int = field(init=False, default=0)
     _boot_of: dict[int, str] = field(init=False, default_factory=dict)
     _anchor: Anchor | None = field(init=False, default=None)
+    # Confirmed by the server, deleted with the next commit (see DEFER_MAX_ROWS). Until
+    # then no read returns them; after a crash they are sent again and the server, which
+    # keys on (gateway, seq), keeps them once.
+    _settled: list[tuple[int, int]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
@@ -317,6 +325,8 @@ class Store:
             old = read_state(self.seq_path)
             floor = old.floor if old else 1
         state = SeqState(self._reserved, floor)
+        self.inflight = []
+        self._settled = []
         self.close()
         lost = self._quarantine(f"error while running: {err}")
         self._series.clear()
@@ -346,6 +356,7 @@ class Store:
         costs only what it held, not the rest of a reserved block."""
         if self._con is not None:
             try:
+                self._delete_settled_now()
                 write_state(self.seq_path, SeqState(self.next_seq, self._floor()))
             except sqlite3.DatabaseError as err:
                 log.warning("buffer: seq state left as reserved (%s)", err)
@@ -410,7 +421,9 @@ class Store:
         One transaction, unless the group would outgrow the WAL's share of the budget: then
         a few, in order, and the caller is answered after the last.
         """
-        parts = list(policy.slices(self.budget, records, dead))
+        parts = list(
+            policy.slices(self.budget, records, dead, reserve=self._settled_bytes())
+        )
         files = self.counters.corrupt_files
         first, i = -1, 0
         while i < len(parts):
@@ -444,6 +457,8 @@ class Store:
             try:
                 if name == "SQLITE_FULL":
                     self.counters.file_full += 1
+                    # Rows the server has go first, deleted, never declared as dropped.
+                    self._delete_settled_now()
                     return policy.commit_when_full(self, records, dead)
             except sqlite3.DatabaseError as again:
                 raise BufferError(f"cannot commit to {self.db_path}: {again}") from again
@@ -460,6 +475,7 @@ class Store:
             self.next_seq = seq0  # rolled back: these seqs were never used
             raise
         # Only now, after COMMIT, do the numbers count.
+        self._settled = []
         self.depth += len(records)
         self.counters.committed += len(records)
         self.counters.commits += 1
@@ -471,6 +487,7 @@ class Store:
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
     ) -> tuple[int, int]:
         with self._txn():
+            self._delete_settled()
             first = self._take_seqs(len(records))
             boot = self._boot_idx
             rows = [
@@ -513,6 +530,7 @@ class Store:
     # -- budget ---------------------------------------------------------------------
     def enforce_budget(self) -> None:
         """Bring used pages under ``budget.low`` (policy: gateway/buffer/budget.py)."""
+        self._delete_settled_now()
         policy.enforce(self)
 
     # -- uplink side ----------------------------------------------------------------
@@ -533,6 +551,9 @@ class Store:
             args.append(upto)
         if hold_pending:
             sql += f" AND tq != {PENDING}"
+        for a, b in self._settled:
+            sql += " AND seq NOT BETWEEN ? AND ?"
+            args += [a, b]
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
         out: list[StoredRecord] = []
@@ -556,22 +577,55 @@ class Store:
         return out, gaps
 
     def confirm(self, seqs: Sequence[int], gap_firsts: Sequence[int]) -> int:
-        """Delete records (and declared gaps) the server settled; by seq only."""
+        """Delete records (and declared gaps) the server settled; by seq only.
+
+        The batch in flight, when small and nothing else waits to be deleted, is deleted
+        with the next group commit instead (``DEFER_MAX_ROWS``); it counts as confirmed now.
+        """
         seq_runs = runs(sorted(seqs))
-        with self._txn():
-            before = self.con.total_changes
-            self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
-            deleted = self.con.total_changes - before
-            self.con.executemany("DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts])
+        if (
+            seq_runs
+            and seq_runs == self.inflight
+            and not self._settled
+            and not gap_firsts
+            and len(seqs) <= DEFER_MAX_ROWS
+            and len(seqs) * policy.ROW_BYTES <= self.budget.txn_bytes // 8
+        ):
+            self._settled = seq_runs
+            deleted = len(seqs)  # in flight, so present: the budget never takes those rows
+        else:
+            with self._txn():
+                self._delete_settled()
+                before = self.con.total_changes
+                self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
+                deleted = self.con.total_changes - before
+                self.con.executemany(
+                    "DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts]
+                )
+            self._settled = []
         self.inflight = []
         self.depth -= deleted
         self.counters.confirmed += deleted
-        if self.depth == 0:
+        if self.depth == 0 and not self._settled:
             # Drained after an outage: hand the space back, keeping a little for reuse.
             free = int(self.con.execute("PRAGMA freelist_count").fetchone()[0])
             if free > 2 * KEEP_FREE_PAGES:
                 policy.shrink(self, 0, keep_free=KEEP_FREE_PAGES)
         return deleted
+
+    def _delete_settled(self) -> None:
+        """Inside a transaction: delete the confirmed rows kept for it."""
+        if self._settled:
+            self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", self._settled)
+
+    def _delete_settled_now(self) -> None:
+        if self._settled:
+            with self._txn():
+                self._delete_settled()
+            self._settled = []
+
+    def _settled_bytes(self) -> int:
+        return sum(b - a + 1 for a, b in self._settled) * policy.ROW_BYTES
 
     def release(self) -> None:
         self.inflight = []
@@ -616,9 +670,12 @@ class Store:
     # -- status ---------------------------------------------------------------------
     def oldest(self) -> tuple[int, str, int, int] | None:
         """(seq, boot id, mono_ns, wall_ms) of the oldest unsent record."""
-        row = self.con.execute(
-            "SELECT seq, boot, mono_ns, wall_ms FROM rec ORDER BY seq LIMIT 1"
-        ).fetchone()
+        sql = "SELECT seq, boot, mono_ns, wall_ms FROM rec WHERE 1"
+        args: list[int] = []
+        for a, b in self._settled:
+            sql += " AND seq NOT BETWEEN ? AND ?"
+            args += [a, b]
+        row = self.con.execute(sql + " ORDER BY seq LIMIT 1", args).fetchone()
         if row is None:
             return None
         return int(row[0]), self._boot_of.get(int(row[1]), ""), int(row[2]), int(row[3])
