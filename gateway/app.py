@@ -25,6 +25,7 @@ from gateway.heartbeat import Heartbeat
 from gateway.pipeline import Normalize, Pipeline
 from gateway.sources.backoff import Backoff
 from gateway.sources.base import Source, SourceStatus
+from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ log = logging.getLogger(__name__)
 
 # A source that ran this long before failing was healthy: restart backoff starts afresh.
 _HEALTHY_AFTER_S = 30.0
+# A source that failed this often in a row, never healthy in between, is not recovering in
+# this process: the gateway exits for a clean restart (its other sources lose nothing by it).
+_MAX_QUICK_FAILURES = 5
+# How long a dying gateway waits for its last heartbeat to commit.
+_LAST_WORD_S = 5.0
 
 
 def _normalizer() -> tuple[Normalize | None, tuple[type[Exception], ...]]:
@@ -63,8 +69,10 @@ class Gateway:
         *,
         sources: list[Source] | None = None,
         normalize: Normalize | None = None,
+        source_backoff_s: float = 1.0,
     ) -> None:
         self.config = config
+        self._source_backoff_s = source_backoff_s
         self.clock = Clock(config.clock)
         self.buffer = DurableBuffer(config.buffer, config.data_dir, self.clock.boot_id)
         norm_errors: tuple[type[Exception], ...] = (ValueError,)
@@ -78,6 +86,7 @@ class Gateway:
         self.tail_dropped = 0
         self._stack = AsyncExitStack()
         self._source_tasks: list[asyncio.Task[None]] = []
+        self.supervision = Supervision(config.data_dir)
 
     @property
     def control_path(self) -> str:
@@ -86,19 +95,27 @@ class Gateway:
     async def __aenter__(self) -> Gateway:
         self.started_loop = asyncio.get_running_loop().time()
         try:
+            sv = self.supervision
             await self._stack.enter_async_context(self.buffer)
+            sv.start()  # after the buffer made sure data_dir exists
+            sv.watch("committer", self.buffer.task)
             await self._stack.enter_async_context(self.uplink)
+            sv.watch("uplink", self.uplink.task)
             await self._stack.enter_async_context(
                 ControlServer(self, self.config.data_dir / SOCKET_NAME)
             )
-            await self._stack.enter_async_context(Heartbeat(self, self.config.heartbeat_interval_s))
+            self.heartbeat = await self._stack.enter_async_context(
+                Heartbeat(self, self.config.heartbeat_interval_s)
+            )
+            sv.watch("heartbeat", self.heartbeat.task)
             # Registered last, so it runs first on exit: sources stop before anything else.
             self._stack.push_async_callback(self._stop_sources)
             for src in self.sources:
-                self._source_tasks.append(
-                    asyncio.create_task(self._supervise(src), name=f"source-{src.name}")
-                )
+                task = asyncio.create_task(self._supervise(src), name=f"source-{src.name}")
+                self._source_tasks.append(task)
+                sv.watch(f"source {src.name}", task)
         except BaseException:
+            self.supervision.closing = True
             await self._stack.aclose()
             raise
         return self
@@ -109,7 +126,16 @@ class Gateway:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.supervision.closing = True  # from here on, tasks ending is the plan
         await self._stack.aclose()
+
+    async def last_word(self) -> None:
+        """A component died: a last heartbeat that says so, if the committer still runs."""
+        if "committer" in self.supervision.failures or "heartbeat" in self.supervision.failures:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_LAST_WORD_S):
+                await self.heartbeat.beat()
 
     async def _stop_sources(self) -> None:
         for t in self._source_tasks:
@@ -122,7 +148,8 @@ class Gateway:
 
     async def _supervise(self, src: Source) -> None:
         """Run a source forever; on failure record why and restart after a backoff."""
-        backoff = Backoff(base_s=1.0, cap_s=60.0)
+        backoff = Backoff(base_s=self._source_backoff_s, cap_s=60.0)
+        quick = 0
         while True:
             began = time.monotonic()
             try:
@@ -135,8 +162,13 @@ class Gateway:
                 log.exception("source %s failed", src.name)
             if time.monotonic() - began > _HEALTHY_AFTER_S:
                 backoff.reset()
-            delay = backoff.next_delay()
+                quick = 0
+            quick += 1
             src.state.set_status(SourceStatus.FAILED, reason)
+            if quick >= _MAX_QUICK_FAILURES:
+                self.supervision.fail(f"source {src.name}", f"failed {quick} times: {reason}")
+                return
+            delay = backoff.next_delay()
             src.state.count("restarts")
             log.error("source %s stopped (%s); restarting in %.1f s", src.name, reason, delay)
             await asyncio.sleep(delay)
@@ -162,7 +194,9 @@ async def run_gateway(
                 sys.stdout.flush()
                 if ready is not None:
                     ready(gw)
-                await stop.wait()
+                await _first(stop, gw.supervision.failed)
+                if gw.supervision.failures:
+                    await gw.last_word()
                 log.info("gateway %s stopping", config.id)
         except PermissionError as err:
             log.error(  # noqa: TRY400
@@ -172,6 +206,23 @@ async def run_gateway(
                 err.strerror,
             )
             raise SystemExit(2) from err
+        except Exception as err:
+            if gateway.supervision.failures:
+                # The dead component's error, re-raised on the way out: already reported.
+                raise SystemExit(EXIT_FAILED) from err
+            raise
+        if gateway.supervision.failures:
+            raise SystemExit(EXIT_FAILED)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+async def _first(*events: asyncio.Event) -> None:
+    """Return as soon as any of ``events`` is set."""
+    waits = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

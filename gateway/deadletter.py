@@ -47,7 +47,8 @@ class DeadLetter:
             "at": self.at_ms / 1000,
             "source": self.source,
             "reason": self.reason,
-            "raw": self.raw.decode("utf-8", errors="replace"),
+            # Invalid UTF-8 shown as \xNN escapes: what came in, byte for byte.
+            "raw": self.raw.decode("utf-8", errors="backslashreplace"),
         }
 
 
@@ -56,9 +57,21 @@ def reason_code(reason: str) -> str:
     return (head or "unknown")[:60]
 
 
+def safe_text(text: str) -> str:
+    """``text`` made storable: lone surrogates become ``\\udXXX`` escapes (never an error)."""
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
+
+
 def make(at_ms: int, source: str, reason: str, raw: bytes | str) -> DeadLetter:
-    data = raw.encode("utf-8", errors="replace") if isinstance(raw, str) else bytes(raw)
-    return DeadLetter(at_ms, source[:100], reason[:MAX_REASON_CHARS], data[:MAX_RAW_BYTES])
+    # Bytes are kept as they came (NULs and invalid UTF-8 included: raw is a BLOB); text that
+    # is not valid Unicode keeps every character, escaped, so the letter itself is storable.
+    data = raw.encode("utf-8", errors="backslashreplace") if isinstance(raw, str) else bytes(raw)
+    return DeadLetter(
+        at_ms,
+        safe_text(source[:100]),
+        safe_text(reason[:MAX_REASON_CHARS]),
+        data[:MAX_RAW_BYTES],
+    )
 
 
 def put_many(

@@ -38,6 +38,7 @@ async def readings(gw: Gateway) -> list[Reading]:
         "clock_synced": 1.0 if gw.clock.synced else 0.0,
     }
     figures.update({k: float(v) for k, v in status.counters(gw).items()})
+    figures.update({k: float(v) for k, v in status.health(gw).items()})
     return [
         Reading(
             device=gw.config.id,
@@ -64,6 +65,11 @@ class Heartbeat:
         self._task = asyncio.create_task(self._run(), name="heartbeat")
         return self
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The long-lived task, for the gateway's supervision."""
+        return self._task
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
@@ -75,11 +81,15 @@ class Heartbeat:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def beat(self) -> None:
+        """One heartbeat now (also the last word of a gateway whose component died)."""
+        try:
+            await self._gw.pipeline.submit(await readings(self._gw))
+            self.sent += 1
+        except BufferError as err:
+            log.error("heartbeat: could not commit: %s", err)  # noqa: TRY400 - reason suffices
+
     async def _run(self) -> None:
         while True:
-            try:
-                await self._gw.pipeline.submit(await readings(self._gw))
-                self.sent += 1
-            except BufferError as err:
-                log.error("heartbeat: could not commit: %s", err)  # noqa: TRY400 - reason suffices
+            await self.beat()
             await asyncio.sleep(self._interval)

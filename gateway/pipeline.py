@@ -10,10 +10,10 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from gateway import deadletter
-from gateway.buffer import DurableBuffer, NewRecord
+from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
 from gateway.clock import Anchor, Clock, TimeRejected, stamp_quality
 from gateway.records import Event, Reading, Record
 from hamlet.contract import is_ident
@@ -25,6 +25,8 @@ Normalize = Callable[[Record], Record]
 # A tail line is a plain JSON-ready dict; subscribers get them after commit.
 TailItem = dict[str, Any]
 TAIL_QUEUE: int = 2000
+# What a record's own content can make preparing it raise (e.g. float() of a 400-digit int).
+_RECORD_ERRORS: Final = (UnicodeError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class BadIdent(ValueError):
@@ -36,6 +38,7 @@ class PipelineCounters:
     received: int = 0
     committed: int = 0
     dead_lettered: int = 0
+    duplicates: int = 0  # copies of stored records (by receipt): no new seq
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -68,6 +71,7 @@ class Pipeline:
     # -- Sink -----------------------------------------------------------------------
     async def submit(self, records: Sequence[Record]) -> None:
         if not records:
+            await self._buffer.flush()  # dead letters a source just handed over, on disk
             return
         self.counters.received += len(records)
         stamp = self._clock.now()
@@ -91,14 +95,20 @@ class Pipeline:
                 reason = str(err)
                 self._dead(rec, reason if ":" in reason else f"normalize: {reason}")
                 continue
+            except _RECORD_ERRORS as err:
+                # Whatever one record's content makes fail, it fails alone (finding 2).
+                self._dead(rec, f"prepare_failed: {type(err).__name__}: {err}")
+                continue
             out.append(new)
             kept.append(final)
         if not out:
             return
-        first = await self._buffer.append(out)
-        self.counters.committed += len(out)
+        outcomes = await self._buffer.store_records(out)
+        self.counters.committed += sum(1 for o in outcomes if o > 0)
+        self.counters.duplicates += outcomes.count(DUPLICATE)
+        self.counters.dead_lettered += outcomes.count(REFUSED)
         if self._subs:
-            self._fan_out(first, out, kept)
+            self._fan_out(outcomes, out, kept)
 
     def reject(self, source: str, reason: str, raw: bytes | str) -> None:
         self.counters.dead_lettered += 1
@@ -122,12 +132,32 @@ class Pipeline:
                 check_value(rec.metric, rec.value)
             return (
                 NewRecord(
-                    rec.kind, rec.device, rec.metric, float(rec.value), wall, tq, stamp.mono_ns
+                    rec.kind,
+                    rec.device,
+                    rec.metric,
+                    float(rec.value),
+                    wall,
+                    tq,
+                    stamp.mono_ns,
+                    receipt=rec.receipt,
+                    source=rec.source,
                 ),
                 rec,
             )
         attrs = json.dumps(dict(rec.attrs), separators=(",", ":"), ensure_ascii=False)
-        return NewRecord(rec.kind, rec.device, rec.name, None, wall, tq, stamp.mono_ns, attrs), rec
+        new = NewRecord(
+            rec.kind,
+            rec.device,
+            rec.name,
+            None,
+            wall,
+            tq,
+            stamp.mono_ns,
+            attrs,
+            receipt=rec.receipt,
+            source=rec.source,
+        )
+        return new, rec
 
     def _dead(self, rec: Record, reason: str) -> None:
         self.counters.dead_lettered += 1
@@ -143,13 +173,15 @@ class Pipeline:
     def unsubscribe(self, sub: TailSubscriber) -> None:
         self._subs.discard(sub)
 
-    def _fan_out(self, first: int, out: list[NewRecord], kept: list[Record]) -> None:
+    def _fan_out(self, outcomes: list[int], out: list[NewRecord], kept: list[Record]) -> None:
         items: list[TailItem] = []
-        for i, (new, rec) in enumerate(zip(out, kept, strict=True)):
+        for seq, new, rec in zip(outcomes, out, kept, strict=True):
+            if seq <= 0:
+                continue  # a copy, or refused: nothing new was committed
             item: TailItem
             if isinstance(rec, Event):
                 item = {
-                    "seq": first + i,
+                    "seq": seq,
                     "kind": new.kind.value,
                     "device": new.device,
                     "name": new.metric,
@@ -159,7 +191,7 @@ class Pipeline:
                 }
             else:
                 item = {
-                    "seq": first + i,
+                    "seq": seq,
                     "kind": new.kind.value,
                     "device": new.device,
                     "metric": new.metric,

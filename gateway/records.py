@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hamlet.contract import RecordKind, Scalar
+
+if TYPE_CHECKING:
+    from gateway.buffer.identity import Receipt
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,8 @@ class Reading:
     # Time stamped by the device itself (ms since epoch), if it has a trustworthy clock.
     device_time_ms: int | None = None
     source: str = ""  # which source produced it, for counters and dead letters
+    # What was received, when the transport can deliver it twice: a copy gets no new seq.
+    receipt: Receipt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,7 @@ class Event:
     kind: RecordKind = RecordKind.EVENT
     device_time_ms: int | None = None
     source: str = ""
+    receipt: Receipt | None = None
 
 
 Record = Reading | Event
@@ -51,8 +57,9 @@ class Sink(Protocol):
         """Normalize, stamp, sequence and durably commit ``records``.
 
         Returns once they are committed (group commit: may wait up to the commit interval).
-        Records that fail normalization are dead-lettered with a reason, not raised; the
-        rest of the group is still committed.
+        Records that fail normalization (or cannot be stored) are dead-lettered with a
+        reason, not raised; the rest of the group is still committed. A record whose
+        ``receipt`` shows it is a copy of one already stored is not stored again.
         """
 
     def reject(self, source: str, reason: str, raw: bytes | str) -> None:

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from gateway.sources.base import SourceStatus
+
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
@@ -37,13 +39,28 @@ def counters(gw: Gateway) -> dict[str, int]:
         "committed": b.committed,
         "uploaded": u.uploaded,
         "dead_lettered": b.dead_lettered,
+        "duplicates_recognised": b.duplicates_recognised,
+        "refused": b.refused,
         "aggregated": b.aggregated,
         "dropped": b.dropped,
         "lost_corrupt": b.lost_corrupt,
         "corrupt_files": b.corrupt_files,
+        "unused": b.unused,
+        "file_full": b.file_full,
+        "over_budget": b.over_budget,
         "rejected_by_server": u.rejected,
         "commits": b.commits,
         "tail_dropped": gw.tail_dropped,
+    }
+
+
+def health(gw: Gateway) -> dict[str, int]:
+    """Dead components and failed sources: 0 everywhere is a healthy gateway."""
+    sv = gw.supervision
+    return {
+        "components_failed": len(sv.failures),
+        "sources_failed": sum(1 for s in gw.sources if s.state.status is SourceStatus.FAILED),
+        "previous_run_failed": 0 if sv.previous is None else 1,
     }
 
 
@@ -89,6 +106,7 @@ async def snapshot(gw: Gateway, recent: int = 20) -> dict[str, Any]:
         },
         "uplink": gw.uplink.status.as_json(),
         "counters": counters(gw),
+        "health": {**gw.supervision.as_json(), **health(gw)},
         "sources": sources,
         "dead_letters": {
             "count": stored,

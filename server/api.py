@@ -37,6 +37,7 @@ from server.models import (
 from server.registry import GatewayRow, RegistryError
 from server.store import ledger
 from server.store.base import StoreError
+from server.timeparam import TimeParamError, TimeQ, time_range
 
 log = logging.getLogger("hamlet.server.api")
 router = APIRouter(prefix="/api/v1")
@@ -316,16 +317,18 @@ async def series(  # noqa: PLR0917 -- FastAPI passes them by name
     hamlet_id: HamletId,
     device: Annotated[str, Query(pattern=IDENT_PATTERN, examples=["salinity-1"])],
     metric: Annotated[str, Query(pattern=IDENT_PATTERN, examples=["salinity"])],
-    start: Annotated[int, Query(ge=0, le=2**53, description="ms since epoch, inclusive")],
-    end: Annotated[int, Query(ge=0, le=2**53, description="ms since epoch, exclusive")],
+    start: TimeQ = None,
+    end: TimeQ = None,
     resolution: Resolution = Resolution.AUTO,
     limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
 ) -> SeriesResult:
     await require_hamlet(state, caller, hamlet_id)
-    if end <= start:
-        raise HTTPException(422, "end must be after start")
+    try:
+        a, b = time_range(start, end, now_ms())
+    except TimeParamError as err:
+        raise HTTPException(422, str(err)) from err
     return await state.store.series(
-        hamlet_id, device, metric, start=start, end=end, resolution=resolution, limit=limit
+        hamlet_id, device, metric, start=a, end=b, resolution=resolution, limit=limit
     )
 
 
@@ -339,15 +342,19 @@ async def events(  # noqa: PLR0917 -- FastAPI passes them by name
     state: State,
     caller: Caller,
     hamlet_id: HamletId,
-    start: Annotated[int, Query(ge=0, le=2**53, description="ms since epoch, inclusive")],
-    end: Annotated[int, Query(ge=0, le=2**53, description="ms since epoch, exclusive")],
+    start: TimeQ = None,
+    end: TimeQ = None,
     device: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
     name: Annotated[str | None, Query(pattern=IDENT_PATTERN, examples=["rating"])] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
 ) -> list[EventOut]:
     await require_hamlet(state, caller, hamlet_id)
+    try:
+        a, b = time_range(start, end, now_ms())
+    except TimeParamError as err:
+        raise HTTPException(422, str(err)) from err
     return await state.store.events(
-        hamlet_id, start=start, end=end, device=device, name=name, limit=limit
+        hamlet_id, start=a, end=b, device=device, name=name, limit=limit
     )
 
 

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import UplinkBatch
-from server import api, limits, pages
+from server import api, limits, pages, report_api
 from server.config import ServerConfig
 from server.models import Health
 from server.ratelimit import AttemptWindow, TokenBucket
@@ -87,6 +87,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(limits.router)
+    app.include_router(report_api.router)
     app.include_router(pages.router)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")

@@ -17,7 +17,10 @@ from typing import Annotated
 
 import typer
 
+from server.indicators.report_cli import report as _report_command
+
 app = typer.Typer(no_args_is_help=True, help="Run and administer the backend server.")
+app.command("report")(_report_command)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see examples/).")

@@ -15,6 +15,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from hamlet.config import ConfigError, load_config
+from server.indicators.config import IndicatorsConfig
 
 ENV_PREFIX: Final = "HAMLET_SERVER"
 # Only ever used when environment == development; a production start refuses it.
@@ -103,6 +104,7 @@ class ServerConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    indicators: IndicatorsConfig = IndicatorsConfig()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -1,5 +1,21 @@
 """Durable SQLite buffer: group commit, seqs that only grow, a hard byte budget."""
 
-from gateway.buffer.buffer import BufferError, DurableBuffer, NewRecord, PendingGap, StoredRecord
+from gateway.buffer.buffer import (
+    DUPLICATE,
+    REFUSED,
+    BufferError,
+    DurableBuffer,
+    NewRecord,
+    PendingGap,
+    StoredRecord,
+)
 
-__all__ = ["BufferError", "DurableBuffer", "NewRecord", "PendingGap", "StoredRecord"]
+__all__ = [
+    "DUPLICATE",
+    "REFUSED",
+    "BufferError",
+    "DurableBuffer",
+    "NewRecord",
+    "PendingGap",
+    "StoredRecord",
+]

@@ -412,7 +412,7 @@ def declare(con: sqlite3.Connection, seq_runs: list[tuple[int, int]], reason: Ga
 
 def commit_when_full(
     store: Store, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
-) -> int:
+) -> list[int]:
     """The file reached ``max_page_count``: make room by the policy, else declare the group.
 
     Only records that give way before the group's own kinds are dropped to make room
@@ -447,7 +447,7 @@ def commit_when_full(
         len(records),
         len(records),
     )
-    return first
+    return list(range(first, first + len(records)))
 
 
 def in_steps(

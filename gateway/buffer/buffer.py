@@ -25,12 +25,15 @@ from typing import ParamSpec, TypeVar
 from gateway import deadletter
 from gateway.buffer.config import BufferConfig
 from gateway.buffer.store import (
+    DUPLICATE,
+    REFUSED,
     BufferError,
     Counters,
     NewRecord,
     PendingGap,
     Store,
     StoredRecord,
+    refused_letter,
 )
 from gateway.clock import Anchor
 
@@ -39,7 +42,15 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-__all__ = ["BufferError", "DurableBuffer", "NewRecord", "PendingGap", "StoredRecord"]
+__all__ = [
+    "DUPLICATE",
+    "REFUSED",
+    "BufferError",
+    "DurableBuffer",
+    "NewRecord",
+    "PendingGap",
+    "StoredRecord",
+]
 
 
 class DurableBuffer:
@@ -50,12 +61,13 @@ class DurableBuffer:
         self.store = Store(config, data_dir, boot_id)
         self._exec: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
-        self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[int]]] = []
+        self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[list[int]]]] = []
         self._pending_n = 0
         self._dead: list[deadletter.DeadLetter] = []
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
+        self._committing = False
         self._first_at = 0.0
         # Set after every commit that added records: the uplink waits on it.
         self.committed = asyncio.Event()
@@ -70,6 +82,11 @@ class DurableBuffer:
             raise
         self._task = asyncio.create_task(self._committer(), name="buffer-committer")
         return self
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The long-lived task, for the gateway's supervision."""
+        return self._task
 
     async def __aexit__(
         self,
@@ -104,14 +121,20 @@ class DurableBuffer:
 
     # -- appends --------------------------------------------------------------------
     async def append(self, records: Sequence[NewRecord]) -> int:
-        """Commit ``records``; returns the first seq (they get consecutive seqs)."""
+        """Commit ``records``; returns the first seq assigned (or the next one, if none was)."""
+        outcomes = await self.store_records(records)
+        stored = [o for o in outcomes if o > 0]
+        return stored[0] if stored else self.store.next_seq
+
+    async def store_records(self, records: Sequence[NewRecord]) -> list[int]:
+        """Commit ``records``; one outcome per record: its seq, DUPLICATE or REFUSED."""
         if self._closing:
             raise BufferError("buffer is closing")
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._enqueue(records, fut)
         return await fut
 
-    def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[int]) -> None:
+    def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[list[int]]) -> None:
         if not self._pending and not self._dead:
             self._first_at = time.monotonic()
         self._pending.append((records, fut))
@@ -175,8 +198,19 @@ class DurableBuffer:
             records: list[NewRecord] = []
             for recs, _ in batch:
                 records.extend(recs)
+            self._committing = True
             try:
-                first = await self._run(self.store.commit, records, dead)
+                try:
+                    outcomes = await self._run(self.store.commit, records, dead)
+                except (BufferError, OSError):
+                    raise
+                except Exception as err:  # noqa: BLE001 - isolated and dead-lettered below
+                    # A fault of ours on some record (not bad data: the store refuses that
+                    # itself). Failed once in the group; now each record alone, and one that
+                    # fails again is dead-lettered: it cannot stop the committer, now or
+                    # after a restart that brings it back.
+                    log.error("buffer: commit failed (%r); retrying record by record", err)  # noqa: TRY400
+                    outcomes = await self._run(self._one_by_one, records, dead)
             except asyncio.CancelledError:
                 for _, fut in batch:
                     if not fut.done():
@@ -184,17 +218,38 @@ class DurableBuffer:
                 raise
             except (BufferError, OSError) as err:
                 log.error("buffer: commit of %d records failed: %s", len(records), err)  # noqa: TRY400
+                self._dead[:0] = dead  # kept for the next commit; the sources retry theirs
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_exception(BufferError(str(err)))
                 continue
-            offset = first
+            finally:
+                self._committing = False
+            offset = 0
             for recs, fut in batch:
                 if not fut.done():
-                    fut.set_result(offset)
+                    fut.set_result(outcomes[offset : offset + len(recs)])
                 offset += len(recs)
-            if records:
+            if any(o > 0 for o in outcomes):
                 self.committed.set()
+
+    def _one_by_one(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        """On the buffer thread: commit each record alone; one that fails again is refused."""
+        self.store.commit([], dead)
+        outcomes: list[int] = []
+        for r in records:
+            try:
+                outcomes.extend(self.store.commit([r], []))
+            except (BufferError, OSError):
+                raise
+            except Exception as err:  # noqa: BLE001 - the second failure: dead-letter it
+                reason = f"failed_twice: committing raised {type(err).__name__}: {err}"
+                self.store.commit([], [refused_letter(r, reason)])
+                self.store.counters.refused += 1
+                outcomes.append(REFUSED)
+        return outcomes
 
     # -- uplink side ----------------------------------------------------------------
     async def read_batch(
@@ -244,7 +299,8 @@ class DurableBuffer:
 
     async def flush(self) -> None:
         """Wait until everything queued so far (records, dead letters) is committed."""
-        if self._pending or self._dead:
+        # A commit under way may hold some of it: the next one comes after it.
+        if self._pending or self._dead or self._committing:
             await self.append([])
 
     async def pending_gaps(self) -> list[PendingGap]:

@@ -47,6 +47,13 @@ class BufferConfig(BaseModel):
         900, ge=10, le=86400, description="bucket width when raw readings are aggregated"
     )
     keep_corrupt_files: int = Field(2, ge=0, le=10, description="corrupt files kept aside")
+    receipt_window: int = Field(
+        100_000,
+        ge=1000,
+        le=1_000_000,
+        description="records whose receipt is remembered to recognise redeliveries; at least "
+        "the broker's max_inflight_messages (see docs/store-and-forward.md)",
+    )
     dead_letter_max_count: int = Field(1000, ge=10, le=100_000)
     dead_letter_max_bytes: int = Field(1024 * 1024, ge=10_000, le=64 * 1024 * 1024)
 

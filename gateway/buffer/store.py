@@ -23,6 +23,7 @@ from gateway.buffer import budget as policy
 from gateway.buffer import salvage
 from gateway.buffer.budget import CODE_KIND, KIND_CODE, PAGE_SIZE, Budget, runs
 from gateway.buffer.config import BufferConfig
+from gateway.buffer.identity import Receipt, Receipts
 from gateway.buffer.seqstate import SeqState, read_state, write_state
 from gateway.clock import PENDING, Anchor
 from hamlet.contract import GapReason, RecordKind, TimeQuality
@@ -38,7 +39,7 @@ MAX_GAPS_PER_BATCH: Final = 1000
 # every batch would only wear the SD card.
 KEEP_FREE_PAGES: Final = 256
 # A confirmed batch this small is deleted in the next group commit's transaction rather than
-# in one of its own: at a hamlet's load that halves the fsyncs and WAL frames per window
+# in one of its own: at a hamlet's load that saves a transaction and its fsync per window
 # (bench/gateway_sd_writes.py). Bigger ones (a backlog draining) are deleted at once.
 DEFER_MAX_ROWS: Final = 1000
 _CORRUPT_ERRORS: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
@@ -74,6 +75,22 @@ class BufferError(Exception):
     """The buffer could not commit; the caller must not acknowledge its source."""
 
 
+# Per-record outcomes of a commit besides a seq (seqs start at 1).
+DUPLICATE: Final = 0
+REFUSED: Final = -1
+# What one record's data (not the database) can make SQLite or the driver raise.
+_DATA_ERRORS: Final = (
+    UnicodeError,
+    ValueError,
+    TypeError,
+    OverflowError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.ProgrammingError,  # "Error binding parameter": a value of a type SQLite refuses
+)
+_I64: Final = 2**63
+
+
 @dataclass(frozen=True, slots=True)
 class NewRecord:
     """A stamped record on its way into the buffer (the pipeline builds these)."""
@@ -86,6 +103,8 @@ class NewRecord:
     tq: int
     mono_ns: int
     attrs: str | None = None  # JSON object, events only
+    receipt: Receipt | None = None  # identity as received: a copy gets no new seq
+    source: str = ""  # for the dead letter, should the record prove unstorable
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +144,8 @@ class Counters:
     unused: int = 0  # reserved seqs declared never used after a lost file
     over_budget: int = 0  # commits after which the files measured over max_bytes (a bug)
     file_full: int = 0  # commits that met the database file's page cap (SQLITE_FULL)
+    duplicates_recognised: int = 0  # copies of stored records (redeliveries), given no seq
+    refused: int = 0  # records that could not be stored: dead-lettered by the store
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -153,12 +174,15 @@ class Store:
     # then no read returns them; after a crash they are sent again and the server, which
     # keys on (gateway, seq), keeps them once.
     _settled: list[tuple[int, int]] = field(init=False, default_factory=list)
+    receipts: Receipts = field(init=False)
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
         # Dead letters cannot give way to the budget, so they get a bounded share of it.
         dead_bytes = min(self.cfg.dead_letter_max_bytes, self.budget.dead_letter_bytes)
         self.cfg = self.cfg.model_copy(update={"dead_letter_max_bytes": dead_bytes})
+        # About 37 bytes a receipt (row + seq index): at most a tenth of the byte budget.
+        self.receipts = Receipts(min(self.cfg.receipt_window, max(self.cfg.max_bytes // 400, 1000)))
 
     # -- paths ----------------------------------------------------------------------
     @property
@@ -189,6 +213,7 @@ class Store:
             self._connect()
             healthy = False
         self._load_caches()
+        self.counters.duplicates_recognised = self._meta("duplicates_recognised") or 0
         if healthy:
             last = self._meta("last_seq") or 0
             self.next_seq = last + 1
@@ -241,6 +266,7 @@ class Store:
         # The database file's share: SQLite refuses to grow it further (SQLITE_FULL). It
         # cannot be set below the current size; open() shrinks a file that outgrew it.
         con.execute(f"PRAGMA max_page_count = {self.budget.db_pages}")
+        self.receipts.load(con)
 
     def _quarantine(self, why: str) -> salvage.Salvage:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
@@ -415,9 +441,13 @@ class Store:
         return first
 
     # -- append (group commit) -----------------------------------------------------
-    def commit(self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]) -> int:
-        """Commit ``records`` (consecutive seqs); returns the first seq assigned.
+    def commit(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        """Commit ``records``; one outcome per record, in order.
 
+        An outcome is the seq assigned, :data:`DUPLICATE` (a copy of a stored record, by its
+        receipt) or :data:`REFUSED` (unstorable: dead-lettered in the same transaction).
         One transaction, unless the group would outgrow the WAL's share of the budget: then
         a few, in order, and the caller is answered after the last.
         """
@@ -425,7 +455,8 @@ class Store:
             policy.slices(self.budget, records, dead, reserve=self._settled_bytes())
         )
         files = self.counters.corrupt_files
-        first, i = -1, 0
+        outcomes: list[int] = []
+        i = 0
         while i < len(parts):
             got = self._commit_part(*parts[i])
             if self.counters.corrupt_files != files:
@@ -433,9 +464,9 @@ class Store:
                 if i > 0:
                     # The file was replaced under this group: its first slices went with the
                     # old file (declared lost); commit the whole group again in the new one.
-                    first, i = -1, 0
+                    outcomes, i = [], 0
                     continue
-            first = got if first < 0 else first
+            outcomes.extend(got)
             i += 1
         try:
             if policy.over(self):
@@ -445,11 +476,11 @@ class Store:
             # again after the next commit (whose own errors are handled above).
             log.error("buffer: byte budget enforcement failed: %s", err)  # noqa: TRY400
         policy.check_files(self)
-        return first
+        return outcomes
 
     def _commit_part(
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
-    ) -> int:
+    ) -> list[int]:
         try:
             return self._commit(records, dead)
         except sqlite3.DatabaseError as err:
@@ -467,52 +498,133 @@ class Store:
             self.recover_runtime(err)
             return self._commit(records, dead)
 
-    def _commit(self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]) -> int:
-        seq0 = self.next_seq
+    def _commit(
+        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    ) -> list[int]:
+        seq0, changed0 = self.next_seq, self.receipts.count
         try:
-            first, evicted = self._insert(records, dead)
+            try:
+                outcomes, letters, evicted = self._insert(records, dead, isolate=False)
+            except _DATA_ERRORS:
+                # One record SQLite cannot take must not sink the group: redo it with a
+                # savepoint per record, so only the culprit is refused.
+                self._rolled_back(seq0, changed0)
+                outcomes, letters, evicted = self._insert(records, dead, isolate=True)
         except BaseException:
-            self.next_seq = seq0  # rolled back: these seqs were never used
+            self._rolled_back(seq0, changed0)
             raise
         # Only now, after COMMIT, do the numbers count.
         self._settled = []
-        self.depth += len(records)
-        self.counters.committed += len(records)
+        stored = sum(1 for o in outcomes if o > 0)
+        self.depth += stored
+        self.counters.committed += stored
         self.counters.commits += 1
-        self.counters.dead_lettered += len(dead)
+        self.counters.duplicates_recognised += outcomes.count(DUPLICATE)
+        self.counters.refused += outcomes.count(REFUSED)
+        self.receipts.recognised = self.counters.duplicates_recognised
+        self.counters.dead_lettered += len(letters)
         self.counters.dead_evicted += evicted
-        return first
+        return outcomes
+
+    def _rolled_back(self, seq0: int, receipts0: int) -> None:
+        """After a ROLLBACK: these seqs were never used; caches may hold rolled-back rows."""
+        self.next_seq = seq0
+        self.receipts.count = receipts0
+        self._series.clear()
+        self._series_rev.clear()
+        self._load_caches()
 
     def _insert(
-        self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
-    ) -> tuple[int, int]:
+        self,
+        records: Sequence[NewRecord],
+        dead: Sequence[deadletter.DeadLetter],
+        *,
+        isolate: bool,
+    ) -> tuple[list[int], list[deadletter.DeadLetter], int]:
+        outcomes: list[int] = []
+        letters = list(dead)
         with self._txn():
             self._delete_settled()
-            first = self._take_seqs(len(records))
-            boot = self._boot_idx
-            rows = [
-                (
-                    first + i,
-                    KIND_CODE[r.kind],
-                    self._sid(r.device, r.metric),
-                    r.value,
-                    *self._time(r),
-                    boot,
-                    r.mono_ns,
-                    r.attrs,
+            keys: list[tuple[int, int]] = []
+            batch_keys: set[int] = set()
+            rows: list[tuple[object, ...]] = []
+            for r in records:
+                rc = r.receipt
+                if (
+                    rc is not None
+                    and rc.check
+                    and (rc.key in batch_keys or self.receipts.seen(self.con, rc))
+                ):
+                    outcomes.append(DUPLICATE)
+                    continue
+                problem = unstorable(r)
+                if problem is None and isolate:
+                    problem = self._insert_one(r)  # takes the seq when it succeeds
+                if problem is not None:
+                    outcomes.append(REFUSED)
+                    letters.append(refused_letter(r, problem))
+                    continue
+                if isolate:
+                    seq = self.next_seq - 1
+                else:
+                    seq = self._take_seqs(1)
+                    rows.append(self._row(seq, r))
+                outcomes.append(seq)
+                if rc is not None:
+                    keys.append((rc.key, seq))
+                    batch_keys.add(rc.key)
+            if rows:
+                self.con.executemany(
+                    "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
+                    "VALUES (?,?,?,?,?,?,?,?,?)",
+                    rows,
                 )
-                for i, r in enumerate(records)
-            ]
-            self.con.executemany(
+            self.receipts.remember(self.con, keys)
+            self._set_meta("last_seq", self.next_seq - 1)
+            copies = outcomes.count(DUPLICATE)
+            if copies:
+                # Cumulative across restarts, so the heartbeat tells the server the total.
+                self._set_meta(
+                    "duplicates_recognised", self.counters.duplicates_recognised + copies
+                )
+            evicted = deadletter.put_many(
+                self.con, letters, self.cfg.dead_letter_max_count, self.cfg.dead_letter_max_bytes
+            )
+        return outcomes, letters, evicted
+
+    def _row(self, seq: int, r: NewRecord) -> tuple[object, ...]:
+        return (
+            seq,
+            KIND_CODE[r.kind],
+            self._sid(r.device, r.metric),
+            r.value,
+            *self._time(r),
+            self._boot_idx,
+            r.mono_ns,
+            r.attrs,
+        )
+
+    def _insert_one(self, r: NewRecord) -> str | None:
+        """Insert one record under a savepoint; the reason it was refused, or None."""
+        self.con.execute("SAVEPOINT one")
+        seq0 = self.next_seq
+        try:
+            seq = self._take_seqs(1)
+            self.con.execute(
                 "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
-                rows,
+                self._row(seq, r),
             )
-            self._set_meta("last_seq", self.next_seq - 1)
-            evicted = deadletter.put_many(
-                self.con, list(dead), self.cfg.dead_letter_max_count, self.cfg.dead_letter_max_bytes
-            )
-        return first, evicted
+        except _DATA_ERRORS as err:
+            self.con.execute("ROLLBACK TO one")
+            self.con.execute("RELEASE one")
+            self.next_seq = seq0
+            self._series.clear()
+            self._series_rev.clear()
+            self._load_caches()
+            return f"unstorable: {type(err).__name__}: {err}"
+        self.con.execute("RELEASE one")
+        return None
 
     def _time(self, r: NewRecord) -> tuple[int, int]:
         # Stamped before sync but committed after it (another source's group): anchor now.
@@ -715,6 +827,48 @@ class _Txn:
             self._con.execute("COMMIT")
         elif self._con.in_transaction:
             self._con.execute("ROLLBACK")
+
+
+def unstorable(r: NewRecord) -> str | None:
+    """Why ``r`` cannot be stored as it is (checked before SQL sees it), or None."""
+    if r.kind not in KIND_CODE:
+        return f"bad_kind: {r.kind!r} is not a record kind"
+    for what, text in (("device", r.device), ("name", r.metric), ("attrs", r.attrs)):
+        if not isinstance(text, str):
+            continue  # not text at all: SQLite decides (and refuses it alone, see _commit)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as err:
+            return (
+                f"bad_text: {what} holds {text[err.start : err.end]!r} at {err.start}, "
+                "which is not valid text (a lone surrogate)"
+            )
+        if "\x00" in text and what != "attrs":
+            return f"bad_text: {what} holds a NUL character"
+    if r.value is not None and (
+        not isinstance(r.value, float) or r.value != r.value or abs(r.value) == float("inf")
+    ):
+        return f"bad_value: {r.value!r} is not a finite number"
+    for what, n in (("wall_ms", r.wall_ms), ("mono_ns", r.mono_ns)):
+        if not isinstance(n, int) or not -_I64 <= n < _I64:
+            return f"bad_time: {what}={n} does not fit 64 bits"
+    return None
+
+
+def refused_letter(r: NewRecord, reason: str) -> deadletter.DeadLetter:
+    raw = json.dumps(
+        {
+            "kind": r.kind.value,
+            "device": r.device,
+            "name": r.metric,
+            "value": r.value,
+            "attrs": r.attrs,
+            "wall_ms": r.wall_ms,
+        },
+        ensure_ascii=True,  # escapes lone surrogates and NULs: the raw stays readable
+        default=repr,  # whatever it holds, the letter can be written
+    )
+    return deadletter.make(now_ms(), r.source or "buffer", reason, raw)
 
 
 def now_ms() -> int:

@@ -61,6 +61,31 @@ def _kv(d: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
+def health_line(health: Mapping[str, Any]) -> Text:
+    """Red when a component died or a source failed; what the installer should know."""
+    failures = health.get("failures") or {}
+    if failures:
+        parts = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        return Text(
+            f"FAILED / LỖI: {parts} — the gateway exits and its service restarts it",
+            style="bold red",
+        )
+    line = Text()
+    if health.get("sources_failed"):
+        line.append(
+            f"{health['sources_failed']} source(s) failed / nguồn bị lỗi (see Sources)",
+            style="bold red",
+        )
+    else:
+        line.append("all components running / mọi thành phần đang chạy", style="green")
+    prev = health.get("previous_failure")
+    if isinstance(prev, dict) and prev.get("failures"):
+        gone = "; ".join(f"{k}: {v}" for k, v in dict(prev["failures"]).items())
+        line.append(f"\nprevious run ended in a failure / lần chạy trước bị lỗi: {gone}",
+                    style="yellow")  # fmt: skip
+    return line
+
+
 def status_view(st: Mapping[str, Any], now: float | None = None) -> Group:
     now = time.time() if now is None else now
     head = Table.grid(padding=(0, 2))
@@ -95,6 +120,7 @@ def status_view(st: Mapping[str, Any], now: float | None = None) -> Group:
     head.add_row("uplink / gửi lên", uline)
     if st.get("counters"):
         head.add_row("counters", _kv(st["counters"]))
+    head.add_row("health / tình trạng", health_line(st.get("health") or {}))
 
     src = Table(title="Sources / Nguồn dữ liệu")
     for col in ("name", "kind", "status", "since", "last reading", "counters"):

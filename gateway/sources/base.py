@@ -4,7 +4,10 @@
   jittered backoff) and keeps ``state`` current. It acknowledges its transport only after
   ``await sink.submit(...)`` returned. Bad input goes to ``sink.reject`` with a reason.
 - If ``run`` raises, the gateway's supervisor records the error in the state and restarts it
-  after a backoff. One source failing never touches another.
+  after a backoff. One source failing never touches another, except that a source failing
+  5 times in a row makes the gateway exit for a clean restart (gateway/supervision.py).
+- A source whose transport can deliver one input twice gives each record a ``receipt``
+  (gateway/buffer/identity.py), so a copy is recognised and not stored again.
 - Config is validated before construction; constructors do no I/O.
 """
 

@@ -136,6 +136,11 @@ class Uplink:
         self._task = asyncio.create_task(self._run(), name="uplink")
         return self
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The long-lived task, for the gateway's supervision."""
+        return self._task
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Protocol, Self
 
 from hamlet.contract import GatewayAccounting, IngestResult, UplinkBatch
+from server.indicators.source import AboveRow, HourRow, Levels
 from server.models import DeviceOut, EventOut, LatestValue, Resolution, SeriesResult
 from server.registry import GatewayRow
 from server.store.db import Database
@@ -69,6 +70,26 @@ class Store(Protocol):
         ...
 
     async def accounting(self, gateways: list[GatewayRow]) -> list[GatewayAccounting]: ...
+
+    async def hourly_rollups(
+        self,
+        hamlets: list[str],
+        metrics: list[str],
+        *,
+        start: int,
+        end: int,
+        flat_only: bool = False,
+    ) -> list[HourRow]:
+        """Hourly rollups (n, mean, min, max) of these metrics in [start, end), any order;
+        ``flat_only``: only hours whose value never changed (min == max, n > 1)."""
+        ...
+
+    async def hours_above(
+        self, metric: str, levels: Levels, *, start: int, end: int, strict: bool
+    ) -> list[AboveRow]:
+        """Per device and local day: hours whose hourly mean of ``metric`` is above
+        (``strict``) or at/above each of the device's ``levels``, and hours with data."""
+        ...
 
     async def ping(self) -> None:
         """Raise if the store cannot answer."""

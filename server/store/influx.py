@@ -30,6 +30,7 @@ from hamlet.contract import IngestResult, UplinkBatch
 from hamlet.metrics import METRICS
 from server.classify import Classified, PointRow
 from server.config import InfluxConfig, ServerConfig
+from server.indicators.source import AboveRow, HourRow, Levels, count_above
 from server.models import Resolution, SeriesPoint, SeriesResult
 from server.registry import GatewayRow
 from server.store import sqlite_series as ss
@@ -181,6 +182,30 @@ def downsample_task_flux(bucket: str, rollup_bucket: str, org: str) -> str:
         '               agg(fn: max, name: "max"), agg(fn: count, name: "n")])\n'
         f'  |> set(key: "_measurement", value: "{MEASUREMENT}_1h")\n'
         f"  |> to(bucket: {flux_string(rollup_bucket)}, org: {flux_string(org)})\n"
+    )
+
+
+def hourly_rollups_flux(
+    rollup_bucket: str,
+    *,
+    hamlets: list[str],
+    metrics: list[str],
+    start: int,
+    end: int,
+    flat_only: bool,
+) -> str:
+    """Flux for the hourly rollups (mean, min, max, n) of these hamlets' metrics."""
+    in_h = " or ".join(f"r.hamlet == {flux_string(h)}" for h in hamlets) or "false"
+    in_m = " or ".join(f"r.metric == {flux_string(m)}" for m in metrics) or "false"
+    flat = "  |> filter(fn: (r) => r.min == r.max and r.n > 1)\n" if flat_only else ""
+    return (
+        f"from(bucket: {flux_string(rollup_bucket)})\n"
+        f"  |> range(start: {_rfc3339_ns(start)}, stop: {_rfc3339_ns(end)})\n"
+        f'  |> filter(fn: (r) => r._measurement == "{MEASUREMENT}_1h")\n'
+        f"  |> filter(fn: (r) => ({in_h}) and ({in_m}))\n"
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")\n'
+        f"{flat}"
+        '  |> keep(columns: ["_time", "hamlet", "device", "metric", "mean", "min", "max", "n"])'
     )
 
 
@@ -345,6 +370,54 @@ class InfluxStore(SqliteMetaReads):
             truncated=len(pts) > limit,
             points=pts[:limit],
         )
+
+    async def hourly_rollups(
+        self,
+        hamlets: list[str],
+        metrics: list[str],
+        *,
+        start: int,
+        end: int,
+        flat_only: bool = False,
+    ) -> list[HourRow]:
+        if not hamlets or not metrics:
+            return []
+        flux = hourly_rollups_flux(
+            self.influx.rollup_bucket,
+            hamlets=hamlets,
+            metrics=metrics,
+            start=start,
+            end=end,
+            flat_only=flat_only,
+        )
+        try:
+            recs = await asyncio.to_thread(self._run_query, flux)
+        except Exception as err:
+            raise StoreError(f"InfluxDB query failed: {err}") from err
+        out: list[HourRow] = []
+        for r in recs:
+            v = r.values
+            # The task stamps each hour with its window start (timeSrc: "_start").
+            out.append(
+                HourRow(
+                    hamlet=str(v["hamlet"]),
+                    device=str(v["device"]),
+                    metric=str(v["metric"]),
+                    hour_ms=int(r.get_time().timestamp() * 1000),
+                    n=int(v["n"]),
+                    mean=float(v["mean"]),
+                    min=float(v["min"]),
+                    max=float(v["max"]),
+                )
+            )
+        return out
+
+    async def hours_above(
+        self, metric: str, levels: Levels, *, start: int, end: int, strict: bool
+    ) -> list[AboveRow]:
+        hamlets = sorted({h for h, _ in levels})
+        rows = await self.hourly_rollups(hamlets, [metric], start=start, end=end)
+        return count_above(rows, levels, strict)
 
     async def ping(self) -> None:
         assert self._client is not None

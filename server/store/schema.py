@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS points (
 CREATE TABLE IF NOT EXISTS hourly (
     series INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, sum REAL NOT NULL,
     min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, bucket)) WITHOUT ROWID;
+-- Hours whose value never changed (stuck-sensor candidates): a partial index, so the monthly
+-- report finds them without scanning every hour of every series (server/indicators).
+CREATE INDEX IF NOT EXISTS hourly_flat ON hourly(series, bucket) WHERE min = max AND n > 1;
 CREATE TABLE IF NOT EXISTS daily (
     series INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL, sum REAL NOT NULL,
     min REAL NOT NULL, max REAL NOT NULL, PRIMARY KEY (series, bucket)) WITHOUT ROWID;
@@ -77,6 +80,23 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, name TEXT NOT NULL, t INTEGER NOT NULL, q INTEGER NOT NULL,
     attrs TEXT NOT NULL, PRIMARY KEY (gw, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_device ON events(hamlet, device, t);
+
+-- Indicator rollups, kept for both backends (server/indicators/rollups.py): minutes a device
+-- was heard (60-bit mask per hour, and the count per local day), the measurement -> arrival
+-- delay histogram per gateway and day, and data-quality fault counts per hour. Keys lead with
+-- what a report ranges over (hamlet, then kind and time), so a month is one range scan.
+CREATE TABLE IF NOT EXISTS presence (
+    hamlet TEXT NOT NULL, device TEXT NOT NULL, what INTEGER NOT NULL, hour INTEGER NOT NULL,
+    mask INTEGER NOT NULL, PRIMARY KEY (hamlet, device, what, hour)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS presence_day (
+    hamlet TEXT NOT NULL, device TEXT NOT NULL, what INTEGER NOT NULL, day INTEGER NOT NULL,
+    minutes INTEGER NOT NULL, PRIMARY KEY (hamlet, what, day, device)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS delay_day (
+    hamlet TEXT NOT NULL, gateway TEXT NOT NULL, day INTEGER NOT NULL, bin INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (hamlet, day, gateway, bin)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quality_hour (
+    hamlet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, hour INTEGER NOT NULL,
+    n INTEGER NOT NULL, PRIMARY KEY (hamlet, kind, hour, device)) WITHOUT ROWID;
 """
 
 

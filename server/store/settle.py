@@ -12,6 +12,7 @@ import sqlite3
 
 from hamlet.contract import IngestResult, Rejection, UplinkBatch
 from server.classify import Classified, classify, seq_bounds
+from server.indicators import rollups as indicator_rollups
 from server.ranges import Range, RangeSet
 from server.registry import GatewayRow
 from server.store import ledger
@@ -73,6 +74,7 @@ def settle_batch(
         rollups=rollups,
     )
     insert_events(conn, gateway.hamlet, gateway.num, c)
+    indicator_rollups.fold(conn, gateway.hamlet, gateway.id, batch, c, now_ms=now_ms)
     ledger.save(conn, gateway.num, c, loaded, now_ms)
     ledger.record_rejections(conn, gateway.num, c, now_ms, keep_rejections)
     return c

@@ -9,6 +9,7 @@ from typing import Self
 
 from hamlet.contract import IngestResult, UplinkBatch
 from server.config import ServerConfig
+from server.indicators.source import AboveRow, HourRow, Levels, hourly_rows, hours_above_sql
 from server.models import Resolution, SeriesResult
 from server.registry import GatewayRow
 from server.store import sqlite_series as ss
@@ -92,6 +93,22 @@ class SqliteStore(SqliteMetaReads):
             resolution=resolution,
             limit=limit,
         )
+
+    async def hourly_rollups(
+        self,
+        hamlets: list[str],
+        metrics: list[str],
+        *,
+        start: int,
+        end: int,
+        flat_only: bool = False,
+    ) -> list[HourRow]:
+        return await self.db.read(hourly_rows, hamlets, metrics, start, end, flat_only=flat_only)
+
+    async def hours_above(
+        self, metric: str, levels: Levels, *, start: int, end: int, strict: bool
+    ) -> list[AboveRow]:
+        return await self.db.read(hours_above_sql, metric, levels, start, end, strict)
 
     async def ping(self) -> None:
         def run(conn: sqlite3.Connection) -> None:

@@ -208,3 +208,29 @@ async def test_missing_port_reports_reconnecting(tmp_path: Path, committed: Comm
     async with running(src, sink):
         await _until(src, sink, lambda: src.state.status == SourceStatus.RECONNECTING)
     assert "no-such-adapter" in (src.state.last_error or "")
+
+
+async def test_retransmission_after_a_restart_is_recognised(
+    pty_pair: PtyPair, wire: Wire, committed: Committed
+) -> None:
+    # Node id + node seq (+ the frame) is the receipt: a frame retransmitted after the
+    # gateway's source restarted (no memory of the last frame) is still stored once.
+    sink = committed
+    frame = encode_frame("n7", 42, 1764309600.5, {"water_level": 1.25})
+    committed_after = (
+        lambda: len(sink.readings) == 1,  # the first run: stored
+        lambda: sink.buffer.counters.duplicates_recognised == 1,  # the second: recognised
+    )
+    for cond in committed_after:  # the second run is a fresh source object: a restart
+        src = SerialSource(_cfg(pty_pair.b))
+        async with running(src, sink):
+            await _until(src, sink, lambda s=src: s.state.status == SourceStatus.RUNNING)
+            wire.write(frame)
+            await _until(src, sink, cond)
+    assert len(sink.readings) == 1
+    # A rebooted node's seq 42 with other readings is new.
+    src = SerialSource(_cfg(pty_pair.b))
+    async with running(src, sink):
+        await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
+        wire.write(encode_frame("n7", 42, 1764309900.5, {"water_level": 1.31}))
+        await _until(src, sink, lambda: len(sink.readings) == 2)

@@ -21,8 +21,8 @@ import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.gateway_store.conftest import accounting_for
-from tests.gateway_store.test_kill9 import create_session
 from tests.support.broker import Broker
+from tests.support.gateway_proc import create_session
 from tests.support.procs import HAMLET, ManagedProcess, ServerProcess
 
 GW = "gw-kill"  # create_session() subscribes for this client id
@@ -89,7 +89,7 @@ def test_boot_in_the_past_sync_and_clock_steps(
     }
     path = tmp_path / "gateway.toml"
     path.write_text(tomli_w.dumps(conf))
-    create_session(mqtt_broker)
+    create_session(mqtt_broker, GW, ["hamlet/+/telemetry"])
     gw = ManagedProcess([*HAMLET, "gateway", "run", "--config", str(path)]).start()
     pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="node")
     pub.connect(mqtt_broker.host, mqtt_broker.port)

@@ -101,7 +101,10 @@ def _number(value: object, what: str) -> float:
     # bool is an int in Python but never a measurement.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError("bad_type", f"{what} must be a number, got {type(value).__name__}")
-    f = float(value)
+    try:
+        f = float(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 1 followed by 400 zeros)
+        raise PayloadError("not_finite", f"{what} is too large for a number") from None
     if not math.isfinite(f):
         raise PayloadError("not_finite", f"{what} is not finite ({value})")
     return f
@@ -154,6 +157,14 @@ EVENT_RULES: Final[Mapping[str, Callable[[Mapping[str, Scalar]], None]]] = {
 }
 
 
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _attrs(raw: object) -> dict[str, Scalar]:
     if raw is None:
         return {}
@@ -165,6 +176,11 @@ def _attrs(raw: object) -> dict[str, Scalar]:
     for key, val in raw.items():
         _ident(key, "attribute name")
         if isinstance(val, str):
+            if not val.isascii() and _has_surrogate(val):
+                # JSON's "\ud800" escape decodes to a lone surrogate: not text, not storable.
+                raise PayloadError(
+                    "bad_text", f"attribute {key!r} holds a lone surrogate, which is not text"
+                )
             if len(val) > _MAX_ATTR_STR:
                 raise PayloadError(
                     "bad_attrs", f"attribute {key!r} is longer than {_MAX_ATTR_STR} characters"

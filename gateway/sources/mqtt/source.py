@@ -17,12 +17,13 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.normalize import Normalizer
 from gateway.records import Record, Sink
 from gateway.sources.backoff import Backoff
@@ -38,6 +39,11 @@ _RAW_KEEP: Final = 2048
 # A connection that lived this long was healthy: the next failure starts backoff afresh.
 _HEALTHY_AFTER_S: Final = 10.0
 _MAX_DEVICES: Final = 2000  # per-device detail kept in state (bounded against id floods)
+_MAX_ATTEMPTS: Final = 2  # a message whose processing failed this often is dead-lettered
+
+
+class SourceFailed(Exception):
+    """Processing a message failed for a reason of ours; the supervisor restarts the source."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,9 @@ class MqttSource:
         self._generation = 0
         self._stopping = False
         self._normalizer = Normalizer()
-        # Last (seq, payload hash) per device: drops a device's retransmitted duplicate.
-        self._last_msg: dict[str, tuple[int, int]] = {}
+        # Receipt key -> times processing it raised (a bug, not bad input): the second time,
+        # the message is dead-lettered and acked, so a redelivered poison cannot wedge us.
+        self._failures: dict[int, int] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -198,9 +205,18 @@ class MqttSource:
                 batch.append(inbox.get_nowait())
             records: list[Record] = []
             for msg in batch:
-                records.extend(self._decode(msg, sink))
+                try:
+                    records.extend(self._decode(msg, sink))
+                except Exception as err:
+                    # Not bad input (_decode dead-letters that) but a fault of ours on it.
+                    # The first time: fail the source, nothing acked, the broker redelivers.
+                    # The second time: dead-letter it and go on (a poison message).
+                    if not self._failed(msg, err, sink):
+                        raise SourceFailed(f"processing a message on {msg.topic!r}") from err
+            # Also with no records: the batch's dead letters are committed before its acks,
+            # so a bad message is never acknowledged and then lost with a power cut.
+            await sink.submit(records)
             if records:
-                await sink.submit(records)
                 self.state.last_reading_at = time.time()
                 self.state.count("records", len(records))
             # Committed (or dead-lettered): now the broker may forget them.
@@ -217,6 +233,16 @@ class MqttSource:
             if acked:
                 self.state.count("acked", acked)
 
+    def receive(
+        self, topic: str, payload: bytes, sink: Sink, *, dup: bool = False, retain: bool = False
+    ) -> list[Record]:
+        """The records one message becomes (bad input is dead-lettered on ``sink``).
+
+        What ``run`` does with each message before submitting; public so the whole path
+        (this source, the pipeline, the buffer) can be property-tested without a broker.
+        """
+        return self._decode(_Msg(topic, payload, 1, 0, retain, dup, self._generation), sink)
+
     def _decode(self, msg: _Msg, sink: Sink) -> list[Record]:
         self.state.count("messages")
         if msg.dup:
@@ -229,23 +255,36 @@ class MqttSource:
                 self.name, str(err), f"{msg.topic[:200]} ".encode() + msg.payload[:_RAW_KEEP]
             )
             return []
-        if dec.seq is not None and self._is_duplicate(dec.device, dec.seq, msg):
-            # The device retried after a lost PUBACK: the same message twice. Keeping both
-            # would count one dossier or rating twice on the report card.
-            self.state.count("duplicates_dropped")
-            return []
         self._track(dec)
         # EC + water temperature in one message and no salinity: add PSS-78 salinity.
-        return self._normalizer.expand(dec.records)
+        records = self._normalizer.expand(dec.records)
+        # What was received, so the buffer recognises a redelivered copy after any restart
+        # (see docs/store-and-forward.md). A message with its own seq or time is unique, so
+        # a match is a copy; a bare one may repeat legitimately: only a DUP is checked.
+        check = msg.dup or dec.seq is not None or any(r.device_time_ms is not None for r in records)
+        receipts = receipts_for(self._receipt_key(msg), len(records), check=check)
+        return [replace(r, receipt=rc) for r, rc in zip(records, receipts, strict=True)]
 
-    def _is_duplicate(self, device: str, seq: int, msg: _Msg) -> bool:
-        fingerprint = (seq, hash((msg.topic, msg.payload)))
-        if self._last_msg.get(device) == fingerprint:
-            return True
-        if device not in self._last_msg and len(self._last_msg) >= _MAX_DEVICES * 5:
-            self._last_msg.pop(next(iter(self._last_msg)))
-        self._last_msg[device] = fingerprint
-        return False
+    def _receipt_key(self, msg: _Msg) -> int:
+        return receipt_key(self.name, msg.topic, msg.payload)
+
+    def _failed(self, msg: _Msg, err: Exception, sink: Sink) -> bool:
+        """Count a failure to process ``msg``; True when it failed before (dead-letter it)."""
+        key = self._receipt_key(msg)
+        n = self._failures.get(key, 0) + 1
+        if n < _MAX_ATTEMPTS:
+            if len(self._failures) >= _MAX_DEVICES:
+                self._failures.pop(next(iter(self._failures)))
+            self._failures[key] = n
+            return False
+        self._failures.pop(key, None)
+        self.state.count("failed_twice")
+        sink.reject(
+            self.name,
+            f"failed_twice: processing raised {type(err).__name__}: {err}",
+            f"{msg.topic[:200]} ".encode() + msg.payload[:_RAW_KEEP],
+        )
+        return True
 
     def _track(self, dec: Decoded) -> None:
         dev = self.state.devices.get(dec.device)

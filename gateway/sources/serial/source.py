@@ -13,10 +13,12 @@ import logging
 import os
 import select
 import time
+from dataclasses import replace
 from typing import Final
 
 import serial
 
+from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.normalize import Normalizer
 from gateway.records import Reading, Record, Sink
 from gateway.sources.backoff import Backoff
@@ -229,4 +231,9 @@ class SerialSource:
             Reading(frame.node, k, v, device_time_ms=t_ms, source=self.name)
             for k, v in frame.readings
         ]
-        return self._normalizer.expand(recs)
+        # Node id + node seq (+ the frame, so a rebooted node's new seq 1 is new): a radio
+        # retransmission is recognised by the buffer, also across a gateway restart.
+        recs = self._normalizer.expand(recs)
+        key = receipt_key(self.name, frame.node, frame.seq, repr((frame.time, frame.readings)))
+        receipts = receipts_for(key, len(recs), check=True)
+        return [replace(r, receipt=rc) for r, rc in zip(recs, receipts, strict=True)]
