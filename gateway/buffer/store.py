@@ -514,6 +514,7 @@ class Store:
             self._rolled_back(seq0, changed0)
             raise
         # Only now, after COMMIT, do the numbers count.
+        self.receipts.committed()
         self._settled = []
         stored = sum(1 for o in outcomes if o > 0)
         self.depth += stored
@@ -529,6 +530,7 @@ class Store:
     def _rolled_back(self, seq0: int, receipts0: int) -> None:
         """After a ROLLBACK: these seqs were never used; caches may hold rolled-back rows."""
         self.next_seq = seq0
+        self.receipts.rolled_back()
         self.receipts.count = receipts0
         self._series.clear()
         self._series_rev.clear()
