@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: demo test lint format bench lock clean help
+.PHONY: demo test lint format bench lock dist clean help
 .DEFAULT_GOAL := help
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make test   run the whole test suite"
 	@echo "make lint   ruff + mypy --strict"
 	@echo "make bench  run the benchmarks and print one table"
+	@echo "make dist   build the release wheel and sdist into dist/ (what a Pi installs)"
 
 # The venv is rebuilt when the dependency declarations change. constraints.txt pins every
 # package (the lock), so a fresh machine gets exactly what CI tested.
@@ -53,5 +54,12 @@ lock: $(STAMP)
 	   echo "# make installs with pip -c constraints.txt, so a fresh machine gets what CI tested."; \
 	   $(BIN)/pip freeze --exclude-editable | grep -iv '^smart-hamlet'; } > constraints.txt
 
+# The release artefacts: dist/smart_hamlet-VERSION-py3-none-any.whl (a Pi installs it with
+# pip install 'smart_hamlet-...whl[gateway]') and the sdist. The wheel carries gateway/share/.
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	@ls -l dist
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf dist $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

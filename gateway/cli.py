@@ -251,3 +251,63 @@ def tail(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
     # The gateway hung up (stopping or restarting): say so, and fail so scripts notice.
     typer.echo("the gateway closed the tail stream (stopped or restarting?)", err=True)
     raise typer.Exit(1)
+
+
+RootOpt = Annotated[
+    Path,
+    typer.Option("--root", help="Write under this directory instead of / (no system commands)."),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Print every file and command; change nothing.")
+]
+
+
+def _service_report(action: str, report_changed: bool, dry_run: bool) -> None:
+    if not report_changed:
+        typer.echo(f"{action}: unchanged / không có gì thay đổi")
+    elif dry_run:
+        typer.echo(f"{action}: dry run, nothing changed / chạy thử, chưa thay đổi gì")
+    else:
+        typer.echo(f"{action}: done / xong")
+
+
+@app.command("install-service")
+def install_service(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    root: RootOpt = Path("/"),
+    dry_run: DryRunOpt = False,
+) -> None:
+    """Install the gateway as a systemd service: user 'hamlet' (in dialout), data dir,
+    config, unit, journald limits, the field broker's config. Idempotent.
+
+    Cài gateway thành dịch vụ systemd (chạy lại nhiều lần không sao).
+    """
+    from gateway.installer.service import ServiceError, Target, install
+
+    try:
+        report = install(config, Target(root=root, dry_run=dry_run), typer.echo)
+    except (ServiceError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _service_report("install-service", report.changed, dry_run)
+    if report.changed and not dry_run:
+        typer.echo(
+            "Next / Tiếp theo: sudo -u hamlet hamlet gateway doctor && "
+            "sudo systemctl start hamlet-gateway"
+        )
+
+
+@app.command("uninstall-service")
+def uninstall_service(root: RootOpt = Path("/"), dry_run: DryRunOpt = False) -> None:
+    """Stop and remove the service (the config and the buffered data are kept).
+
+    Gỡ dịch vụ (giữ lại cấu hình và dữ liệu đệm).
+    """
+    from gateway.installer.service import ServiceError, Target, uninstall
+
+    try:
+        report = uninstall(Target(root=root, dry_run=dry_run), typer.echo)
+    except (ServiceError, OSError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    _service_report("uninstall-service", report.changed, dry_run)

@@ -26,11 +26,23 @@ class ConfigError(Exception):
     """A configuration file or override that cannot be used; the message says how to fix it."""
 
 
-def _parse_env_value(raw: str) -> Any:
+# Keys whose values are secrets: always strings (a numeric key stays text, never a number),
+# and never shown in an error message.
+_SECRET_WORDS = ("secret", "token", "password", "key")
+
+
+def is_secret_key(name: str) -> bool:
+    return any(w in name.lower() for w in _SECRET_WORDS)
+
+
+def _parse_env_value(raw: str, name: str = "") -> Any:
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    if is_secret_key(name) and not isinstance(value, str):
+        return raw  # a secret made of digits is still text
+    return value
 
 
 def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -50,7 +62,7 @@ def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict
             if not isinstance(node, dict):
                 break
         else:
-            node[path[-1]] = _parse_env_value(raw)
+            node[path[-1]] = _parse_env_value(raw, path[-1])
     return out
 
 
@@ -69,7 +81,9 @@ def format_validation_error(source: str, err: ValidationError) -> str:
     for e in err.errors(include_url=False):
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         got = e.get("input")
-        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        secret = any(is_secret_key(str(p)) for p in e["loc"])
+        hidden = secret or isinstance(got, dict | list) or got is None
+        shown = "" if hidden else f" (got {got!r})"
         lines.append(f"  - {key}: {e['msg']}{shown}")
     return "\n".join(lines)
 

@@ -42,6 +42,26 @@ MAX_FUTURE_SKEW_MS: Final = 5 * 60 * 1000
 # RTC starts at 1970 and such stamps must be re-anchored, not stored.
 MIN_PLAUSIBLE_TIME_MS: Final = 1_577_836_800_000
 
+# Sequence numbers are positive signed 64-bit integers: what SQLite (and InfluxDB) can hold.
+# JSON carries larger ones; the server rejects such a record alone, with this reason, and
+# settles the rest of the batch (a gateway must not retry a batch forever over one record).
+MIN_SEQ: Final = 1
+MAX_SEQ: Final = 2**63 - 1
+
+
+def seq_problem(seq: int) -> str | None:
+    """Why ``seq`` is outside the sequence domain, or None."""
+    if MIN_SEQ <= seq <= MAX_SEQ:
+        return None
+    return f"sequence number {seq} out of range (1..2^63-1)"
+
+
+# No reading of any metric (gateway counters included) is larger than this: beyond it a
+# value is a corrupt or hostile record, rejected alone, and sums behind hourly and daily
+# means can never overflow a float (1e308 readings made a mean of "inf", sent as null).
+MAX_ABS_VALUE: Final = 1e15
+
+
 # Identifiers: short, printable, no spaces or quotes, so they are safe in file names, MQTT
 # topics, InfluxDB tags and log lines.
 IDENT_BODY: Final = r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from hamlet.contract import (
     IDENT_PATTERN,
@@ -17,10 +16,13 @@ from hamlet.contract import (
     IngestResult,
     UplinkBatch,
 )
-from server import registry
+from server import audit, registry
+from server.audit import Action
 from server.auth import can_edit_devices, can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
+from server.clientaddr import client_address
 from server.deps import Caller, State, deny, readable, require_hamlet
+from server.errors import ErrorOut, ValidationErrorOut, validation_body
 from server.models import (
     DeviceIn,
     DeviceOut,
@@ -51,10 +53,6 @@ _examples = _extra.get("examples") if isinstance(_extra, dict) else None
 INGEST_EXAMPLE: Final[object] = _examples[0] if isinstance(_examples, list) and _examples else {}
 
 
-class ErrorOut(BaseModel):
-    detail: str
-
-
 def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "malformed body (bad gzip, bad JSON)",
@@ -68,7 +66,10 @@ def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
         429: "rate limited; retry after Retry-After seconds",
         503: "store unavailable; retry later",
     }
-    return {c: {"model": ErrorOut, "description": text[c]} for c in codes}
+    return {
+        c: {"model": ValidationErrorOut if c == 422 else ErrorOut, "description": text[c]}
+        for c in codes
+    }
 
 
 def now_ms() -> int:
@@ -149,8 +150,9 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
     try:
         batch = UplinkBatch.model_validate_json(body)
     except ValidationError as err:
-        detail = json.loads(err.json(include_url=False, include_input=False, include_context=False))
-        return _error(422, detail[:50])
+        return JSONResponse(
+            validation_body(err.errors(include_url=False, include_input=False)), status_code=422
+        )
     if batch.gateway != gw.id:
         return _error(403, f"token belongs to gateway {gw.id!r}, batch claims {batch.gateway!r}")
     try:
@@ -192,14 +194,25 @@ async def gateways(state: State, caller: Caller) -> list[GatewayAccounting]:
     summary="Register a gateway; the token is shown once",
     responses=_err(401, 403, 409, 422),
 )
-async def add_gateway(state: State, caller: Caller, body: GatewayIn) -> GatewayToken:
+async def add_gateway(
+    request: Request, state: State, caller: Caller, body: GatewayIn
+) -> GatewayToken:
     if not can_manage_gateways(caller):
         raise deny(caller)
     try:
         token = await state.store.db.write(registry.add_gateway, body.id, body.hamlet)
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
+    await _audit(request, state, caller, Action.GATEWAY_ADDED, body.id)
     return GatewayToken(id=body.id, token=token)
+
+
+async def _audit(
+    request: Request, state: State, caller: Caller, action: Action, target: str
+) -> None:
+    actor = caller.user.name if caller.user else "anonymous"
+    address = client_address(request, state.trusted_proxies)
+    await state.store.db.write(audit.record, actor, action, target, address=address)
 
 
 @router.post(
@@ -208,13 +221,16 @@ async def add_gateway(state: State, caller: Caller, body: GatewayIn) -> GatewayT
     summary="Revoke a gateway's token (admin)",
     responses=_err(401, 403, 404, 422),
 )
-async def revoke_gateway(state: State, caller: Caller, gateway_id: GatewayId) -> None:
+async def revoke_gateway(
+    request: Request, state: State, caller: Caller, gateway_id: GatewayId
+) -> None:
     if not is_admin(caller):
         raise deny(caller)
     try:
         await state.store.db.write(registry.revoke_gateway, gateway_id)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
+    await _audit(request, state, caller, Action.GATEWAY_REVOKED, gateway_id)
 
 
 @router.get(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import os
 import time
@@ -16,11 +17,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
-from hamlet.contract import UplinkBatch
-from server import api, limits, pages, report_api
+from hamlet.contract import INGEST_PATH, UplinkBatch
+from server import api, errors, limits, pages, report_api, users_api
+from server.body_limits import BodyLimits
+from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.models import Health
-from server.ratelimit import AttemptWindow, TokenBucket
+from server.ratelimit import LoginThrottle, TokenBucket
+from server.security import BrowserGuard, content_security_policy, inline_script_hashes
 from server.state import AppState, Metrics
 from server.store.base import Store, StoreError
 from server.store.schema import StoreUnavailable
@@ -63,8 +67,15 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ingest_limiter=TokenBucket(
                     config.ingest.rate_per_gateway, config.ingest.burst_per_gateway
                 ),
-                login_limiter=AttemptWindow(config.auth.login_attempts, config.auth.login_window_s),
+                login_throttle=LoginThrottle(
+                    per_pair=config.auth.login_attempts,
+                    per_user=config.auth.login_attempts_per_user,
+                    per_address=config.auth.login_attempts_per_address,
+                    window=config.auth.login_window_s,
+                    checks_per_s=config.auth.login_checks_per_s,
+                ),
                 metrics=Metrics(),
+                trusted_proxies=parse_networks(config.http.trusted_proxies),
             )
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
@@ -84,8 +95,24 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
+        # Off in production unless configured: the docs page loads its assets from a CDN.
+        docs_url="/docs" if config.docs_enabled else None,
+        redoc_url="/redoc" if config.docs_enabled else None,
+        openapi_url="/openapi.json" if config.docs_enabled else None,
+    )
+    errors.install(app)
+    app.add_middleware(
+        BodyLimits,
+        default=config.http.max_body_bytes,
+        limits={INGEST_PATH: config.ingest.max_body_bytes, "/login": pages.MAX_FORM_BYTES},
+    )
+    # Outermost: its headers go on every answer, its refusals come before any body read.
+    app.add_middleware(
+        BrowserGuard,
+        csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
     )
     app.include_router(api.router)
+    app.include_router(users_api.router)
     app.include_router(limits.router)
     app.include_router(report_api.router)
     app.include_router(pages.router)
@@ -119,6 +146,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     async def metrics(request: Request) -> Response:
         st: AppState = request.app.state.hamlet
+        want = config.auth.metrics_token
+        if want is not None:
+            scheme, _, got = request.headers.get("authorization", "").partition(" ")
+            ok = scheme.lower() == "bearer" and hmac.compare_digest(
+                got.strip().encode("utf-8", "surrogateescape"),
+                want.get_secret_value().encode(),
+            )
+            if not ok:
+                return JSONResponse(
+                    {"detail": "send Authorization: Bearer <auth.metrics_token>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict[str, Any]:
@@ -137,6 +177,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         for name, sub in body.pop("$defs", {}).items():
             comps.setdefault(name, sub)
         comps["UplinkBatch"] = body
+        errors.unify_422(schema)
         app.openapi_schema = schema
         return schema
 

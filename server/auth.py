@@ -8,13 +8,13 @@ hamlets when ``auth.open_read`` is on (the development demo).
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import dataclass
 from enum import StrEnum
 
 from server import registry
+from server.people import user_of_session
 from server.registry import Role, UserRow
-from server.secrets_ import GATEWAY_TOKEN_PREFIX, sign, unsign
+from server.secrets_ import GATEWAY_TOKEN_PREFIX
 
 SESSION_COOKIE = "hamlet_session"
 
@@ -35,6 +35,13 @@ class Principal:
     kind: PrincipalKind
     user: UserRow | None = None
     problem: AuthProblem = AuthProblem.NONE
+    session: str | None = None  # the session cookie, when that is how they came
+
+    @property
+    def must_change_password(self) -> bool:
+        return (
+            self.session is not None and self.user is not None and (self.user.must_change_password)
+        )
 
     @property
     def role(self) -> Role | None:
@@ -44,29 +51,13 @@ class Principal:
 ANONYMOUS = Principal(PrincipalKind.ANONYMOUS)
 
 
-def session_value(secret: bytes, user_id: int, hours: float) -> str:
-    expires = int(time.time() + hours * 3600)
-    return sign(secret, f"{user_id}:{expires}")
-
-
-def user_from_session(conn: sqlite3.Connection, secret: bytes, cookie: str) -> UserRow | None:
-    payload = unsign(secret, cookie)
-    if payload is None:
-        return None
-    uid, _, exp = payload.partition(":")
-    try:
-        if int(exp) < time.time():
-            return None
-        user = registry.user_by_id(conn, int(uid))
-    except ValueError:
-        return None
-    return user if user and not user.disabled else None
-
-
 def identify(
     conn: sqlite3.Connection, secret: bytes, authorization: str | None, cookie: str | None
 ) -> Principal:
-    """Resolve bearer token (user API token) or session cookie to a principal."""
+    """Resolve bearer token (user API token) or session cookie to a principal.
+
+    ``secret`` is unused since sessions became server-side (the cookie is a random id
+    looked up in the database); kept so callers need not change."""
     if authorization:
         scheme, _, token = authorization.partition(" ")
         token = token.strip()
@@ -82,9 +73,9 @@ def identify(
             return Principal(PrincipalKind.ANONYMOUS, problem=AuthProblem.BAD_TOKEN)
         return Principal(PrincipalKind.USER, user=user)
     if cookie:
-        user = user_from_session(conn, secret, cookie)
+        user = user_of_session(conn, cookie)
         if user is not None:
-            return Principal(PrincipalKind.USER, user=user)
+            return Principal(PrincipalKind.USER, user=user, session=cookie)
     return ANONYMOUS
 
 

@@ -16,21 +16,24 @@ from datetime import UTC, datetime
 from typing import Final
 
 from hamlet.contract import (
+    MAX_ABS_VALUE,
     MAX_FUTURE_SKEW_MS,
+    MAX_SEQ,
     MIN_PLAUSIBLE_TIME_MS,
+    MIN_SEQ,
     RecordKind,
     SeriesBlock,
     TimeQuality,
     UplinkBatch,
+    seq_problem,
 )
 from hamlet.metrics import GATEWAY_METRIC_PREFIX, METRICS
-from server.ranges import Range, RangeSet, compress, merge
+from server.ranges import Range, RangeSet, compress, first_claims, merge
 
 _UNSYNCED: Final = int(TimeQuality.UNSYNCED)
 _QUALITIES: Final = frozenset(int(x) for x in TimeQuality)
-_MIN_SEQ: Final = 1
-# SQLite integers are signed 64-bit; a larger seq cannot be stored or compared safely.
-_MAX_SEQ: Final = 2**63 - 1
+_MIN_SEQ: Final = MIN_SEQ
+_MAX_SEQ: Final = MAX_SEQ
 _MAX_TIME_MS: Final = 2**53  # beyond this, JSON numbers stop being exact
 _MAX_COUNT: Final = 2**31 - 1  # readings behind one aggregate; more is a corrupt record
 
@@ -120,6 +123,36 @@ class Classified:
         return merge([*self.new_ranges, *self.gap_ranges])
 
 
+@dataclass(slots=True)
+class DeviceGate:
+    """Caps the unregistered devices one gateway may create (each new one costs a series, a
+    row on every live page, ...): registered devices and those already seen pass; new ones
+    pass until ``cap`` unregistered devices exist; the records of any further one are
+    rejected with a reason saying what to do."""
+
+    known: set[str]
+    unregistered: int
+    cap: int
+    new: list[str] = field(default_factory=list)
+    refused: set[str] = field(default_factory=set)
+
+    def problem(self, device: str) -> str | None:
+        if device in self.known:
+            return None
+        if self.unregistered >= self.cap:
+            self.refused.add(device)
+            return (
+                f"device {device!r} is not registered and this gateway already sent "
+                f"{self.unregistered} unregistered devices (limit {self.cap}): register it "
+                f"('hamlet server add-device {device} --hamlet HAMLET') or raise "
+                "ingest.max_unregistered_devices"
+            )
+        self.known.add(device)
+        self.unregistered += 1
+        self.new.append(device)
+        return None
+
+
 def _fmt_time(t: int) -> str:
     try:
         return datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -148,17 +181,13 @@ def time_problem(t: int, q: int, now_ms: int) -> str | None:
 def value_problem(metric: str, v: float) -> str | None:
     if math.isnan(v) or math.isinf(v):
         return f"{metric}: value is not finite ({v})"
+    if abs(v) > MAX_ABS_VALUE:
+        return f"{metric}={v:g} is beyond ±{MAX_ABS_VALUE:g}: not a reading"
     if metric.startswith(GATEWAY_METRIC_PREFIX):
         return None
     m = METRICS.get(metric)
     if m is not None and not m.lo <= v <= m.hi:
         return f"{metric}={v:g} {m.unit} is outside the possible range {m.lo:g}..{m.hi:g}"
-    return None
-
-
-def _seq_problem(seq: int) -> str | None:
-    if seq < _MIN_SEQ or seq > _MAX_SEQ:
-        return f"sequence number {seq} out of range (1..2^63-1)"
     return None
 
 
@@ -195,6 +224,8 @@ def _block_is_clean(
     vals = block.v
     if not math.isfinite(sum(vals)):
         return False  # a NaN/inf, or a sum that overflowed: let the slow path say which
+    if max(vals) > MAX_ABS_VALUE or min(vals) < -MAX_ABS_VALUE:
+        return False
     metric = block.metric
     if metric.startswith(GATEWAY_METRIC_PREFIX):
         return True
@@ -224,7 +255,7 @@ def _slow_block(
         if seq in seen or seq in settled:
             out.duplicates += 1
             continue
-        if (p := _seq_problem(seq)) is not None:
+        if (p := seq_problem(seq)) is not None:
             reject(seq, p)
             continue
         t = times[i]
@@ -268,7 +299,16 @@ def _slow_block(
     return acc
 
 
-def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
+def classify(
+    batch: UplinkBatch,
+    settled: RangeSet,
+    now_ms: int,
+    *,
+    fast: bool = True,
+    devices: DeviceGate | None = None,
+) -> Classified:
+    """``fast=False`` checks every block point by point (the reference the fast path must
+    agree with; tests compare the two). ``devices`` caps unregistered devices."""
     out = Classified()
     seen: set[int] = set()
     taken: list[int] = []  # seqs newly settled (stored or rejected)
@@ -280,10 +320,22 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
             taken.append(seq)
             seen.add(seq)
 
+    def refuse(seqs: list[int], reason: str) -> None:
+        for seq in seqs:
+            if seq in seen or seq in settled:
+                out.duplicates += 1
+            elif (p := seq_problem(seq)) is not None:
+                reject(seq, p)
+            else:
+                reject(seq, reason)
+
     for block in batch.series:
         seqs = _decode(block.seq)
         times = _decode(block.t)
-        if _block_is_clean(block, seqs, times, seen=seen, settled=settled, now_ms=now_ms):
+        if devices is not None and (p := devices.problem(block.device)) is not None:
+            refuse(seqs, p)
+            continue
+        if fast and _block_is_clean(block, seqs, times, seen=seen, settled=settled, now_ms=now_ms):
             # Fast path (the normal case): the whole block is new and valid.
             seen.update(seqs)
             taken.extend(seqs)
@@ -308,10 +360,13 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
 
     for ev in batch.events:
         seq = ev.seq
+        if devices is not None and (p := devices.problem(ev.device)) is not None:
+            refuse([seq], p)
+            continue
         if seq in seen or seq in settled:
             out.duplicates += 1
             continue
-        if (p := _seq_problem(seq)) is not None:
+        if (p := seq_problem(seq)) is not None:
             reject(seq, p)
             continue
         if abs(ev.t) > _MAX_TIME_MS:
@@ -341,17 +396,14 @@ def classify(batch: UplinkBatch, settled: RangeSet, now_ms: int) -> Classified:
     taken.sort()
     out.new_ranges = compress(taken)
     if batch.gaps:
-        covered = settled.union(out.new_ranges)
-        for gap in batch.gaps:  # in the order declared: the first reason for a seq wins
-            last = min(gap.last, _MAX_SEQ)
-            if gap.first > last:
-                continue
-            fresh = (last - gap.first + 1) - covered.count_in(gap.first, last)
-            if fresh <= 0:
-                continue
-            out.accounted[str(gap.reason)] = out.accounted.get(str(gap.reason), 0) + fresh
-            out.gap_ranges.append((gap.first, last))
-            covered = covered.union([(gap.first, last)])
+        claims = [(g.first, min(g.last, _MAX_SEQ)) for g in batch.gaps]
+        valid = [(g, c) for g, c in zip(batch.gaps, claims, strict=True) if c[0] <= c[1]]
+        # In the order declared: the first reason for a seq wins.
+        fresh = first_claims([c for _, c in valid], settled.union(out.new_ranges))
+        for (gap, claim), n in zip(valid, fresh, strict=True):
+            if n > 0:
+                out.accounted[str(gap.reason)] = out.accounted.get(str(gap.reason), 0) + n
+                out.gap_ranges.append(claim)
     return out
 
 
@@ -372,5 +424,6 @@ def seq_bounds(batch: UplinkBatch) -> tuple[int, int] | None:
         hi = g.last if hi is None else max(hi, g.last)
     if lo is None or hi is None:
         return None
-    # Clamp to what SQLite can hold; out-of-range seqs are rejected record by record.
-    return max(lo, 0), min(hi, _MAX_SEQ - 1)
+    # Clamp to what SQLite can hold (lo-1 and hi+1 included); out-of-range seqs are
+    # rejected record by record.
+    return min(max(lo, 0), _MAX_SEQ - 1), max(min(hi, _MAX_SEQ - 1), 0)

@@ -8,11 +8,12 @@ without them rather than run with a guessable key.
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from pathlib import Path
 from typing import Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hamlet.config import ConfigError, load_config
 from server.indicators.config import IndicatorsConfig
@@ -32,11 +33,43 @@ class _Section(BaseModel):
 
 
 class HttpConfig(_Section):
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError as err:
+                raise ValueError(f"{item!r} is not an IP address or network") from err
+        return v
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     # Seconds to let in-flight requests finish on SIGTERM.
     graceful_timeout_s: int = Field(10, ge=1)
+    # Bounds on every request, enforced before it is parsed or its caller identified
+    # (ingest has its own, larger body limits under [ingest]).
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="request body, except ingest")
+    max_head_bytes: int = Field(16 * 1024, ge=1024, description="request line + all headers")
+    max_headers: int = Field(64, ge=8, description="header lines per request")
+    # A request's head must arrive within this many seconds of its first byte (or of the
+    # connection opening): a client that trickles headers cannot hold a socket forever.
+    header_timeout_s: float = Field(10.0, gt=0)
+    # The whole body must arrive within this many seconds of the head; raise it for big
+    # batches over very slow links (8 MB at 70 kB/s fits in the default).
+    body_timeout_s: float = Field(120.0, gt=0)
+    keep_alive_s: int = Field(5, ge=1, description="idle seconds between requests")
+    # Open connections per worker. Default: the open-file limit minus a reserve for the
+    # database and logs, so the process never runs out of descriptors. When full, the
+    # connection that has waited longest for its client's bytes is closed to make room.
+    max_connections: int | None = Field(None, ge=8)
+    # Reverse proxies (addresses or networks, e.g. "127.0.0.1" for Caddy on the same host)
+    # whose X-Forwarded-For is believed. Empty: the socket peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Interactive API docs (/docs, /redoc, /openapi.json). None: on in development, off in
+    # production.
+    docs: bool | None = None
 
 
 class IngestConfig(_Section):
@@ -49,6 +82,9 @@ class IngestConfig(_Section):
     burst_per_gateway: int = Field(100, ge=1)
     # Rejections kept for inspection (per server, newest first).
     keep_rejections: int = Field(10_000, ge=0)
+    # Devices a gateway may report that nobody registered; records of further ones are
+    # rejected (each is a series and a row on every live page).
+    max_unregistered_devices: int = Field(200, ge=0)
 
 
 class SqliteConfig(_Section):
@@ -87,14 +123,32 @@ class AuthConfig(_Section):
     secret_key: SecretStr | None = Field(
         None, description="signs session cookies; at least 32 characters"
     )
+
+    @field_validator("secret_key", mode="before")
+    @classmethod
+    def _secret_text(cls, v: object) -> object:
+        # An unquoted all-digit key in TOML arrives as a number: it is still the text typed.
+        if isinstance(v, int) and not isinstance(v, bool):
+            return str(v)
+        if isinstance(v, float):
+            raise ValueError('must be text: put it in quotes (secret_key = "...")')  # noqa: TRY004
+        return v
+
     session_hours: float = Field(12.0, gt=0)
-    # Login attempts per (client, user name) per window before 429.
+    # Login attempts per window before 429: per (client address, user name), per user name
+    # from any address, per address for any user; and password checks a second in all.
     login_attempts: int = Field(5, ge=1)
+    login_attempts_per_user: int = Field(20, ge=1)
+    login_attempts_per_address: int = Field(30, ge=1)
     login_window_s: float = Field(60.0, gt=0)
+    login_checks_per_s: float = Field(10.0, gt=0)
     # Anyone (no login) may read every hamlet. Defaults to on in development (the demo),
     # off in production, where only hamlets marked public are open.
     open_read: bool | None = None
     cookie_secure: bool | None = None
+    # When set, /metrics answers only `Authorization: Bearer <metrics_token>` (Prometheus:
+    # `authorization: {credentials: ...}`). Unset: /metrics is public, as before.
+    metrics_token: SecretStr | None = None
 
 
 class ServerConfig(_Section):
@@ -138,6 +192,12 @@ class ServerConfig(_Section):
     def secret(self) -> bytes:
         assert self.auth.secret_key is not None  # filled by the validator
         return self.auth.secret_key.get_secret_value().encode()
+
+    @property
+    def docs_enabled(self) -> bool:
+        if self.http.docs is None:
+            return self.environment == Environment.DEVELOPMENT
+        return self.http.docs
 
     @property
     def ledger_path(self) -> Path:

@@ -10,6 +10,9 @@ from server.auth import SESSION_COOKIE, AuthProblem, Principal, PrincipalKind, i
 from server.auth import readable_hamlets as _readable
 from server.state import AppState
 
+# What a person with a temporary password may still reach through their session.
+PASSWORD_CHANGE_PATHS = frozenset({"/api/v1/me", "/api/v1/me/password"})
+
 
 def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.hamlet
@@ -32,6 +35,12 @@ async def get_principal(request: Request, state: State) -> Principal:
         )
     if p.kind == PrincipalKind.GATEWAY:
         raise HTTPException(403, "gateway tokens may only post to /api/v1/ingest")
+    if p.must_change_password and request.url.path not in PASSWORD_CHANGE_PATHS:
+        raise HTTPException(
+            403,
+            "change your temporary password first (the /password page, or "
+            "POST /api/v1/me/password)",
+        )
     return p
 
 

@@ -38,6 +38,19 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "en": "Log in to see your hamlet's data.",
     },
     "unconfirmed": {"vi": "chưa đăng ký", "en": "unconfirmed"},
+    "change_pw": {"vi": "Đổi mật khẩu", "en": "Change password"},
+    "change_pw_why": {
+        "vi": "Mật khẩu này là mật khẩu tạm do quản trị viên đặt. Hãy đặt mật khẩu của riêng bạn.",
+        "en": "This is a temporary password set by an administrator. Choose your own.",
+    },
+    "pw_current": {"vi": "Mật khẩu hiện tại", "en": "Current password"},
+    "pw_new": {"vi": "Mật khẩu mới (ít nhất 10 ký tự)", "en": "New password (10+ characters)"},
+    "pw_again": {"vi": "Nhập lại mật khẩu mới", "en": "New password again"},
+    "pw_differ": {"vi": "Hai mật khẩu mới không giống nhau.", "en": "The new passwords differ."},
+    "pw_weak": {
+        "vi": "Mật khẩu mới phải có ít nhất 10 ký tự và khác mật khẩu cũ.",
+        "en": "The new password needs 10+ characters and must differ from the old one.",
+    },
     "other_lang": {"vi": "English", "en": "Tiếng Việt"},
     "unsynced": {"vi": "giờ chưa đồng bộ", "en": "clock not synced"},
 }

@@ -13,20 +13,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from hamlet.contract import TimeQuality
-from server import registry
-from server.auth import SESSION_COOKIE, PrincipalKind, identify, session_value
+from server import audit, people, registry
+from server.audit import Action
+from server.auth import SESSION_COOKIE, Principal, PrincipalKind, identify
 from server.auth import readable_hamlets as _readable
+from server.clientaddr import client_address
 from server.i18n import Lang, age, number, pick_lang, t
-from server.secrets_ import verify_password
+from server.secrets_ import MIN_PASSWORD_LEN, verify_password
 from server.state import AppState
 
 router = APIRouter(include_in_schema=False)
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    loader=FileSystemLoader(TEMPLATE_DIR),
     autoescape=select_autoescape(["html"]),
     auto_reload=False,
 )
-_MAX_FORM = 4096
+MAX_FORM_BYTES = 4096
 # Pages are never framed (clickjacking on the login form) nor content-sniffed.
 _HEADERS = {
     "X-Frame-Options": "DENY",
@@ -97,15 +100,19 @@ async def _board(request: Request, lang: Lang) -> dict[str, Any]:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def index(request: Request) -> HTMLResponse:
+async def index(request: Request) -> Response:
     lang = pick_lang(request.query_params.get("lang"))
+    if (await _caller(request)).must_change_password:
+        return RedirectResponse(f"/password?lang={lang}", status_code=303)
     ctx = await _board(request, lang)
     return HTMLResponse(_TEMPLATES.get_template("index.html").render(**ctx), headers=_HEADERS)
 
 
 @router.get("/partials/live", response_class=HTMLResponse)
-async def live(request: Request) -> HTMLResponse:
+async def live(request: Request) -> Response:
     lang = pick_lang(request.query_params.get("lang"))
+    if (await _caller(request)).must_change_password:
+        return Response(status_code=403)
     ctx = await _board(request, lang)
     return HTMLResponse(_TEMPLATES.get_template("live.html").render(**ctx), headers=_HEADERS)
 
@@ -129,25 +136,33 @@ async def login(request: Request) -> Response:
     raw = b""
     async for chunk in request.stream():
         raw += chunk
-        if len(raw) > _MAX_FORM:
+        if len(raw) > MAX_FORM_BYTES:
             return _login_page(lang, "form too large", 413)
     form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
     name = (form.get("username") or [""])[0][:64]
     password = (form.get("password") or [""])[0][:1024]
-    client = request.client.host if request.client else "?"
-    key = f"{client}|{name}"
-    if st.login_limiter.blocked_for(key) > 0:
-        return _login_page(lang, t("too_many", lang), 429)
+    client = client_address(request, st.trusted_proxies)
+    wait = st.login_throttle.admit(client, name)  # counted before any await: atomic
+    if wait > 0:
+        busy = _login_page(lang, t("too_many", lang), 429)
+        busy.headers["Retry-After"] = str(max(1, round(wait)))
+        return busy
     user = await st.store.db.read(registry.user_by_name, name)
     ok = await _verify(user.pw_hash if user and not user.disabled else None, password)
     if user is None or not ok:
-        st.login_limiter.fail(key)
+        await st.store.db.write(
+            audit.record, name or "?", Action.LOGIN_FAILED, name, address=client
+        )
         return _login_page(lang, t("bad_login", lang), 401)
-    st.login_limiter.reset(key)
-    resp = RedirectResponse(f"/?lang={lang}", status_code=303)
+    st.login_throttle.succeeded(client, name)
+    session = await st.store.db.write(
+        people.create_session, user, st.config.auth.session_hours, client
+    )
+    after = "/password" if user.must_change_password else "/"
+    resp = RedirectResponse(f"{after}?lang={lang}", status_code=303)
     resp.set_cookie(
         SESSION_COOKIE,
-        session_value(st.config.secret, user.id, st.config.auth.session_hours),
+        session,
         max_age=int(st.config.auth.session_hours * 3600),
         httponly=True,
         samesite="lax",
@@ -164,7 +179,77 @@ async def _verify(pw_hash: str | None, password: str) -> bool:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    st = _state(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        # Ends the session on the server: a copied cookie stops working at once.
+        address = client_address(request, st.trusted_proxies)
+        await st.store.db.write(people.end_session, cookie, address)
     resp = RedirectResponse("/", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp
+
+
+async def _caller(request: Request) -> Principal:
+    st = _state(request)
+    return await st.store.db.read(
+        identify,
+        st.config.secret,
+        request.headers.get("authorization"),
+        request.cookies.get(SESSION_COOKIE),
+    )
+
+
+def _password_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
+    html = _TEMPLATES.get_template("password.html").render(
+        lang=lang, t=lambda k: t(k, lang), error=error
+    )
+    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+@router.get("/password", response_class=HTMLResponse)
+async def password_form(request: Request) -> Response:
+    lang = pick_lang(request.query_params.get("lang"))
+    p = await _caller(request)
+    if p.session is None:
+        return RedirectResponse(f"/login?lang={lang}", status_code=303)
+    return _password_page(lang)
+
+
+@router.post("/password")
+async def password_change(request: Request) -> Response:
+    st = _state(request)
+    lang = pick_lang(request.query_params.get("lang"))
+    p = await _caller(request)
+    if p.session is None or p.user is None:
+        return RedirectResponse(f"/login?lang={lang}", status_code=303)
+    form = await _read_form(request)
+    if form is None:
+        return _password_page(lang, "form too large", 413)
+    current = (form.get("current") or [""])[0][:1024]
+    new = (form.get("new") or [""])[0][:1024]
+    again = (form.get("again") or [""])[0][:1024]
+    if new != again:
+        return _password_page(lang, t("pw_differ", lang), 422)
+    if len(new) < MIN_PASSWORD_LEN or new == current:
+        return _password_page(lang, t("pw_weak", lang), 422)
+    client = client_address(request, st.trusted_proxies)
+    if st.login_throttle.admit(client, p.user.name) > 0:
+        return _password_page(lang, t("too_many", lang), 429)
+    if not await _verify(p.user.pw_hash, current):
+        return _password_page(lang, t("bad_login", lang), 403)
+    st.login_throttle.succeeded(client, p.user.name)
+    await st.store.db.write(
+        people.change_own_password, p.user.id, new, keep_session=p.session, address=client
+    )
+    return RedirectResponse(f"/?lang={lang}", status_code=303)
+
+
+async def _read_form(request: Request) -> dict[str, list[str]] | None:
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return None
+    return parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)

@@ -62,3 +62,53 @@ class AttemptWindow:
 
     def reset(self, key: str) -> None:
         self._fails.pop(key, None)
+
+
+class LoginThrottle:
+    """Login attempts counted per (address, user), per user across addresses and per address
+    across users, plus a global rate of password checks (argon2 costs tens of ms of CPU, so
+    a spray from many addresses must not buy unbounded CPU).
+
+    ``admit`` checks and counts in one synchronous step: no await in between, so parallel
+    requests cannot all slip past the check before any of them is counted (they did when
+    only failures were counted, after the slow password check). A success clears the
+    (address, user) and user counts; the address keeps its count.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_pair: int,
+        per_user: int,
+        per_address: int,
+        window: float,
+        checks_per_s: float,
+    ) -> None:
+        self.pairs = AttemptWindow(per_pair, window)
+        self.users = AttemptWindow(per_user, window)
+        self.addresses = AttemptWindow(per_address, window)
+        self.checks = TokenBucket(checks_per_s, max(1, int(checks_per_s * 2)))
+
+    def admit(self, address: str, user: str, now: float | None = None) -> float:
+        """0.0 if this attempt may check a password (it is counted now), else seconds to wait."""
+        now = time.monotonic() if now is None else now
+        pair = f"{address}|{user}"
+        user_key = user.casefold()
+        wait = max(
+            self.pairs.blocked_for(pair, now),
+            self.users.blocked_for(user_key, now),
+            self.addresses.blocked_for(address, now),
+        )
+        if wait > 0:
+            return wait
+        wait = self.checks.take("*", now)
+        if wait > 0:
+            return wait
+        self.pairs.fail(pair, now)
+        self.users.fail(user_key, now)
+        self.addresses.fail(address, now)
+        return 0.0
+
+    def succeeded(self, address: str, user: str) -> None:
+        self.pairs.reset(f"{address}|{user}")
+        self.users.reset(user.casefold())

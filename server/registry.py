@@ -58,6 +58,7 @@ class UserRow:
     hamlet: str | None
     pw_hash: str | None
     disabled: bool
+    must_change_password: bool = False
 
 
 def now_ms() -> int:
@@ -306,7 +307,7 @@ def add_user(
         return cur.lastrowid
 
 
-def _user(r: tuple[int, str, str, str | None, str | None, str | None, int]) -> UserRow:
+def _user(r: tuple[int, str, str, str | None, str | None, str | None, int, int]) -> UserRow:
     return UserRow(
         id=r[0],
         name=r[1],
@@ -315,10 +316,11 @@ def _user(r: tuple[int, str, str, str | None, str | None, str | None, int]) -> U
         hamlet=r[4],
         pw_hash=r[5],
         disabled=bool(r[6]),
+        must_change_password=bool(r[7]),
     )
 
 
-_USER_COLS = "id, name, role, commune, hamlet, pw_hash, disabled"
+_USER_COLS = "id, name, role, commune, hamlet, pw_hash, disabled, must_change_password"
 
 
 def user_by_name(conn: sqlite3.Connection, name: str) -> UserRow | None:

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from server.config import ServerConfig
+from server.http_guard import ConnLimits, GuardedConfig, fd_budget
 
 log = logging.getLogger("hamlet.server")
 
@@ -55,6 +56,18 @@ def announce(sock: socket.socket) -> None:
     print(f"listening on http://{shown}:{port}", flush=True)
 
 
+def conn_limits(config: ServerConfig) -> ConnLimits:
+    h = config.http
+    budget = fd_budget()
+    return ConnLimits(
+        max_connections=min(h.max_connections or budget, budget),
+        max_head_bytes=h.max_head_bytes,
+        max_headers=h.max_headers,
+        header_timeout_s=h.header_timeout_s,
+        body_timeout_s=h.body_timeout_s,
+    )
+
+
 def run(config: ServerConfig) -> None:
     import uvicorn
 
@@ -72,6 +85,8 @@ def run(config: ServerConfig) -> None:
         "lifespan": "on",
         "server_header": False,
         "proxy_headers": False,
+        "timeout_keep_alive": config.http.keep_alive_s,
+        "conn_limits": conn_limits(config),
     }
     if config.http.workers == 1:
 
@@ -88,7 +103,7 @@ def run(config: ServerConfig) -> None:
                 if sig == signal.SIGTERM:
                     self._captured_signals = [s for s in self._captured_signals if s != sig]
 
-        ucfg = uvicorn.Config(create_app(config), **common)
+        ucfg = GuardedConfig(create_app(config), **common)
         single = _Server(ucfg)
         single.run(sockets=[sock])
         if not single.started:
@@ -98,7 +113,7 @@ def run(config: ServerConfig) -> None:
     from uvicorn.supervisors import Multiprocess
 
     os.environ[CONFIG_ENV] = config_json(config)
-    ucfg = uvicorn.Config(
+    ucfg = GuardedConfig(
         "server.app:app_from_env", factory=True, workers=config.http.workers, **common
     )
     # The socket listens already: connections queue until a worker accepts them.
@@ -133,8 +148,10 @@ async def serve_in_process(config: ServerConfig) -> AsyncIterator[str]:
             ready.set()
 
     server = _Embedded(
-        uvicorn.Config(
+        GuardedConfig(
             create_app(config),
+            conn_limits=conn_limits(config),
+            timeout_keep_alive=config.http.keep_alive_s,
             log_config=None,
             access_log=False,
             lifespan="on",

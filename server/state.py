@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from server.clientaddr import Network
 from server.config import ServerConfig
-from server.ratelimit import AttemptWindow, TokenBucket
+from server.ratelimit import LoginThrottle, TokenBucket
 from server.store.base import Store
 
 
@@ -39,5 +40,6 @@ class AppState:
     config: ServerConfig
     store: Store
     ingest_limiter: TokenBucket
-    login_limiter: AttemptWindow
+    login_throttle: LoginThrottle
     metrics: Metrics
+    trusted_proxies: list[Network] = field(default_factory=list)

@@ -155,6 +155,10 @@ def text_bytes(text: str | None) -> int:
     """UTF-8 size of ``text``, bounded from above without encoding it (4 bytes a char)."""
     if not text:
         return 0
+    if not isinstance(text, str):
+        # Not text at all (a bug upstream): the store refuses the record with its reason;
+        # sizing must not be what fails first.
+        return 4 * len(repr(text))
     return len(text) if text.isascii() else 4 * len(text)
 
 

@@ -86,8 +86,8 @@ def check_data_dir(cfg: GatewayConfig) -> Check:
     if not d.exists():
         return _fail(
             "data dir", f"{d} does not exist",
-            f"Create it for the gateway user: sudo install -d -o hamlet -g hamlet {d}",
-            f"Tạo thư mục cho người dùng hamlet: sudo install -d -o hamlet -g hamlet {d}",
+            "Create it (and the service): sudo hamlet gateway install-service",
+            "Tạo thư mục (và dịch vụ): sudo hamlet gateway install-service",
         )  # fmt: skip
     if not os.access(d, os.W_OK):
         return _fail(

@@ -279,6 +279,7 @@ class InfluxStore(SqliteMetaReads):
                 now_ms,
                 day_offset_ms=0,
                 keep_rejections=self.config.ingest.keep_rejections,
+                max_unregistered=self.config.ingest.max_unregistered_devices,
                 raw=False,
                 rollups=False,
             )
@@ -291,7 +292,13 @@ class InfluxStore(SqliteMetaReads):
 
     async def ingest(self, gateway: GatewayRow, batch: UplinkBatch, now_ms: int) -> IngestResult:
         def peek(conn: sqlite3.Connection) -> Classified:
-            return classify_batch(conn, gateway, batch, now_ms)[0]
+            return classify_batch(
+                conn,
+                gateway,
+                batch,
+                now_ms,
+                max_unregistered=self.config.ingest.max_unregistered_devices,
+            )[0]
 
         first = await self.db.read(peek)
         lines = [line(gateway.hamlet, gateway.id, p) for p in first.points]

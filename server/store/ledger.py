@@ -22,11 +22,18 @@ _I64_MAX: Final = 2**63 - 1
 
 
 def load_settled(conn: sqlite3.Connection, gw: int, lo: int, hi: int) -> list[Range]:
-    """Settled ranges touching [lo-1, hi+1] (all that can overlap or join the batch)."""
+    """Settled ranges touching [lo-1, hi+1] (all that can overlap or join the batch).
+
+    Ranges are disjoint and sorted, so only the one starting at or before lo-1 and those
+    starting inside the window can touch it: two index seeks, not a scan of the ledger.
+    """
+    (before,) = conn.execute(
+        "SELECT max(first) FROM gw_ranges WHERE gw = ? AND first <= ?", (gw, lo - 1)
+    ).fetchone()
     rows = conn.execute(
-        "SELECT first, last FROM gw_ranges WHERE gw = ? AND first <= ? AND last >= ? "
-        "ORDER BY first",
-        (gw, hi + 1, lo - 1),
+        "SELECT first, last FROM gw_ranges WHERE gw = ? AND first >= ? AND first <= ? "
+        "AND last >= ? ORDER BY first",
+        (gw, lo - 1 if before is None else before, hi + 1, lo - 1),
     ).fetchall()
     return [(a, b) for a, b in rows]
 

@@ -97,7 +97,23 @@ CREATE TABLE IF NOT EXISTS delay_day (
 CREATE TABLE IF NOT EXISTS quality_hour (
     hamlet TEXT NOT NULL, device TEXT NOT NULL, kind TEXT NOT NULL, hour INTEGER NOT NULL,
     n INTEGER NOT NULL, PRIMARY KEY (hamlet, kind, hour, device)) WITHOUT ROWID;
+-- People: server-side sessions (the cookie holds a random id; only its hash is kept) and
+-- the audit log of logins, failures, token, user and session changes (newest kept).
+CREATE TABLE IF NOT EXISTS sessions (
+    hash TEXT PRIMARY KEY, user_id INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL, address TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions(user_id);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '', address TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '');
+-- Devices each gateway has sent, so unregistered ones can be capped per gateway.
+CREATE TABLE IF NOT EXISTS gw_devices (
+    gw INTEGER NOT NULL, device TEXT NOT NULL, PRIMARY KEY (gw, device)) WITHOUT ROWID;
 """
+
+# Columns added after the first release: (table, column, definition).
+_ADDED_COLUMNS: Final = (("users", "must_change_password", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 class StoreUnavailable(Exception):
@@ -145,6 +161,12 @@ def open_db(path: Path, *, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
             f"INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '{SCHEMA_VERSION}');"
             "COMMIT;"
         )
+        conn.execute("BEGIN IMMEDIATE")
+        for table, column, definition in _ADDED_COLUMNS:
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        conn.execute("COMMIT")
     except sqlite3.DatabaseError as err:
         conn.close()
         raise StoreUnavailable(

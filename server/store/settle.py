@@ -8,15 +8,18 @@ transaction or savepoint.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 
 from hamlet.contract import IngestResult, Rejection, UplinkBatch
-from server.classify import Classified, classify, seq_bounds
+from server.classify import Classified, DeviceGate, classify, seq_bounds
 from server.indicators import rollups as indicator_rollups
 from server.ranges import Range, RangeSet
 from server.registry import GatewayRow
 from server.store import ledger
 from server.store import sqlite_series as ss
+
+log = logging.getLogger("hamlet.server.ingest")
 
 
 def result_of(c: Classified) -> IngestResult:
@@ -39,13 +42,32 @@ def insert_events(conn: sqlite3.Connection, hamlet: str, gw: int, c: Classified)
         )
 
 
+def device_gate(conn: sqlite3.Connection, gateway: GatewayRow, cap: int) -> DeviceGate:
+    """Registered devices of the gateway's hamlet, its own id (heartbeats) and the devices it
+    has sent before; how many of those are unregistered."""
+    registered = {
+        r[0] for r in conn.execute("SELECT id FROM devices WHERE hamlet = ?", (gateway.hamlet,))
+    }
+    registered.add(gateway.id)
+    seen = {
+        r[0] for r in conn.execute("SELECT device FROM gw_devices WHERE gw = ?", (gateway.num,))
+    }
+    return DeviceGate(known=registered | seen, unregistered=len(seen - registered), cap=cap)
+
+
 def classify_batch(
-    conn: sqlite3.Connection, gateway: GatewayRow, batch: UplinkBatch, now_ms: int
-) -> tuple[Classified, list[Range]]:
+    conn: sqlite3.Connection,
+    gateway: GatewayRow,
+    batch: UplinkBatch,
+    now_ms: int,
+    *,
+    max_unregistered: int | None = None,
+) -> tuple[Classified, list[Range], DeviceGate | None]:
     """The batch classified against the ledger ranges it touches (and those ranges)."""
     bounds = seq_bounds(batch)
     loaded = ledger.load_settled(conn, gateway.num, *bounds) if bounds else []
-    return classify(batch, RangeSet(loaded), now_ms), loaded
+    gate = device_gate(conn, gateway, max_unregistered) if max_unregistered is not None else None
+    return classify(batch, RangeSet(loaded), now_ms, devices=gate), loaded, gate
 
 
 def settle_batch(
@@ -59,8 +81,11 @@ def settle_batch(
     keep_rejections: int,
     raw: bool = True,
     rollups: bool = True,
+    max_unregistered: int | None = None,
 ) -> Classified:
-    c, loaded = classify_batch(conn, gateway, batch, now_ms)
+    c, loaded, gate = classify_batch(
+        conn, gateway, batch, now_ms, max_unregistered=max_unregistered
+    )
     ss.write_points(
         conn,
         ids,
@@ -77,4 +102,17 @@ def settle_batch(
     indicator_rollups.fold(conn, gateway.hamlet, gateway.id, batch, c, now_ms=now_ms)
     ledger.save(conn, gateway.num, c, loaded, now_ms)
     ledger.record_rejections(conn, gateway.num, c, now_ms, keep_rejections)
+    if gate is not None and gate.new:
+        conn.executemany(
+            "INSERT OR IGNORE INTO gw_devices(gw, device) VALUES (?, ?)",
+            [(gateway.num, d) for d in gate.new],
+        )
+    if gate is not None and gate.refused:
+        log.warning(
+            "gateway %s: records of %d unregistered devices rejected (cap %d), e.g. %s",
+            gateway.id,
+            len(gate.refused),
+            gate.cap,
+            sorted(gate.refused)[0],
+        )
     return c

@@ -55,6 +55,7 @@ class SqliteStore(SqliteMetaReads):
                 now_ms,
                 day_offset_ms=self._day_offset_ms,
                 keep_rejections=self.config.ingest.keep_rejections,
+                max_unregistered=self.config.ingest.max_unregistered_devices,
             )
         except BaseException:
             # Series ids created in the rolled-back savepoint no longer exist.

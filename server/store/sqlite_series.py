@@ -7,9 +7,10 @@ on the writer / reader threads.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Final
 
 from hamlet.metrics import METRICS
@@ -119,6 +120,7 @@ def write_points(
     total = 0
     latest: dict[int, tuple[int, float, int]] = {}
     hourly: dict[tuple[int, int], Acc] = {}
+    plain: list[Iterable[tuple[object, ...]]] = []
     for b in blocks:
         sid = ids.get(conn, (hamlet, b.device, b.metric), b.kind, gateway)
         k = len(b.seqs)
@@ -134,13 +136,7 @@ def write_points(
             continue
         qs = b.qs if b.qs is not None else repeat(0, k)
         if b.vmin is None:
-            # Plain readings: the constant columns are inlined (our own integers), so only
-            # four parameters a row cross from Python to SQLite.
-            conn.executemany(
-                "INSERT INTO points(series, t, gw, seq, v, q) "
-                f"VALUES ({int(sid)}, ?, {int(gw)}, ?, ?, ?)",
-                zip(b.times, b.seqs, b.vals, qs, strict=False),
-            )
+            plain.append(zip(repeat(sid, k), b.times, b.seqs, b.vals, qs, strict=False))
         else:
             conn.executemany(
                 "INSERT INTO points(series, t, gw, seq, v, q, vmin, vmax, n) "
@@ -156,6 +152,13 @@ def write_points(
                     strict=False,
                 ),
             )
+    if plain:
+        # Plain readings of every block in one statement (a batch may hold 10,000 small
+        # blocks); the gateway number is inlined (our own integer).
+        conn.executemany(
+            f"INSERT INTO points(series, t, gw, seq, v, q) VALUES (?, ?, {int(gw)}, ?, ?, ?)",
+            chain.from_iterable(plain),
+        )
     if not total:
         return 0
     if rollups:
@@ -177,6 +180,15 @@ def write_points(
         [(sid, *newest, now_ms) for sid, newest in latest.items()],
     )
     return total
+
+
+def bucket_mean(total: float, n: int, lo: float, hi: float) -> float:
+    """The mean of a rollup bucket, always a number within [lo, hi]: a sum that overflowed
+    (rows written before values were bounded) must not turn into null in the answer."""
+    mean = total / n if n else lo
+    if not math.isfinite(mean):
+        return hi if mean > 0 else lo
+    return min(max(mean, lo), hi)
 
 
 def _series_id(conn: sqlite3.Connection, key: SeriesKey) -> int | None:
@@ -219,11 +231,14 @@ def read_series(
     else:
         table = "hourly" if res == Resolution.HOUR else "daily"
         rows = conn.execute(
-            f"SELECT bucket, sum / n, min, max, n FROM {table} "
+            f"SELECT bucket, sum, min, max, n FROM {table} "
             "WHERE series = ? AND bucket >= ? AND bucket < ? ORDER BY bucket LIMIT ?",
             (sid, start, end, limit + 1),
         ).fetchall()
-        pts = [SeriesPoint(t=r[0], v=r[1], min=r[2], max=r[3], n=r[4]) for r in rows]
+        pts = [
+            SeriesPoint(t=r[0], v=bucket_mean(r[1], r[4], r[2], r[3]), min=r[2], max=r[3], n=r[4])
+            for r in rows
+        ]
     out.truncated = len(pts) > limit
     out.points = pts[:limit]
     return out

@@ -107,7 +107,8 @@ def test_structurally_invalid_batches_get_422(server: ServerProcess, client: htt
         bad["series"][0].update(patch)
         r = post(client, token, json.dumps(bad).encode())
         assert r.status_code == 422, (what, r.text)
-        assert isinstance(r.json()["detail"], list)
+        assert isinstance(r.json()["detail"], str)
+        assert isinstance(r.json()["errors"], list)
     assert post(client, token, b"not json").status_code == 422
     assert post(client, token, b"[]").status_code == 422
     (g,) = client.get("/api/v1/gateways").json()

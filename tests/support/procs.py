@@ -160,14 +160,29 @@ class ServerProcess:
         return str(json.loads(out)["token"])
 
 
+def with_nofile_limit(limit: int) -> list[str]:
+    """An argv prefix that runs the rest of the command under an open-file limit
+    (what systemd and Docker give a service by default: 1,024)."""
+    code = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({limit}, {limit})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code]
+
+
 @contextmanager
 def start_server(
-    data_dir: Path, *extra: str, env: dict[str, str] | None = None
+    data_dir: Path,
+    *extra: str,
+    env: dict[str, str] | None = None,
+    argv_prefix: Sequence[str] = (),
 ) -> Iterator[ServerProcess]:
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {"HAMLET_SERVER__ENVIRONMENT": "development", **(env or {})}
     mp = ManagedProcess(
         [
+            *argv_prefix,
             *HAMLET,
             "server",
             "run",
