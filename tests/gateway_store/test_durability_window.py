@@ -57,13 +57,13 @@ async def test_many_waiting_submits_do_not_wait_for_a_long_window(tmp_path: Path
     the port: that many waiting submits are committed at once, whatever the window."""
     cfg = BufferConfig(durability_window_s=60, commit_max_waiters=8)
     async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
-        appends = [asyncio.create_task(buf.append([reading(value=i)])) for i in range(8)]
+        appends = [asyncio.create_task(buf.append([reading(value=float(i))])) for i in range(8)]
         firsts = await asyncio.wait_for(asyncio.gather(*appends), 20)  # not 60 s
         assert sorted(firsts) == list(range(1, 9))
         assert buf.counters.commits == 1
         # Fewer than that: they wait for the window (not committed by the time a second,
         # independent commit of the same size would have been).
-        late = asyncio.create_task(buf.append([reading(value=99)]))
+        late = asyncio.create_task(buf.append([reading(value=99.0)]))
         done, _ = await asyncio.wait({late}, timeout=1.0)
         assert not done
         assert buf.counters.committed == 8
