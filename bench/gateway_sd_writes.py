@@ -110,9 +110,12 @@ def fsyncs_between(log: Path, t0: float, t1: float) -> int | None:
     for ln in log.read_text().splitlines():
         parts = ln.split()
         # "<pid> <epoch.us> fsync(12) = 0"; an interrupted call shows as "<unfinished ...>".
-        if len(parts) >= 3 and parts[2].startswith(("fsync(", "fdatasync(")):
-            if t0 <= float(parts[1]) <= t1:
-                n += 1
+        if (
+            len(parts) >= 3
+            and parts[2].startswith(("fsync(", "fdatasync("))
+            and t0 <= float(parts[1]) <= t1
+        ):
+            n += 1
     return n
 
 
@@ -177,16 +180,12 @@ def hamlet_load(pub: Publisher, seconds: float, stop: threading.Event) -> None:
     events.append((seconds / 2, "burst", 0))
     events = sorted(e for e in events if e[0] < seconds)
     t0 = time.monotonic()
-    n = 0
-    for at, kind, i in events:
+    for n, (at, kind, i) in enumerate(events, 1):
         left = t0 + at - time.monotonic()
         if left > 0 and stop.wait(left):
             return
-        n += 1
         if kind == "sensor":
-            pub.telemetry(
-                f"sensor-{i:02d}", {m: field_value(m, n, rng) for m in FIELD_METRICS}
-            )
+            pub.telemetry(f"sensor-{i:02d}", {m: field_value(m, n, rng) for m in FIELD_METRICS})
         elif kind == "radio":
             pub.telemetry(f"radio-{i}", {"water_level": field_value("water_level", n, rng),
                                          "battery": field_value("battery", n, rng)})  # fmt: skip

@@ -171,10 +171,7 @@ class DurableBuffer:
                 self._pending_n >= cfg.commit_min_group
                 or len(self._pending) >= cfg.commit_max_waiters
             )
-            if big:
-                left = cfg.commit_min_interval_ms / 1000 - age
-            else:
-                left = cfg.window_s - age
+            left = (cfg.commit_min_interval_ms / 1000 if big else cfg.window_s) - age
             if left <= 0:
                 return
             self._full.clear()

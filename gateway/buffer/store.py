@@ -451,9 +451,7 @@ class Store:
         One transaction, unless the group would outgrow the WAL's share of the budget: then
         a few, in order, and the caller is answered after the last.
         """
-        parts = list(
-            policy.slices(self.budget, records, dead, reserve=self._settled_bytes())
-        )
+        parts = list(policy.slices(self.budget, records, dead, reserve=self._settled_bytes()))
         files = self.counters.corrupt_files
         outcomes: list[int] = []
         i = 0
@@ -713,9 +711,7 @@ class Store:
                 before = self.con.total_changes
                 self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
                 deleted = self.con.total_changes - before
-                self.con.executemany(
-                    "DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts]
-                )
+                self.con.executemany("DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts])
             self._settled = []
         self.inflight = []
         self.depth -= deleted

@@ -68,7 +68,8 @@ async def test_many_waiting_submits_do_not_wait_for_a_long_window(tmp_path: Path
         assert not done
         assert buf.counters.committed == 8
     # Closing commits what waits: nothing handed to the buffer is dropped.
-    assert late.done() and late.result() == 9
+    assert late.done()
+    assert late.result() == 9
 
 
 class Field(threading.Thread):
@@ -151,6 +152,14 @@ def test_kill9_with_a_long_window_loses_nothing(
     -9 must lose none of it (the broker redelivers), nor anything acked."""
     token = server.add_gateway(GW)
     conf = tmp_path / "gateway.toml"
+    mqtt_src = {
+        "name": "mqtt",
+        "host": mqtt_broker.host,
+        "port": mqtt_broker.port,
+        "client_id": GW,
+        "topics": ["hamlet/+/telemetry"],
+    }
+    uplink = {"url": server.url, "token": token, "backoff_base_s": 0.05, "backoff_cap_s": 0.5}
     conf.write_text(
         tomli_w.dumps(
             {
@@ -159,12 +168,9 @@ def test_kill9_with_a_long_window_loses_nothing(
                 "heartbeat_interval_s": 3600,
                 "buffer": {"durability_window_s": 5},
                 "clock": {"sync": "always"},
-                "uplink": {"url": server.url, "token": token, "backoff_base_s": 0.05,
-                           "backoff_cap_s": 0.5},
-                "sources": {"mqtt": [{"name": "mqtt", "host": mqtt_broker.host,
-                                      "port": mqtt_broker.port, "client_id": GW,
-                                      "topics": ["hamlet/+/telemetry"]}]},
-            }  # fmt: skip
+                "uplink": uplink,
+                "sources": {"mqtt": [mqtt_src]},
+            }
         )
     )
 
