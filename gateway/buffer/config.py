@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The default durability window, sized for an SD card: see docs/store-and-forward.md,
 # "Durability window" (measured by bench/gateway_sd_writes.py).
-DEFAULT_WINDOW_S = 10.0
+DEFAULT_WINDOW_S = 30.0
 
 
 class BufferConfig(BaseModel):
