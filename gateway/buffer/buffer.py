@@ -69,6 +69,8 @@ class DurableBuffer:
         self._closing = False
         self._committing = False
         self._first_at = 0.0
+        # Someone (status, shutdown) waits for what is queued: commit it without the window.
+        self._now = False
         # Set after every commit that added records: the uplink waits on it.
         self.committed = asyncio.Event()
 
@@ -165,7 +167,7 @@ class DurableBuffer:
         submits in flight (serial) must not be throttled to one batch per full window.
         """
         cfg = self.config
-        while not self._closing and self._pending_n < cfg.commit_max_records:
+        while not self._closing and not self._now and self._pending_n < cfg.commit_max_records:
             age = time.monotonic() - self._first_at
             big = (
                 self._pending_n >= cfg.commit_min_group
@@ -191,6 +193,7 @@ class DurableBuffer:
                 continue
             await self._window()
             batch, self._pending, self._pending_n = self._pending, [], 0
+            self._now = False
             dead, self._dead = self._dead, []
             records: list[NewRecord] = []
             for recs, _ in batch:
@@ -298,6 +301,8 @@ class DurableBuffer:
         """Wait until everything queued so far (records, dead letters) is committed."""
         # A commit under way may hold some of it: the next one comes after it.
         if self._pending or self._dead or self._committing:
+            self._now = True
+            self._full.set()
             await self.append([])
 
     async def pending_gaps(self) -> list[PendingGap]:
