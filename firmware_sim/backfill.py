@@ -7,6 +7,7 @@ Batches are sized from the server's own limits (``GET /api/v1/limits``).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,6 +39,9 @@ class BackfillOptions:
     seq_start: int = 1
     batch_records: int = 10_000
     timeout_s: float = 60.0
+    # Added to every record's time: `hamlet demo --scenario` replays a past week as if it
+    # ended now, so its danger states and outages show as current.
+    shift_s: float = 0.0
     per_gateway: dict[str, PostStats] = field(default_factory=dict)
 
 
@@ -122,18 +126,23 @@ async def backfill(
             res = await post_batch(client, opts.server, cred.token, body, records=n, stats=stats)
             mine.add(res, n, len(body), 0.0)
 
+        shift_ms = round(opts.shift_s * 1000)
+
+        def shifted(r: Rec) -> Rec:
+            return dataclasses.replace(r, t_ms=r.t_ms + shift_ms) if shift_ms else r
+
         with progress:
             task = progress.add_task("", total=end - start, gw=names, days=opts.days, recs=0)
             for t1, recs in gen.windows():
                 for r in recs:
                     h = hamlet_of[r.device]
-                    builders[h].add(r)
+                    builders[h].add(shifted(r))
                     if builders[h].full:
                         await flush(h)
                 for h, c in opts.gateways.items():
                     # Hourly, as a gateway's heartbeat would report them.
                     for r in _seq_heartbeat(c.gateway, int(t1 * 1000) - 1, gen, devices_of[h]):
-                        builders[h].add(r)
+                        builders[h].add(shifted(r))
                     if builders[h].full:
                         await flush(h)
                 progress.update(task, completed=t1 - start, recs=stats.records)

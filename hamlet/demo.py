@@ -51,6 +51,21 @@ DEMO_DEVICES: Final[tuple[tuple[str, str, str, str | None], ...]] = (
 )
 
 
+# The moment of each scenario worth seeing first; its history is replayed to end "now".
+# kiosk-outage: Tuesday mid-morning, the commune kiosk is down in service hours.
+# october-flood: the evening high tide over alarm III (2.29 m, the record). dry-season-salinity:
+# salt far up the canals.
+SCENARIO_MOMENTS: Final[dict[str, str]] = {
+    "kiosk-outage": "2026-11-24T10:30:00",
+    "october-flood": "2025-10-21T17:30:00",
+    "dry-season-salinity": "2026-03-15T14:00:00",
+}
+REPLAY_DAYS: Final = 3.0
+# Salinity and field-water sensors are judged for rice, the Delta's main crop.
+_DEMO_CROP: Final = {"salinity": "rice", "field_water": "rice"}
+_KIND: Final = {"kiosk": "kiosk", "radio": "radio", "hotspot": "wifi"}
+
+
 class DemoError(Exception):
     """A part of the demo could not start; the message says which and why."""
 
@@ -234,6 +249,87 @@ def _register_demo_hamlet(data_dir: Path) -> None:
         conn.close()
 
 
+@dataclass(frozen=True)
+class Replay:
+    hamlets: list[str]
+    records: int
+
+
+def register_scenario(data_dir: Path, name: str) -> dict[str, tuple[str, str]]:
+    """The scenario's hamlets and devices, and one gateway a hamlet; {hamlet: (gw, token)}."""
+    from firmware_sim.scenario import ScenarioError, load_scenario
+    from hamlet.config import load_config
+    from server import registry
+    from server.config import ENV_PREFIX, ServerConfig
+    from server.models import DeviceIn
+    from server.store.schema import open_db
+
+    try:
+        scn = load_scenario(name)
+    except ScenarioError as err:
+        raise DemoError(str(err)) from err
+    cfg = load_config(
+        ServerConfig,
+        None,
+        env_prefix=ENV_PREFIX,
+        extra={"environment": "development", "data_dir": str(data_dir)},
+    )
+    conn = open_db(cfg.ledger_path)
+    creds: dict[str, tuple[str, str]] = {}
+    try:
+        for h in scn.hamlets:
+            registry.add_hamlet(conn, h.id, name=h.name, public=True)
+            gw = f"gw-{h.id}"[:64]
+            if registry.gateway_by_id(conn, gw) is None:
+                creds[h.id] = (gw, registry.add_gateway(conn, gw, h.id))
+        for d in scn.devices:
+            model = str(d.model)
+            registry.upsert_device(
+                conn,
+                d.hamlet,
+                DeviceIn.model_validate(
+                    {"id": d.id, "kind": _KIND.get(model, "sensor"), "name": d.id,
+                     "crop": _DEMO_CROP.get(model), "gateway": f"gw-{d.hamlet}"[:64],
+                     "expected_interval_s": max(1, round(d.interval_s))}
+                ),
+            )  # fmt: skip
+    finally:
+        conn.close()
+    return creds
+
+
+async def replay_scenario(
+    url: str, data_dir: Path, name: str, *, now: float | None = None, quiet: bool = True
+) -> Replay:
+    """Post ``REPLAY_DAYS`` of scenario ``name``'s history ending at its moment of interest,
+    shifted in time so that moment is now: its dangers and outages are current on the pages."""
+    from firmware_sim.backfill import BackfillOptions, GatewayCred, backfill
+    from firmware_sim.scenario import load_scenario
+    from firmware_sim.timebase import parse_start
+    from firmware_sim.uplink import UplinkError
+
+    creds = register_scenario(data_dir, name)
+    scn = load_scenario(name)
+    moment = (
+        parse_start(SCENARIO_MOMENTS[scn.name])
+        if scn.name in SCENARIO_MOMENTS
+        else parse_start(str(scn.start)) + REPLAY_DAYS * 86400
+    )
+    now = time.time() if now is None else now
+    opts = BackfillOptions(
+        server=url,
+        gateways={h: GatewayCred(gw, tok) for h, (gw, tok) in creds.items()},
+        days=REPLAY_DAYS,
+        end=moment,
+        shift_s=now - moment,
+    )
+    try:
+        stats = await backfill(scn, opts, show_progress=not quiet)
+    except UplinkError as err:
+        raise DemoError(f"replaying scenario {name!r} failed: {err}") from err
+    return Replay(sorted(creds), stats.records)
+
+
 @dataclass
 class Figures:
     received: int = 0
@@ -297,7 +393,9 @@ async def _children() -> AsyncIterator[list[Child]]:
             await child.stop()
 
 
-async def run_demo(port: int, minutes: float | None, console: Console) -> int:
+async def run_demo(
+    port: int, minutes: float | None, console: Console, scenario: str | None = None
+) -> int:
     if port and not port_is_free(port):
         console.print(
             f'[red]Port {port} is in use.[/red] Pick another: make demo ARGS="--port 8090" '
@@ -344,6 +442,12 @@ async def run_demo(port: int, minutes: float | None, console: Console) -> int:
         await server.start()
         await server.wait_for(r"listening on http://")
         console.print(f"  server on {url}")
+        if scenario and scenario != "demo":
+            replay = await replay_scenario(url, run_dir / "server", scenario)
+            pages = "  ".join([*(f"{url}/h/{h}" for h in replay.hamlets), f"{url}/staff"])
+            console.print(
+                f"  scenario {scenario}: {replay.records:,} records replayed to end now — {pages}"
+            )
 
         serial, modbus = run_dir / "tty-serial", run_dir / "tty-modbus"
         sim = Child(

@@ -15,6 +15,13 @@ def demo(
         float | None,
         typer.Option(help="Run unattended for this many minutes, then stop cleanly."),
     ] = None,
+    scenario: Annotated[
+        str | None,
+        typer.Option(
+            help="Also replay a simulator scenario (dry-season-salinity, october-flood, "
+            "kiosk-outage, …) so its dangers and outages show now. / Kịch bản mô phỏng."
+        ),
+    ] = None,
 ) -> None:
     """Run a broker, the server, a gateway and a simulated hamlet; print the dashboard URL.
 
@@ -31,7 +38,7 @@ def demo(
     setup_logging("WARNING")
     console = Console()
     try:
-        code = asyncio.run(run_demo(port, minutes, console))
+        code = asyncio.run(run_demo(port, minutes, console, scenario))
     except DemoError as err:
         console.print(f"[red]Demo failed:[/red] {err}")
         raise typer.Exit(1) from err

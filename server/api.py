@@ -155,11 +155,14 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
         )
     if batch.gateway != gw.id:
         return _error(403, f"token belongs to gateway {gw.id!r}, batch claims {batch.gateway!r}")
+    now = now_ms()
     try:
-        result = await state.store.ingest(gw, batch, now_ms())
+        result = await state.store.ingest(gw, batch, now)
     except StoreError:
         log.exception("ingest from %s failed", gw.id)
         return _error(503, "store unavailable, retry later", {"Retry-After": "5"})
+    for hook in state.on_settled:
+        await hook(gw, batch, result, now)
     m = state.metrics
     m.records.labels("accepted").inc(result.accepted)
     m.records.labels("duplicate").inc(result.duplicates)

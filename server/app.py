@@ -18,11 +18,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from hamlet import __version__
 from hamlet.contract import INGEST_PATH, UplinkBatch
-from server import api, errors, limits, pages, report_api, users_api
+from server import (
+    admin_pages,
+    admin_people,
+    api,
+    errors,
+    limits,
+    pages,
+    report_api,
+    users_api,
+    views,
+)
+from server.alerts import routes as alert_routes
+from server.alerts.engine import AlertEngine
 from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.models import Health
+from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
 from server.state import AppState, Metrics
@@ -60,7 +73,10 @@ async def _retention(store: Store, days: int) -> None:
 def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with make_store(config) as store:
+        async with (
+            make_store(config) as store,
+            AlertEngine(config.effective_alerts(), store) as alerts,
+        ):
             app.state.hamlet = AppState(
                 config=config,
                 store=store,
@@ -76,7 +92,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 ),
                 metrics=Metrics(),
                 trusted_proxies=parse_networks(config.http.trusted_proxies),
+                on_settled=[alerts.submit],
             )
+            app.state.alerts = alerts
             async with asyncio.TaskGroup() as tg:
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
@@ -95,12 +113,14 @@ def create_app(config: ServerConfig) -> FastAPI:
             "people read with an API token (`Authorization: Bearer hut_...`) or a session."
         ),
         lifespan=lifespan,
-        # Off in production unless configured: the docs page loads its assets from a CDN.
-        docs_url="/docs" if config.docs_enabled else None,
-        redoc_url="/redoc" if config.docs_enabled else None,
+        # /docs is served below from vendored files (no CDN, no inline script); off in
+        # production unless configured.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if config.docs_enabled else None,
     )
     errors.install(app)
+    app.add_middleware(CompressExceptIngest)
     app.add_middleware(
         BodyLimits,
         default=config.http.max_body_bytes,
@@ -111,11 +131,22 @@ def create_app(config: ServerConfig) -> FastAPI:
         BrowserGuard,
         csp=content_security_policy(inline_script_hashes(pages.TEMPLATE_DIR)),
     )
+    app.mount(STATIC_PREFIX, CachedStatic(directory=STATIC_DIR), name="static")
     app.include_router(api.router)
     app.include_router(users_api.router)
     app.include_router(limits.router)
     app.include_router(report_api.router)
     app.include_router(pages.router)
+    app.include_router(alert_routes.router)
+    app.include_router(views.router)
+    app.include_router(admin_pages.router)
+    app.include_router(admin_people.router)
+
+    if config.docs_enabled:
+
+        @app.get("/docs", include_in_schema=False)
+        async def docs() -> Response:
+            return views.docs_page(app.title)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="Process is up")
     async def healthz() -> Health:

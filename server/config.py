@@ -15,6 +15,7 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from hamlet.alertrules import AlertSettings, Override, Station
 from hamlet.config import ConfigError, load_config
 from server.indicators.config import IndicatorsConfig
 
@@ -151,6 +152,14 @@ class AuthConfig(_Section):
     metrics_token: SecretStr | None = None
 
 
+class PagesConfig(_Section):
+    # How often an open page asks for fresh figures. Readings arrive every few minutes, and
+    # an unchanged board costs one small 304, so 30 s keeps a phone's hour well under 300 KB.
+    refresh_s: float = Field(30.0, ge=0.2, le=3600)
+    # A reading older than this many reporting intervals (or 1 h without one) is "stale".
+    stale_intervals: float = Field(3.0, ge=1)
+
+
 class ServerConfig(_Section):
     environment: Environment = Environment.PRODUCTION
     data_dir: Path = Path("./hamlet-server-data")
@@ -158,7 +167,9 @@ class ServerConfig(_Section):
     ingest: IngestConfig = IngestConfig()
     store: StoreConfig = StoreConfig()
     auth: AuthConfig = AuthConfig()
+    pages: PagesConfig = PagesConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
+    alerts: AlertSettings = AlertSettings()
     log_level: str = "INFO"
 
     @model_validator(mode="after")
@@ -192,6 +203,58 @@ class ServerConfig(_Section):
     def secret(self) -> bytes:
         assert self.auth.secret_key is not None  # filled by the validator
         return self.auth.secret_key.get_secret_value().encode()
+
+    def effective_alerts(self) -> AlertSettings:
+        """``[alerts]`` with the thresholds set under ``[indicators]`` folded in.
+
+        A commune sets a crop's salinity limit or a station's alarm levels once, under
+        ``[indicators]``; the report card and the alerts then judge by the same number. Rows
+        of ``[alerts].overrides`` come after the derived ones, so they win a tie.
+        """
+        ind = self.indicators
+        derived: list[Override] = [
+            Override(
+                rule="salinity.danger",
+                commune=o.commune,
+                hamlet=o.hamlet,
+                device=o.device,
+                crop=o.crop,
+                threshold=o.danger_ppt,
+            )
+            for o in ind.salinity
+        ]
+        stations: list[Station] = []
+        for w in ind.water_alarms:
+            if w.hamlet is not None and w.crop is None:
+                stations.append(
+                    Station(
+                        hamlet=w.hamlet,
+                        device=w.device,
+                        level_i=w.level_i,
+                        level_ii=w.level_ii,
+                        level_iii=w.level_iii,
+                        source=w.source,
+                    )
+                )
+                continue
+            for level, value in (("i", w.level_i), ("ii", w.level_ii), ("iii", w.level_iii)):
+                derived.append(
+                    Override(
+                        rule=f"water_level.{level}",
+                        commune=w.commune,
+                        hamlet=w.hamlet,
+                        device=w.device,
+                        crop=w.crop,
+                        threshold=value,
+                    )
+                )
+        a = self.alerts
+        return a.model_copy(
+            update={
+                "overrides": [*derived, *a.overrides],
+                "stations": [*stations, *a.stations],
+            }
+        )
 
     @property
     def docs_enabled(self) -> bool:

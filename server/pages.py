@@ -1,34 +1,25 @@
-"""Server-rendered pages: the hamlet's live board, login and logout. No build step."""
+"""Login, logout and password pages (the boards are in server/views.py). No build step."""
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from hamlet.contract import TimeQuality
 from server import audit, people, registry
 from server.audit import Action
-from server.auth import SESSION_COOKIE, Principal, PrincipalKind, identify
-from server.auth import readable_hamlets as _readable
+from server.auth import SESSION_COOKIE, Principal, identify
 from server.clientaddr import client_address
-from server.i18n import Lang, age, number, pick_lang, t
+from server.i18n import Lang, t
+from server.pagekit import TEMPLATES, page_lang
 from server.secrets_ import MIN_PASSWORD_LEN, verify_password
 from server.state import AppState
 
 router = APIRouter(include_in_schema=False)
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-_TEMPLATES = Environment(
-    loader=FileSystemLoader(TEMPLATE_DIR),
-    autoescape=select_autoescape(["html"]),
-    auto_reload=False,
-)
+_TEMPLATES = TEMPLATES
 MAX_FORM_BYTES = 4096
 # Pages are never framed (clickjacking on the login form) nor content-sniffed.
 _HEADERS = {
@@ -44,79 +35,6 @@ def _state(request: Request) -> AppState:
     return st
 
 
-async def _board(request: Request, lang: Lang) -> dict[str, Any]:
-    st = _state(request)
-    db = st.store.db
-    p = await db.read(
-        identify,
-        st.config.secret,
-        request.headers.get("authorization"),
-        request.cookies.get(SESSION_COOKIE),
-    )
-    allowed = await db.read(_readable, p, bool(st.config.auth.open_read))
-    now = time.time_ns() // 1_000_000
-    latest = await st.store.latest(allowed)
-    gws = await db.read(registry.list_gateways, allowed)
-    acct = await st.store.accounting(gws)
-    names = {(d.hamlet, d.id): d.name for d in await st.store.devices(allowed) if d.confirmed}
-    hamlet_names = {h.id: h.name for h in await db.read(registry.list_hamlets)}
-    hamlets: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    gw_ids = {g.id for g in gws}
-    for v in latest:
-        if v.device in gw_ids and v.metric.startswith("gw."):
-            continue  # gateway self-figures go in the gateway table
-        hamlets[v.hamlet][v.device].append(
-            {
-                "label": v.label_vi if lang == "vi" else v.label_en,
-                "value": number(v.v, lang),
-                "unit": v.unit,
-                "age": age(now - v.t, lang),
-                "unsynced": v.q == int(TimeQuality.UNSYNCED),
-                "confirmed": (v.hamlet, v.device) in names,
-                "name": names.get((v.hamlet, v.device)) or v.device,
-            }
-        )
-    gateways = [
-        {
-            "id": a.id,
-            "hamlet": a.hamlet,
-            "last_seen": age(now - a.last_seen, lang) if a.last_seen else t("never", lang),
-            "received": a.received,
-            "missing": a.missing,
-            "duplicates": a.duplicates,
-        }
-        for a in acct
-    ]
-    return {
-        "lang": lang,
-        "t": lambda k: t(k, lang),
-        "hamlets": {h: dict(devs) for h, devs in sorted(hamlets.items())},
-        "hamlet_names": hamlet_names,
-        "gateways": gateways,
-        "user": p.user,
-        "logged_in": p.kind == PrincipalKind.USER,
-        "need_login": allowed is not None and not allowed and p.user is None,
-    }
-
-
-@router.get("/", response_class=HTMLResponse)
-async def index(request: Request) -> Response:
-    lang = pick_lang(request.query_params.get("lang"))
-    if (await _caller(request)).must_change_password:
-        return RedirectResponse(f"/password?lang={lang}", status_code=303)
-    ctx = await _board(request, lang)
-    return HTMLResponse(_TEMPLATES.get_template("index.html").render(**ctx), headers=_HEADERS)
-
-
-@router.get("/partials/live", response_class=HTMLResponse)
-async def live(request: Request) -> Response:
-    lang = pick_lang(request.query_params.get("lang"))
-    if (await _caller(request)).must_change_password:
-        return Response(status_code=403)
-    ctx = await _board(request, lang)
-    return HTMLResponse(_TEMPLATES.get_template("live.html").render(**ctx), headers=_HEADERS)
-
-
 def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
     html = _TEMPLATES.get_template("login.html").render(
         lang=lang, t=lambda k: t(k, lang), error=error
@@ -126,13 +44,13 @@ def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTML
 
 @router.get("/login", response_class=HTMLResponse)
 async def login_form(request: Request) -> HTMLResponse:
-    return _login_page(pick_lang(request.query_params.get("lang")))
+    return _login_page(page_lang(request))
 
 
 @router.post("/login")
 async def login(request: Request) -> Response:
     st = _state(request)
-    lang = pick_lang(request.query_params.get("lang"))
+    lang = page_lang(request)
     raw = b""
     async for chunk in request.stream():
         raw += chunk
@@ -210,7 +128,7 @@ def _password_page(lang: Lang, error: str | None = None, status: int = 200) -> H
 
 @router.get("/password", response_class=HTMLResponse)
 async def password_form(request: Request) -> Response:
-    lang = pick_lang(request.query_params.get("lang"))
+    lang = page_lang(request)
     p = await _caller(request)
     if p.session is None:
         return RedirectResponse(f"/login?lang={lang}", status_code=303)
@@ -220,7 +138,7 @@ async def password_form(request: Request) -> Response:
 @router.post("/password")
 async def password_change(request: Request) -> Response:
     st = _state(request)
-    lang = pick_lang(request.query_params.get("lang"))
+    lang = page_lang(request)
     p = await _caller(request)
     if p.session is None or p.user is None:
         return RedirectResponse(f"/login?lang={lang}", status_code=303)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from hamlet.contract import IngestResult, UplinkBatch
 from server.clientaddr import Network
 from server.config import ServerConfig
 from server.ratelimit import LoginThrottle, TokenBucket
+from server.registry import GatewayRow
 from server.store.base import Store
 
 
@@ -35,6 +38,9 @@ class Metrics:
         )
 
 
+SettledHook = Callable[[GatewayRow, UplinkBatch, IngestResult, int], Awaitable[None]]
+
+
 @dataclass
 class AppState:
     config: ServerConfig
@@ -43,3 +49,5 @@ class AppState:
     login_throttle: LoginThrottle
     metrics: Metrics
     trusted_proxies: list[Network] = field(default_factory=list)
+    # Called after a batch is settled (stored), off nothing the gateway waits on but the call.
+    on_settled: list[SettledHook] = field(default_factory=list)

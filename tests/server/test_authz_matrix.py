@@ -110,6 +110,30 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ("GET", "/metrics", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/partials/live", dict.fromkeys(EVERYONE, 200)),
+    # Pages answer 404 for a hamlet you may not see (its existence is not confirmed).
+    ("GET", "/h/h1", {k: 200 if v == 200 else 404 for k, v in PRIVATE_H1.items()}),
+    ("GET", "/h/hpub", {**dict.fromkeys(EVERYONE, 200), GATEWAY: 404}),
+    ("GET", "/installer", dict.fromkeys(EVERYONE, 200)),
+    ("GET", "/staff", dict.fromkeys(EVERYONE, 200)),
+    (
+        "GET",
+        "/admin/people",
+        {
+            **_expect(403, admin=200, staff_c1=200, staff_c2=200),
+            **dict.fromkeys([ANON, REVOKED, GATEWAY], 303),
+        },
+    ),
+    ("GET", "/docs", dict.fromkeys(EVERYONE, 200)),
+    (
+        "GET",
+        "/admin/devices",
+        {**dict.fromkeys(EVERYONE, 200), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
+    ),  # to the login page
+    (
+        "GET",
+        "/admin/hamlets",
+        {**_expect(403, admin=200), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
+    ),
     ("GET", "/login", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/openapi.json", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/api/v1/limits", dict.fromkeys(EVERYONE, 200)),  # contract figures, no data
@@ -180,7 +204,7 @@ def test_scoped_listings(world: tuple[ServerProcess, dict[str, str]]) -> None:
         assert {"h1", "h2", "hpub"} <= hamlets(ADMIN)
         assert gateway_hamlets(ANON) == {"hpub"}
         assert gateway_hamlets(STAFF) == {"h1", "hpub"}
-        page = c.get("/").text
+        page = c.get("/installer").text  # gateways moved to the installer view
         assert "gw-hpub" in page
         assert "gw-h1" not in page
 

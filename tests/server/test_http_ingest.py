@@ -191,18 +191,20 @@ def test_series_endpoint_and_page(server: ServerProcess, client: httpx.Client) -
         ).status_code
         == 422
     )
-    vi = client.get("/").text
+    vi = client.get("/h/dinh-phuoc").text
     assert "Độ mặn" in vi
-    assert "1,2 ‰" in vi
-    assert "phút trước" in vi
-    assert "gw-p" in vi
-    assert "/partials/live" in vi  # auto-refresh
-    en = client.get("/", params={"lang": "en"}).text
+    assert '1,2 <span class="unit">‰</span>' in vi
+    assert 'data-t="' in vi  # the age is computed in the browser from this time
+    assert "?partial=1" in vi  # auto-refresh of the live part
+    assert "Nguy hiểm" in vi  # 1.2 ‰ with no crop registered: over most crops' 1 ‰
+    en = client.get("/h/dinh-phuoc", params={"lang": "en"}).text
     assert "Salinity" in en
-    assert "1.2 ‰" in en
-    assert "min ago" in en
-    live = client.get("/partials/live").text
-    assert "Độ mặn" in live
+    assert '1.2 <span class="unit">‰</span>' in en
+    assert "Danger" in en
+    live = client.get("/h/dinh-phuoc", params={"partial": "1"}).text
+    assert "Salinity" in live
+    assert "<html" not in live
+    assert "gw-p" in client.get("/installer").text
 
 
 def test_operations_endpoints(server: ServerProcess, client: httpx.Client) -> None:

@@ -1,0 +1,1 @@
+"""Alerts: rules evaluated on settled data (engine), stored in SQLite (table), served (routes)."""
