@@ -1,6 +1,6 @@
 """What the gateway writes to its SD card, how often it fsyncs and wakes, at a hamlet's load.
 
-    python bench/gateway_sd_writes.py [--quick] [--windows 0.2,10] [--seconds 300]
+    python bench/gateway_sd_writes.py [--quick [--with-fast]] [--windows 0.2,default] [--seconds N]
 
 Runs the real ``hamlet gateway run`` process against real Mosquitto and a real server on
 this machine, with its data directory on a block device (``--data-root``, default
@@ -344,6 +344,7 @@ def run(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="about 2 minutes")
+    ap.add_argument("--with-fast", action="store_true", help="--quick: also 1,000 readings/s")
     ap.add_argument("--windows", default="0.2,default", help="durability windows, s")
     ap.add_argument("--seconds", type=float, help="hamlet span per window")
     ap.add_argument("--data-root", default="/var/tmp", help="a directory on a block device")
@@ -359,14 +360,18 @@ def main() -> None:
     default_w = BufferConfig().durability_window_s
     receipts = BufferConfig().receipt_window if args.receipts is None else args.receipts
     windows = [default_w if w == "default" else float(w) for w in args.windows.split(",")]
-    hamlet_s = args.seconds or (45.0 if args.quick else 600.0)
-    fast_s = 8.0 if args.quick else 60.0
+    hamlet_s = args.seconds or (30.0 if args.quick else 600.0)
+    fast_s = 60.0
+    # --quick (about 2 minutes): the hamlet load only, a 30 s span; --with-fast adds 1,000/s.
+    loads = [("hamlet", hamlet_s)]
+    if not args.quick or args.with_fast:
+        loads.append(("1000/s", 8.0 if args.quick else fast_s))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         with mosquitto(tmp) as broker, server(tmp) as srv:
             for w in windows:
-                for load, span in (("hamlet", hamlet_s), ("1000/s", fast_s)):
+                for load, span in loads:
                     results.append(
                         run(tmp, Path(args.data_root), broker.port, srv, w, load, span, receipts)
                     )
