@@ -15,7 +15,7 @@ ARGS   ?=
 help:
 	@echo "make demo   run a simulated hamlet end to end (dashboard URL printed)"
 	@echo "make test   run the whole test suite"
-	@echo "make lint   ruff + mypy --strict"
+	@echo "make lint   ruff + mypy --strict + import rules + dead code"
 	@echo "make bench  run the benchmarks and print one table"
 	@echo "make dist   build the release wheel and sdist into dist/ (what a Pi installs)"
 
@@ -40,6 +40,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/vulture
 
 format: $(STAMP)
 	$(BIN)/ruff format .

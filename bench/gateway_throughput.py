@@ -43,6 +43,7 @@ from bench._gateway_common import (
     table,
 )
 from bench._report import report
+from gateway import control_protocol
 
 BENCH = "gateway_throughput"
 TOPIC = "hamlet/{}/telemetry"
@@ -116,18 +117,7 @@ def bare_consumer(port: int, messages: int) -> float:
 
 
 def status(sock: Path) -> dict[str, object]:
-    import socket
-
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(sock))
-        s.sendall(b'{"cmd":"status"}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out: dict[str, object] = json.loads(data)
+    out: dict[str, object] = control_protocol.status(sock).model_dump(mode="json")
     return out
 
 

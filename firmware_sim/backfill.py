@@ -89,6 +89,8 @@ async def backfill(
         TimeRemainingColumn,
     )
 
+    from hamlet.ingest_client import IngestClient
+
     end = opts.end if opts.end is not None else time.time()
     start = end - opts.days * 86400.0
     hamlets = set(opts.gateways)
@@ -123,7 +125,8 @@ async def backfill(
             mine = opts.per_gateway.setdefault(cred.gateway, PostStats())
             body = batch_json(batch)
             n = batch.record_count()
-            res = await post_batch(client, opts.server, cred.token, body, records=n, stats=stats)
+            ingest = IngestClient(client, opts.server, cred.token)
+            res = await post_batch(ingest, body, records=n, stats=stats)
             mine.add(res, n, len(body), 0.0)
 
         shift_ms = round(opts.shift_s * 1000)

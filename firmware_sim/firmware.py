@@ -42,12 +42,10 @@ class Firmware:
         self.clock_offset_s = 0.0  # deliberate jumps (fault injection)
         self._clock_set_t = t
         self._last_check = t
-        self._sent = 0
 
     def next_seq(self) -> int:
         s = self.seq
         self.seq = (self.seq + 1) % U32
-        self._sent += 1
         return s
 
     def reboot(self, t: float) -> None:

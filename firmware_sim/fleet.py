@@ -89,6 +89,8 @@ async def run_fleet(
 ) -> FleetReport:
     import httpx
 
+    from hamlet.ingest_client import IngestClient
+
     stats = PostStats()
     deadline = time.monotonic() + duration_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -99,6 +101,7 @@ async def run_fleet(
         mine = scn.model_copy(update={"seed": scn.seed + index})
         gen = HistoryGenerator(mine, end - days * 86400, end)
         builder = BatchBuilder(gw, max_records=batch_records)
+        ingest = IngestClient(client, server, token)
         for _t1, recs in gen.windows():
             for r in recs:
                 builder.add(r)
@@ -108,9 +111,7 @@ async def run_fleet(
                     batch = builder.take(int(time.time() * 1000))
                     async with sem:
                         await post_batch(
-                            client,
-                            server,
-                            token,
+                            ingest,
                             batch_json(batch),
                             records=batch.record_count(),
                             stats=stats,

@@ -116,16 +116,6 @@ class PtyPort:
         self.dropped_bytes += len(data) - done
         return done
 
-    def drain_input(self) -> bytes:
-        """Whatever the reader wrote towards the device (unused by sensors; kept empty)."""
-        p = self._pty
-        if p is None:
-            return b""
-        try:
-            return os.read(p.master, 4096)
-        except (BlockingIOError, OSError):
-            return b""
-
     def __enter__(self) -> Self:
         self.plug()
         return self

@@ -8,16 +8,12 @@ that names what to fix.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from hamlet.contract import INGEST_PATH, IngestResult
-
-if TYPE_CHECKING:
-    import httpx
+from hamlet.contract import IngestResult
+from hamlet.ingest_client import IngestClient, Outcome, Unreachable
 
 
 class UplinkError(Exception):
@@ -46,44 +42,32 @@ class PostStats:
 
 
 async def post_batch(
-    client: httpx.AsyncClient,
-    base_url: str,
-    token: str,
+    client: IngestClient,
     body_json: bytes,
     *,
     records: int,
     stats: PostStats,
     max_attempts: int = 20,
 ) -> IngestResult:
-    import httpx
-
-    body = gzip.compress(body_json, compresslevel=6)
-    headers = {
-        "Authorization": f"Bearer {token}",
-        "Content-Type": "application/json",
-        "Content-Encoding": "gzip",
-    }
-    url = base_url.rstrip("/") + INGEST_PATH
+    body = client.compress(body_json)
     delay = 0.2
     for attempt in range(1, max_attempts + 1):
         started = time.perf_counter()
         try:
-            resp = await client.post(url, content=body, headers=headers)
-        except httpx.TransportError as err:
+            answer = await client.post(body)
+        except Unreachable as err:
             if attempt == max_attempts:
-                raise UplinkError(f"server at {base_url} unreachable: {err!r}") from err
+                raise UplinkError(f"server at {client.url} unreachable: {err}") from err
             stats.retries += 1
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 10.0)
             continue
-        if resp.status_code == 200:
-            res = IngestResult.model_validate_json(resp.content)
-            stats.add(res, records, len(body), time.perf_counter() - started)
-            return res
-        if resp.status_code in (429, 503) and attempt < max_attempts:
+        if answer.result is not None:
+            stats.add(answer.result, records, len(body), time.perf_counter() - started)
+            return answer.result
+        if answer.outcome is Outcome.RETRY and attempt < max_attempts:
             stats.retries += 1
-            after = resp.headers.get("retry-after")
-            wait = float(after) if after and after.isdigit() else delay
+            wait = delay if answer.retry_after is None else answer.retry_after
             await asyncio.sleep(min(wait, 30.0) * (0.8 + 0.4 * random.random()))
             delay = min(delay * 2, 10.0)
             continue
@@ -91,6 +75,6 @@ async def post_batch(
             401: "check the gateway token (hamlet server add-gateway / rotate-token)",
             403: "the token belongs to another gateway: pass the matching --gateway",
             413: "batches too large for the server: lower --batch-records",
-        }.get(resp.status_code, "see the server log")
-        raise UplinkError(f"ingest answered {resp.status_code}: {resp.text[:300]} ({hint})")
+        }.get(answer.status, "see the server log")
+        raise UplinkError(f"ingest answered {answer.status}: {answer.detail} ({hint})")
     raise UplinkError(f"ingest kept answering busy after {max_attempts} attempts")

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from gateway.buffer import DurableBuffer
 from gateway.clock import Clock
-from gateway.control import SOCKET_NAME, ControlServer
+from gateway.control import ControlServer
+from gateway.control_protocol import socket_path
 from gateway.heartbeat import Heartbeat
 from gateway.pipeline import Normalize, Pipeline
-from gateway.sources.backoff import Backoff
 from gateway.sources.base import Source, SourceStatus
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
+from hamlet.backoff import Backoff
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -90,7 +91,7 @@ class Gateway:
 
     @property
     def control_path(self) -> str:
-        return str(self.config.data_dir / SOCKET_NAME)
+        return str(socket_path(self.config.data_dir))
 
     async def __aenter__(self) -> Gateway:
         self.started_loop = asyncio.get_running_loop().time()
@@ -102,7 +103,7 @@ class Gateway:
             await self._stack.enter_async_context(self.uplink)
             sv.watch("uplink", self.uplink.task)
             await self._stack.enter_async_context(
-                ControlServer(self, self.config.data_dir / SOCKET_NAME)
+                ControlServer(self, socket_path(self.config.data_dir))
             )
             self.heartbeat = await self._stack.enter_async_context(
                 Heartbeat(self, self.config.heartbeat_interval_s)

@@ -178,7 +178,7 @@ def ports(json_out: JsonOpt = False) -> None:
 
 def _control_path(config: Path) -> Path:
     from gateway.config import load_gateway_config
-    from gateway.installer.control_client import socket_path
+    from gateway.control_protocol import socket_path
     from hamlet.config import ConfigError
 
     try:
@@ -202,9 +202,7 @@ def _not_running(path: Path, config: Path) -> typer.Exit:
 @app.command()
 def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
     """Buffer depth, uploads, per-source state and counters, recent dead letters."""
-    import json
-
-    from gateway.installer import control_client as cc
+    from gateway import control_protocol as cc
 
     path = _control_path(config)
     try:
@@ -215,7 +213,7 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
         typer.echo(f"cannot read the gateway's status: {err}", err=True)
         raise typer.Exit(1) from err
     if json_out:
-        typer.echo(json.dumps(st, ensure_ascii=False))
+        typer.echo(st.model_dump_json())
         return
     from gateway.installer.render import console, status_view
 
@@ -225,16 +223,14 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> Non
 @app.command()
 def tail(config: ConfigOpt = DEFAULT_CONFIG, json_out: JsonOpt = False) -> None:
     """Show readings and events as they are committed (Ctrl-C to stop)."""
-    import json
-
-    from gateway.installer import control_client as cc
+    from gateway import control_protocol as cc
 
     path = _control_path(config)
     try:
         stream = cc.tail(path)
         if json_out:
             for item in stream:
-                typer.echo(json.dumps(item, ensure_ascii=False))
+                typer.echo(item.model_dump_json(exclude_none=True))
         else:
             from gateway.installer.render import console, tail_line
 

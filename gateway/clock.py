@@ -120,10 +120,6 @@ class _Adjtimex:
         return rc != _TIME_ERROR
 
 
-def _kernel_synced() -> bool | None:
-    return _Adjtimex().synced()
-
-
 class Clock:
     """Stamps records; notices the moment the clock becomes synchronized."""
 

@@ -1,8 +1,6 @@
-"""The control socket ``<data_dir>/control.sock``: JSON lines for ``hamlet gateway status/tail``.
+"""Server side of the control socket: answers ``hamlet gateway status/tail``.
 
-Protocol (documented in docs/store-and-forward.md): the client sends one line,
-``{"cmd": "status"}`` -> one JSON line back, then the server closes;
-``{"cmd": "tail"}`` -> one JSON line per committed record until the client disconnects.
+The protocol (messages, socket path, client) is ``gateway/control_protocol.py``.
 A slow tail client loses lines (counted), it never slows the pipeline.
 """
 
@@ -10,22 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ValidationError
 
 from gateway import status
+from gateway.control_protocol import MAX_REQUEST, ErrorReply, Request, TailLine, encode
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
-
-SOCKET_NAME: Final = "control.sock"
-MAX_REQUEST: Final = 4096
 
 
 class ControlServer:
@@ -80,16 +77,17 @@ class ControlServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
-            req = json.loads(line)
-            cmd = req.get("cmd") if isinstance(req, dict) else None
-        except (ValueError, TimeoutError, asyncio.LimitOverrunError):
+            cmd = Request.model_validate_json(line).cmd
+        except (ValidationError, ValueError, TimeoutError, asyncio.LimitOverrunError):
             cmd = None
         if cmd == "status":
             await _send(writer, await status.snapshot(self._gw))
         elif cmd == "tail":
             await self._tail(reader, writer)
         else:
-            await _send(writer, {"error": 'unknown request; send {"cmd": "status"} or "tail"'})
+            await _send(
+                writer, ErrorReply(error='unknown request; send {"cmd": "status"} or "tail"')
+            )
 
     async def _tail(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         sub = self._gw.pipeline.subscribe()
@@ -103,7 +101,7 @@ class ControlServer:
                     with contextlib.suppress(asyncio.CancelledError):
                         await get
                     return
-                writer.write(json.dumps(get.result(), separators=(",", ":")).encode() + b"\n")
+                writer.write(encode(TailLine.model_validate(get.result())))
                 await writer.drain()
         finally:
             self._gw.tail_dropped += sub.dropped
@@ -113,21 +111,6 @@ class ControlServer:
                 await eof
 
 
-async def _send(writer: asyncio.StreamWriter, obj: dict[str, Any]) -> None:
-    writer.write(json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n")
+async def _send(writer: asyncio.StreamWriter, msg: BaseModel) -> None:
+    writer.write(encode(msg))
     await writer.drain()
-
-
-async def request(path: Path, cmd: str, timeout: float = 10.0) -> dict[str, Any]:
-    """Client helper: one request, one JSON answer (for ``status``)."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
-    try:
-        writer.write(json.dumps({"cmd": cmd}).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-        out: dict[str, Any] = json.loads(line)
-        return out
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError):
-            await writer.wait_closed()

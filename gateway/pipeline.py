@@ -40,9 +40,6 @@ class PipelineCounters:
     dead_lettered: int = 0
     duplicates: int = 0  # copies of stored records (by receipt): no new seq
 
-    def as_dict(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
 
 @dataclass(eq=False)  # identity-hashed: kept in a set
 class TailSubscriber:

@@ -6,8 +6,17 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+from gateway.control_protocol import (
+    BufferInfo,
+    ClockInfo,
+    DeadLetterInfo,
+    DeadLetters,
+    Health,
+    SourceInfo,
+    StatusSnapshot,
+)
 from gateway.sources.base import SourceStatus
 
 if TYPE_CHECKING:
@@ -77,40 +86,40 @@ async def oldest_unsent_age_s(gw: Gateway) -> float | None:
     return None
 
 
-async def snapshot(gw: Gateway, recent: int = 20) -> dict[str, Any]:
+async def snapshot(gw: Gateway, recent: int = 20) -> StatusSnapshot:
     stored, by_reason, letters = await gw.buffer.dead_summary(recent)
     sources = [
-        {
-            "name": s.state.name,
-            "kind": s.state.kind,
-            "status": s.state.status.value,
-            "since": s.state.since,
-            "last_reading_at": s.state.last_reading_at,
-            "last_error": s.state.last_error,
-            "counters": dict(s.state.counters),
-            "devices": {k: dict(v) for k, v in s.state.devices.items()},
-        }
+        SourceInfo(
+            name=s.state.name,
+            kind=s.state.kind,
+            status=s.state.status,
+            since=s.state.since,
+            last_reading_at=s.state.last_reading_at,
+            last_error=s.state.last_error,
+            counters=dict(s.state.counters),
+            devices={k: dict(v) for k, v in s.state.devices.items()},
+        )
         for s in gw.sources
     ]
-    return {
-        "gateway": gw.config.id,
-        "pid": os.getpid(),
-        "uptime_s": round(time.monotonic() - gw.started_mono, 3),
-        "clock": {"synced": gw.clock.synced, "boot_id": gw.clock.boot_id},
-        "buffer": {
-            "depth": gw.buffer.depth,
-            "bytes": await gw.buffer.file_bytes(),
-            "max_bytes": gw.config.buffer.max_bytes,
-            "oldest_unsent_age_s": await oldest_unsent_age_s(gw),
-            "last_seq": gw.buffer.last_seq,
-        },
-        "uplink": gw.uplink.status.as_json(),
-        "counters": counters(gw),
-        "health": {**gw.supervision.as_json(), **health(gw)},
-        "sources": sources,
-        "dead_letters": {
-            "count": stored,
-            "by_reason": by_reason,
-            "recent": [d.as_json() for d in letters],
-        },
-    }
+    return StatusSnapshot(
+        gateway=gw.config.id,
+        pid=os.getpid(),
+        uptime_s=round(time.monotonic() - gw.started_mono, 3),
+        clock=ClockInfo(synced=gw.clock.synced, boot_id=gw.clock.boot_id),
+        buffer=BufferInfo(
+            depth=gw.buffer.depth,
+            bytes=await gw.buffer.file_bytes(),
+            max_bytes=gw.config.buffer.max_bytes,
+            oldest_unsent_age_s=await oldest_unsent_age_s(gw),
+            last_seq=gw.buffer.last_seq,
+        ),
+        uplink=gw.uplink.status.info(),
+        counters=counters(gw),
+        health=Health.model_validate({**gw.supervision.as_json(), **health(gw)}),
+        sources=sources,
+        dead_letters=DeadLetters(
+            count=stored,
+            by_reason=by_reason,
+            recent=[DeadLetterInfo.model_validate(d.as_json()) for d in letters],
+        ),
+    )

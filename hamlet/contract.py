@@ -16,7 +16,6 @@ the server can tell "missing" (lost in transit, still expected) from "accounted 
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -363,7 +362,3 @@ class GatewayAccounting(BaseModel):
     missing_ranges: list[SeqRange] = Field(default_factory=list)
     highest_seq: int = 0
     last_heartbeat: dict[str, float] = Field(default_factory=dict)
-
-
-def is_finite(v: float) -> bool:
-    return not (math.isnan(v) or math.isinf(v))

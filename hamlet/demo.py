@@ -29,6 +29,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from gateway import control_protocol
 from hamlet.broker import EmbeddedBroker
 
 GATEWAY_ID: Final = "gw-demo"
@@ -351,23 +352,10 @@ async def _server_figures(url: str) -> tuple[int, int]:
 async def _gateway_figures(control: Path) -> tuple[int | None, int | None]:
     """Ask the running gateway over its control socket (what `hamlet gateway status` does)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(control)), 2)
-    except (OSError, TimeoutError):
+        st = await asyncio.to_thread(control_protocol.status, control, 2.0)
+    except (control_protocol.ControlError, OSError):
         return None, None
-    try:
-        writer.write(b'{"cmd": "status"}\n')
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 2)
-        status = json.loads(line or b"{}")
-    except (OSError, TimeoutError, ValueError):
-        return None, None
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    buffer = status.get("buffer", {})
-    uplink = status.get("uplink", {})
-    return buffer.get("depth"), uplink.get("uploaded")
+    return st.buffer.depth, st.uplink.uploaded
 
 
 def _status_line(fig: Figures, started: float, url: str) -> Text:
@@ -484,7 +472,7 @@ async def run_demo(
         deadline = time.monotonic() + minutes * 60 if minutes else None
         started = time.monotonic()
         fig = Figures()
-        control = run_dir / "gateway" / "control.sock"
+        control = control_protocol.socket_path(run_dir / "gateway")
         # A terminal gets one live line; a pipe or a log file gets a plain line every 10 s.
         live = Live(
             _status_line(fig, started, url),

@@ -35,6 +35,10 @@ from server.body_limits import BodyLimits
 from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.models import Health
+from server.notify import edge_routes as notify_edge_routes
+from server.notify import routes as notify_routes
+from server.notify.feed import AlertFeed
+from server.notify.service import open_notifier
 from server.pagekit import STATIC_DIR, STATIC_PREFIX, CachedStatic, CompressExceptIngest
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.security import BrowserGuard, content_security_policy, inline_script_hashes
@@ -95,7 +99,13 @@ def create_app(config: ServerConfig) -> FastAPI:
                 on_settled=[alerts.submit],
             )
             app.state.alerts = alerts
-            async with asyncio.TaskGroup() as tg:
+            async with (
+                open_notifier(config.notify, config.data_dir) as notifier,
+                AlertFeed(alerts, store, notifier.dispatcher) as feed,
+                asyncio.TaskGroup() as tg,
+            ):
+                app.state.notify = notifier
+                app.state.hamlet.on_settled.append(feed.on_settled)
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
                 )
@@ -138,6 +148,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(report_api.router)
     app.include_router(pages.router)
     app.include_router(alert_routes.router)
+    app.include_router(notify_routes.router)
+    app.include_router(notify_edge_routes.router)
     app.include_router(views.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_people.router)

@@ -18,9 +18,11 @@ from typing import Annotated
 import typer
 
 from server.indicators.report_cli import report as _report_command
+from server.notify.cli import app as _notify_app
 
 app = typer.Typer(no_args_is_help=True, help="Run and administer the backend server.")
 app.command("report")(_report_command)
+app.add_typer(_notify_app, name="notify")
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML config file (see examples/).")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from hamlet.alertrules import AlertSettings, Override, Station
 from hamlet.config import ConfigError, load_config
 from server.indicators.config import IndicatorsConfig
+from server.notify.config import NotifyConfig
 
 ENV_PREFIX: Final = "HAMLET_SERVER"
 # Only ever used when environment == development; a production start refuses it.
@@ -170,6 +171,7 @@ class ServerConfig(_Section):
     pages: PagesConfig = PagesConfig()
     indicators: IndicatorsConfig = IndicatorsConfig()
     alerts: AlertSettings = AlertSettings()
+    notify: NotifyConfig = NotifyConfig()
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -203,10 +203,6 @@ def negotiate(query: str | None, cookie: str | None, accept_language: str | None
     return best[1] if best else "vi"
 
 
-def pick_lang(value: str | None) -> Lang:
-    return "en" if value == "en" else "vi"
-
-
 def t(key: str, lang: Lang) -> str:
     return STRINGS[key][lang]
 

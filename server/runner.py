@@ -3,15 +3,12 @@ chosen port can be announced), with graceful SIGTERM handling from uvicorn."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -119,57 +116,3 @@ def run(config: ServerConfig) -> None:
     # The socket listens already: connections queue until a worker accepts them.
     announce(sock)
     Multiprocess(ucfg, sockets=[sock]).run()
-
-
-@contextlib.asynccontextmanager
-async def serve_in_process(config: ServerConfig) -> AsyncIterator[str]:
-    """Run the server as a task of the caller's event loop (``hamlet demo``); yields its URL.
-
-    Signals stay the caller's: the embedding program decides when to stop, and leaving the
-    block shuts the server down gracefully (in-flight requests finish, the store closes).
-    """
-    import uvicorn
-
-    from server.app import create_app
-    from server.store.schema import open_db
-
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    await asyncio.to_thread(open_db(config.ledger_path).close)
-    sock = bind(config.http.host, config.http.port)
-    ready = asyncio.Event()
-
-    class _Embedded(uvicorn.Server):
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)
-            ready.set()
-
-    server = _Embedded(
-        GuardedConfig(
-            create_app(config),
-            conn_limits=conn_limits(config),
-            timeout_keep_alive=config.http.keep_alive_s,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=config.http.graceful_timeout_s,
-            server_header=False,
-        )
-    )
-    task = asyncio.create_task(server.serve(sockets=[sock]), name="hamlet-server")
-    try:
-        waiter = asyncio.create_task(ready.wait())
-        done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiter.cancel()
-            await task  # raises what made startup fail
-            raise RuntimeError("server stopped during start-up")
-        host, port = sock.getsockname()[:2]
-        yield f"http://{host}:{port}"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()

@@ -52,11 +52,3 @@ def verify_password(pw_hash: str | None, password: str) -> bool:
 def sign(secret: bytes, payload: str) -> str:
     mac = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
     return f"{payload}.{mac}"
-
-
-def unsign(secret: bytes, value: str) -> str | None:
-    payload, _, mac = value.rpartition(".")
-    if not payload:
-        return None
-    good = hmac.new(secret, payload.encode(), hashlib.sha256).hexdigest()
-    return payload if hmac.compare_digest(good, mac) else None

@@ -9,7 +9,7 @@ before) all work. A date alone as the *end* of a range means the end of that day
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Final
 
 from fastapi import Query
@@ -27,6 +27,10 @@ TimeQ = Annotated[
     ),
 ]
 _MONTH: Final = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 
 class TimeParamError(ValueError):
@@ -63,7 +67,8 @@ def parse_time(text: str, *, end: bool = False) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=VN_TZ)
     try:
-        ms = int(dt.timestamp() * 1000)
+        # Exact integer arithmetic: float seconds × 1000 can land a millisecond short.
+        ms = (dt - _EPOCH) // _MS
     except (OverflowError, OSError, ValueError) as err:
         raise TimeParamError(f"{s!r} is out of range") from err
     if not 0 <= ms <= MAX_MS:

@@ -5,6 +5,5 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-DEFAULT_CONF: Final = Path("/etc/mosquitto/conf.d/hamlet.conf")
 DEFAULT_PASSWORD_FILE: Final = Path("/etc/mosquitto/hamlet.passwd")
 DEFAULT_ACL_FILE: Final = Path("/etc/mosquitto/hamlet.acl")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from gateway.config import GatewayConfig, load_gateway_config
 from hamlet.config import ConfigError
-from hamlet.contract import INGEST_PATH, UplinkBatch
+from hamlet.contract import UplinkBatch
 
 BUFFER_DB = "buffer.db"  # gateway/buffer/store.py DB_NAME
 HEALTH_PATH = "/healthz"
@@ -297,48 +296,53 @@ def check_broker_health(
 
 
 def check_server(cfg: GatewayConfig) -> list[Check]:
+    return asyncio.run(_check_server(cfg))
+
+
+async def _check_server(cfg: GatewayConfig) -> list[Check]:
     import httpx
+
+    from hamlet.ingest_client import IngestClient, Outcome, Unreachable
 
     base = str(cfg.uplink.url).rstrip("/")
     verify: str | bool = str(cfg.uplink.ca_file) if cfg.uplink.ca_file else True
+    unreachable = (
+        "Check the URL and the Pi's internet (ping 1.1.1.1; the 3G/4G dongle's signal). "
+        "Data is kept on the Pi meanwhile.",
+        "Kiểm tra URL và kết nối Internet (3G/4G). Dữ liệu vẫn được lưu trên Pi.",
+    )
     out: list[Check] = []
-    try:
-        with httpx.Client(timeout=10, verify=verify) as http:
-            r = http.get(base + HEALTH_PATH)
-            if r.status_code != 200:
-                return [_fail("server", f"{base}{HEALTH_PATH} answered HTTP {r.status_code}",
-                              "The server is up but unhealthy: ask its operator.",
-                              "Máy chủ phản hồi nhưng không ổn định: liên hệ người quản "
-                              "trị.")]  # fmt: skip
-            out.append(_ok("server", f"{base} is reachable"))
-            batch = UplinkBatch(gateway=cfg.id, sent_at=int(time.time() * 1000))
-            r = http.post(
-                base + INGEST_PATH,
-                content=batch.model_dump_json(),
-                headers={
-                    "Authorization": f"Bearer {cfg.uplink.token.get_secret_value()}",
-                    "Content-Type": "application/json",
-                },
-            )
-    except httpx.HTTPError as err:
-        return [_fail(
-            "server", f"cannot reach {base}: {type(err).__name__}: {err}",
-            "Check the URL and the Pi's internet (ping 1.1.1.1; the 3G/4G dongle's signal). "
-            "Data is kept on the Pi meanwhile.",
-            "Kiểm tra URL và kết nối Internet (3G/4G). Dữ liệu vẫn được lưu trên Pi.",
-        )]  # fmt: skip
-    if r.status_code == 200:
+    async with httpx.AsyncClient(timeout=10, verify=verify) as http:
+        try:
+            r = await http.get(base + HEALTH_PATH)
+        except httpx.HTTPError as err:
+            return [_fail("server", f"cannot reach {base}: {type(err).__name__}: {err}",
+                          *unreachable)]  # fmt: skip
+        if r.status_code != 200:
+            return [_fail("server", f"{base}{HEALTH_PATH} answered HTTP {r.status_code}",
+                          "The server is up but unhealthy: ask its operator.",
+                          "Máy chủ phản hồi nhưng không ổn định: liên hệ người quản "
+                          "trị.")]  # fmt: skip
+        out.append(_ok("server", f"{base} is reachable"))
+        # An empty batch: proves the token without storing anything.
+        batch = UplinkBatch(gateway=cfg.id, sent_at=int(time.time() * 1000))
+        ingest = IngestClient(http, base, cfg.uplink.token.get_secret_value())
+        try:
+            answer = await ingest.post(ingest.compress(batch.model_dump_json().encode()))
+        except Unreachable as err:
+            return [_fail("server", f"cannot reach {base}: {err}", *unreachable)]
+    if answer.outcome is Outcome.OK:
         out.append(_ok("token", f"the server accepts gateway {cfg.id}'s token"))
-    elif r.status_code in (401, 403):
+    elif answer.outcome is Outcome.AUTH_REFUSED:
         out.append(_fail(
-            "token", f"the server rejected the token for {cfg.id} (HTTP {r.status_code})",
+            "token", f"the server rejected the token for {cfg.id} (HTTP {answer.status})",
             f"Get a token with 'hamlet server add-gateway {cfg.id}' on the server, put it in "
             "[uplink] token, and check the gateway id matches.",
             f"Lấy mã bằng 'hamlet server add-gateway {cfg.id}' trên máy chủ và ghi vào [uplink] "
             "token.",
         ))  # fmt: skip
     else:
-        out.append(_fail("token", f"ingest answered HTTP {r.status_code}: {r.text[:200]}",
+        out.append(_fail("token", f"ingest answered HTTP {answer.status}: {answer.detail[:200]}",
                          "Ask the server operator; the gateway keeps data meanwhile.",
                          "Liên hệ người quản trị máy chủ."))  # fmt: skip
     return out
@@ -434,11 +438,3 @@ def run_checks(config_path: Path, progress: Callable[[str], None] | None = None)
 
 def failed(checks: list[Check]) -> bool:
     return any(c.outcome is Outcome.FAIL for c in checks)
-
-
-def reachable(host: str, port: int, timeout: float = 3.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False

@@ -10,13 +10,19 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from gateway.control_protocol import Health, StatusSnapshot, TailLine, UplinkState
 from gateway.installer.doctor import Check, Outcome
 from gateway.installer.ports import PortInfo
+from gateway.sources.base import SourceStatus
 
 _STYLE = {Outcome.PASS: "green", Outcome.FAIL: "bold red", Outcome.WARN: "yellow",
           Outcome.SKIP: "dim"}  # fmt: skip
-_SOURCE_STYLE = {"running": "green", "reconnecting": "yellow", "failed": "bold red",
-                 "starting": "cyan", "stopped": "dim"}  # fmt: skip
+_SOURCE_STYLE = {SourceStatus.RUNNING: "green", SourceStatus.RECONNECTING: "yellow",
+                 SourceStatus.FAILED: "bold red", SourceStatus.STARTING: "cyan",
+                 SourceStatus.STOPPED: "dim"}  # fmt: skip
+# Every state the uplink reports has a colour (a test checks the table is complete).
+UPLINK_STYLE = {UplinkState.UP: "green", UplinkState.STARTING: "cyan",
+                UplinkState.DOWN: "yellow", UplinkState.AUTH_FAILED: "bold red"}  # fmt: skip
 
 
 def doctor_table(checks: Sequence[Check]) -> Table:
@@ -61,24 +67,23 @@ def _kv(d: Mapping[str, Any] | None) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items())
 
 
-def health_line(health: Mapping[str, Any]) -> Text:
+def health_line(health: Health) -> Text:
     """Red when a component died or a source failed; what the installer should know."""
-    failures = health.get("failures") or {}
-    if failures:
-        parts = "; ".join(f"{k}: {v}" for k, v in failures.items())
+    if health.failures:
+        parts = "; ".join(f"{k}: {v}" for k, v in health.failures.items())
         return Text(
             f"FAILED / LỖI: {parts} — the gateway exits and its service restarts it",
             style="bold red",
         )
     line = Text()
-    if health.get("sources_failed"):
+    if health.sources_failed:
         line.append(
-            f"{health['sources_failed']} source(s) failed / nguồn bị lỗi (see Sources)",
+            f"{health.sources_failed} source(s) failed / nguồn bị lỗi (see Sources)",
             style="bold red",
         )
     else:
         line.append("all components running / mọi thành phần đang chạy", style="green")
-    prev = health.get("previous_failure")
+    prev = health.previous_failure
     if isinstance(prev, dict) and prev.get("failures"):
         gone = "; ".join(f"{k}: {v}" for k, v in dict(prev["failures"]).items())
         line.append(f"\nprevious run ended in a failure / lần chạy trước bị lỗi: {gone}",
@@ -86,41 +91,40 @@ def health_line(health: Mapping[str, Any]) -> Text:
     return line
 
 
-def status_view(st: Mapping[str, Any], now: float | None = None) -> Group:
+def uplink_line(st: StatusSnapshot, now: float) -> Text:
+    up = st.uplink
+    line = Text(up.state.value, style=UPLINK_STYLE[up.state])
+    line.append(f"  last upload {_age(up.last_upload_at, now)}, uploaded {up.uploaded}")
+    if up.backoff_s:
+        line.append(f", retry in {up.backoff_s:.0f} s")
+    if up.last_error:
+        line.append(f"\nlast error: {up.last_error}", style="red")
+    return line
+
+
+def status_view(st: StatusSnapshot, now: float | None = None) -> Group:
     now = time.time() if now is None else now
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    clock = st.get("clock") or {}
-    buf = st.get("buffer") or {}
-    up = st.get("uplink") or {}
-    head.add_row(
-        "gateway", f"{st.get('gateway', '?')}  (up {float(st.get('uptime_s') or 0):.0f} s)"
-    )
+    buf = st.buffer
+    head.add_row("gateway", f"{st.gateway}  (up {st.uptime_s:.0f} s)")
     head.add_row(
         "clock / đồng hồ",
-        Text("synchronized", style="green") if clock.get("synced")
+        Text("synchronized", style="green") if st.clock.synced
         else Text("NOT synchronized", style="yellow"),
     )  # fmt: skip
-    oldest = buf.get("oldest_unsent_age_s")
+    oldest = buf.oldest_unsent_age_s
     head.add_row(
         "buffer / bộ đệm",
-        f"{buf.get('depth', 0)} records unsent, {int(buf.get('bytes') or 0) // 1024} KiB "
-        f"of {int(buf.get('max_bytes') or 0) // 2**20} MiB; oldest unsent "
-        + ("—" if oldest is None else f"{float(oldest):.0f} s"),
+        f"{buf.depth} records unsent, {buf.bytes // 1024} KiB "
+        f"of {buf.max_bytes // 2**20} MiB; oldest unsent "
+        + ("—" if oldest is None else f"{oldest:.0f} s"),
     )
-    ustate = str(up.get("state", "?"))
-    uline = Text(ustate, style="green" if ustate in ("ok", "idle", "connected") else "yellow")
-    uline.append(f"  last upload {_age(up.get('last_upload_at'), now)}, "
-                 f"uploaded {up.get('uploaded', 0)}")  # fmt: skip
-    if up.get("backoff_s"):
-        uline.append(f", retry in {float(up['backoff_s']):.0f} s")
-    if up.get("last_error"):
-        uline.append(f"\nlast error: {up['last_error']}", style="red")
-    head.add_row("uplink / gửi lên", uline)
-    if st.get("counters"):
-        head.add_row("counters", _kv(st["counters"]))
-    head.add_row("health / tình trạng", health_line(st.get("health") or {}))
+    head.add_row("uplink / gửi lên", uplink_line(st, now))
+    if st.counters:
+        head.add_row("counters", _kv(st.counters))
+    head.add_row("health / tình trạng", health_line(st.health))
 
     src = Table(title="Sources / Nguồn dữ liệu")
     for col in ("name", "kind", "status", "since", "last reading", "counters"):
@@ -128,25 +132,21 @@ def status_view(st: Mapping[str, Any], now: float | None = None) -> Group:
     devs = Table(title="Devices / Thiết bị")
     for col in ("source", "device", "detail"):
         devs.add_column(col)
-    for s in st.get("sources") or []:
-        status = str(s.get("status", "?"))
-        cell = Text(status, style=_SOURCE_STYLE.get(status, ""))
-        if s.get("last_error") and status != "running":
-            cell.append(f"\n{s['last_error']}", style="dim")
-        src.add_row(str(s.get("name")), str(s.get("kind")), cell, _age(s.get("since"), now),
-                    _age(s.get("last_reading_at"), now), _kv(s.get("counters")))  # fmt: skip
-        for dev, detail in (s.get("devices") or {}).items():
-            devs.add_row(str(s.get("name")), str(dev), _kv(detail))
+    for s in st.sources:
+        cell = Text(s.status.value, style=_SOURCE_STYLE[s.status])
+        if s.last_error and s.status is not SourceStatus.RUNNING:
+            cell.append(f"\n{s.last_error}", style="dim")
+        src.add_row(s.name, s.kind, cell, _age(s.since, now), _age(s.last_reading_at, now),
+                    _kv(s.counters))  # fmt: skip
+        for dev, detail in s.devices.items():
+            devs.add_row(s.name, dev, _kv(detail))
 
-    dl = st.get("dead_letters") or {}
-    dead = Table(
-        title=f"Dead letters / Dữ liệu lỗi: {dl.get('count', 0)} ({_kv(dl.get('by_reason'))})"
-    )
+    dl = st.dead_letters
+    dead = Table(title=f"Dead letters / Dữ liệu lỗi: {dl.count} ({_kv(dl.by_reason)})")
     for col in ("at", "source", "reason", "raw"):
         dead.add_column(col)
-    for d in (dl.get("recent") or [])[:10]:
-        dead.add_row(_age(d.get("at"), now), str(d.get("source")), str(d.get("reason")),
-                     str(d.get("raw"))[:60])  # fmt: skip
+    for d in dl.recent[:10]:
+        dead.add_row(_age(d.at, now), d.source, d.reason, d.raw[:60])
     parts: list[Any] = [head, src]
     if devs.row_count:
         parts.append(devs)
@@ -154,22 +154,19 @@ def status_view(st: Mapping[str, Any], now: float | None = None) -> Group:
     return Group(*parts)
 
 
-def tail_line(item: Mapping[str, Any]) -> Text:
-    t = item.get("t")
-    when = (
-        time.strftime("%H:%M:%S", time.localtime(t / 1000)) if isinstance(t, int | float) else "?"
-    )
-    line = Text(f"{when} #{item.get('seq')} ", style="dim")
-    line.append(f"{item.get('device')} ", style="bold")
-    if "metric" in item:
-        line.append(f"{item.get('metric')}={item.get('value')}")
-        if item.get("kind") not in (None, "reading"):
-            line.append(f" ({item.get('kind')})", style="dim")
+def tail_line(item: TailLine) -> Text:
+    when = time.strftime("%H:%M:%S", time.localtime(item.t / 1000))
+    line = Text(f"{when} #{item.seq} ", style="dim")
+    line.append(f"{item.device} ", style="bold")
+    if item.metric is not None:
+        line.append(f"{item.metric}={item.value}")
+        if item.kind != "reading":
+            line.append(f" ({item.kind})", style="dim")
     else:
-        line.append(f"{item.get('name')} ", style="cyan")
-        line.append(_kv(item.get("attrs")))
-    if item.get("source"):
-        line.append(f"  [{item['source']}]", style="dim")
+        line.append(f"{item.name} ", style="cyan")
+        line.append(_kv(item.attrs))
+    if item.source:
+        line.append(f"  [{item.source}]", style="dim")
     return line
 
 

@@ -17,7 +17,6 @@ import logging
 import ssl
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 from types import TracebackType
 
 import httpx
@@ -26,22 +25,16 @@ from gateway import deadletter
 from gateway.buffer import DurableBuffer, StoredRecord
 from gateway.buffer.store import PendingGap
 from gateway.clock import Clock
-from gateway.sources.backoff import Backoff
+from gateway.control_protocol import UplinkInfo, UplinkState
 from gateway.uplink.config import UplinkConfig
 from gateway.uplink.encode import Encoded, encode_batch
-from gateway.uplink.retry_after import parse_retry_after
-from hamlet.contract import INGEST_PATH, IngestResult
+from hamlet.backoff import Backoff
+from hamlet.contract import IngestResult
+from hamlet.ingest_client import IngestClient, Outcome, Unreachable
 
 log = logging.getLogger(__name__)
 
 MIN_BATCH = 1
-
-
-class UplinkState(StrEnum):
-    STARTING = "starting"
-    UP = "up"
-    DOWN = "down"  # server unreachable or failing; backing off
-    AUTH_FAILED = "auth_failed"  # token refused; data kept, retrying
 
 
 class UplinkError(Exception):
@@ -63,12 +56,6 @@ class TooLarge(UplinkError):
     pass
 
 
-class BatchInvalid(UplinkError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
 @dataclass
 class UplinkStatus:
     state: UplinkState = UplinkState.STARTING
@@ -85,18 +72,18 @@ class UplinkStatus:
     backlog_bytes: int = 0
     live_sent: int = 0
 
-    def as_json(self) -> dict[str, object]:
-        return {
-            "state": self.state.value,
-            "last_upload_at": self.last_upload_at,
-            "last_error": self.last_error,
-            "uploaded": self.uploaded,
-            "rejected": self.rejected,
-            "batches": self.batches,
-            "bytes_sent": self.bytes_sent,
-            "backoff_s": round(self.backoff_s, 3),
-            "batch_size": self.batch_size,
-        }
+    def info(self) -> UplinkInfo:
+        return UplinkInfo(
+            state=self.state,
+            last_upload_at=self.last_upload_at,
+            last_error=self.last_error,
+            uploaded=self.uploaded,
+            rejected=self.rejected,
+            batches=self.batches,
+            bytes_sent=self.bytes_sent,
+            backoff_s=round(self.backoff_s, 3),
+            batch_size=self.batch_size,
+        )
 
 
 class Uplink:
@@ -111,9 +98,9 @@ class Uplink:
         self._clock = clock
         self.status = UplinkStatus(batch_size=config.max_batch_records)
         self._client: httpx.AsyncClient | None = None
+        self._ingest: IngestClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(base_s=config.backoff_base_s, cap_s=config.backoff_cap_s)
-        self._url = str(config.url).rstrip("/") + INGEST_PATH
         # Set after every successful post: tests and the status page can wait on it.
         self.uploaded = asyncio.Event()
 
@@ -126,12 +113,10 @@ class Uplink:
         self._client = httpx.AsyncClient(
             verify=verify,
             timeout=httpx.Timeout(self._cfg.timeout_s),
-            headers={
-                "Authorization": f"Bearer {self._cfg.token.get_secret_value()}",
-                "Content-Type": "application/json",
-                "Content-Encoding": "gzip",
-                "User-Agent": "hamlet-gateway",
-            },
+            headers={"User-Agent": "hamlet-gateway"},
+        )
+        self._ingest = IngestClient(
+            self._client, str(self._cfg.url), self._cfg.token.get_secret_value()
         )
         self._task = asyncio.create_task(self._run(), name="uplink")
         return self
@@ -237,43 +222,44 @@ class Uplink:
 
     # -- one post -------------------------------------------------------------------
     async def _post(self, records: list[StoredRecord], gaps: list[PendingGap]) -> Encoded:
-        assert self._client is not None
+        assert self._ingest is not None
         enc = encode_batch(
             self._gw, self._clock.wall_ms(), records, gaps, level=self._cfg.gzip_level
         )
         started = time.monotonic()
         try:
-            resp = await self._client.post(self._url, content=enc.body)
-        except httpx.HTTPError as err:
-            raise UplinkError(f"cannot reach {self._cfg.url}: {type(err).__name__}: {err}") from err
+            answer = await self._ingest.post(enc.body)
+        except Unreachable as err:
+            raise UplinkError(f"cannot reach {self._cfg.url}: {err}") from err
         took = time.monotonic() - started
-        code = resp.status_code
-        if code == 200:
-            try:
-                result = IngestResult.model_validate_json(resp.content)
-            except ValueError as err:
-                raise UplinkError(f"server answered 200 with an unreadable body: {err}") from err
-            await self._settle(records, enc, result)
-            self._adapt(took, len(records))
-            return enc
-        detail = resp.text[:300]
-        if code in (401, 403):
-            log.error(
-                "uplink: the server refused this gateway's token (HTTP %d). Check "
-                "uplink.token in the gateway config ('hamlet gateway doctor'). / Máy chủ từ "
-                "chối mã truy cập của gateway; kiểm tra uplink.token.",
-                code,
-            )
-            raise AuthRefused(f"token refused (HTTP {code})")
-        if code == 413:
-            raise TooLarge(detail)
-        if code == 422:
-            await self._invalid(records, detail)
-            return enc
-        if code in (429, 503):
-            wait = parse_retry_after(resp.headers.get("Retry-After"), time.time())
-            raise UplinkError(f"server answered HTTP {code}: {detail}", retry_after=wait)
-        raise UplinkError(f"server answered HTTP {code}: {detail}")
+        code = answer.status
+        match answer.outcome:
+            case Outcome.OK:
+                assert answer.result is not None
+                await self._settle(records, enc, answer.result)
+                self._adapt(took, len(records))
+                return enc
+            case Outcome.AUTH_REFUSED:
+                log.error(
+                    "uplink: the server refused this gateway's token (HTTP %d). Check "
+                    "uplink.token in the gateway config ('hamlet gateway doctor'). / Máy chủ "
+                    "từ chối mã truy cập của gateway; kiểm tra uplink.token.",
+                    code,
+                )
+                raise AuthRefused(f"token refused (HTTP {code})")
+            case Outcome.TOO_LARGE:
+                raise TooLarge(answer.detail)
+            case Outcome.INVALID:
+                await self._invalid(records, answer.detail)
+                return enc
+            case Outcome.RETRY:
+                raise UplinkError(
+                    f"server answered HTTP {code}: {answer.detail}", retry_after=answer.retry_after
+                )
+            case Outcome.FAILED if code == 200:
+                raise UplinkError(answer.detail)
+            case _:
+                raise UplinkError(f"server answered HTTP {code}: {answer.detail}")
 
     async def _settle(
         self, records: list[StoredRecord], enc: Encoded, result: IngestResult

@@ -18,9 +18,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.config import load_gateway_config
-from gateway.installer.control_client import NotRunning, status
+from gateway.control_protocol import ControlError, NotRunning, status
 from gateway.installer.ports import by_id_links
-from gateway.installer.render import console, status_view, tail_line
 from tests.gateway_sources.modbus_bus import rtu_slaves
 from tests.support.broker import Broker
 from tests.support.procs import HAMLET, ManagedProcess, ServerProcess
@@ -208,8 +207,8 @@ def test_status_and_tail_against_a_running_gateway(
         gw.wait_for(r"gateway gw-live running", timeout=60)
         # Subscribed (SUBACK) before the device publishes, or the broker drops it.
         for _ in range(200):
-            src = next(s for s in status(data / "control.sock")["sources"] if s["name"] == "mqtt")
-            if src["status"] == "running":
+            src = next(s for s in status(data / "control.sock").sources if s.name == "mqtt")
+            if src.status == "running":
                 break
             time.sleep(0.05)
         pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="kiosk-sim")
@@ -224,18 +223,18 @@ def test_status_and_tail_against_a_running_gateway(
             sock = data / "control.sock"
             for _ in range(200):
                 st = status(sock)
-                mq = next(s for s in st["sources"] if s["name"] == "mqtt")
-                if mq["counters"].get("records", 0) >= 1 and st["dead_letters"]["count"] >= 1:
+                mq = next(s for s in st.sources if s.name == "mqtt")
+                if mq.counters.get("records", 0) >= 1 and st.dead_letters.count >= 1:
                     break
                 time.sleep(0.05)
-            st = json.loads(
+            out = json.loads(
                 _hamlet("gateway", "status", "-c", str(cfg), "--json", check=True).stdout
             )
-            mq = next(s for s in st["sources"] if s["name"] == "mqtt")
-            assert st["gateway"] == "gw-live"
+            mq = next(s for s in out["sources"] if s["name"] == "mqtt")
+            assert out["gateway"] == "gw-live"
             assert mq["status"] == "running"
             assert mq["counters"]["records"] >= 1
-            assert st["dead_letters"]["count"] >= 1
+            assert out["dead_letters"]["count"] >= 1
             human = _hamlet("gateway", "status", "-c", str(cfg), check=True).stdout
             assert "gw-live" in human
             assert "mqtt" in human
@@ -265,33 +264,20 @@ def test_status_and_tail_against_a_running_gateway(
         gw.stop()
 
 
-def test_render_status_view_from_protocol_example() -> None:
-    st = {
-        "gateway": "gw-1", "uptime_s": 12.5, "clock": {"synced": False, "boot_id": "b"},
-        "buffer": {"depth": 3, "bytes": 4096, "max_bytes": 2**29, "oldest_unsent_age_s": 7.0},
-        "uplink": {"state": "backoff", "last_upload_at": None, "last_error": "HTTP 503",
-                   "uploaded": 0, "backoff_s": 4.0},
-        "counters": {"received": 3},
-        "sources": [{"name": "lora", "kind": "serial", "status": "reconnecting", "since": 0,
-                     "last_reading_at": None, "last_error": "ttyUSB0 went away",
-                     "counters": {"frames": 2}, "devices": {"soil-1": {"crc_failures": 1}}}],
-        "dead_letters": {"count": 1, "by_reason": {"crc_mismatch": 1},
-                         "recent": [{"at": 1.0, "source": "lora", "reason": "crc_mismatch: x",
-                                     "raw": "$soil-1"}]},
-    }  # fmt: skip
-    con = console()
-    with con.capture() as cap:
-        con.print(status_view(st, now=100.0))
-        con.print(tail_line({"seq": 5, "kind": "event", "device": "kiosk-1", "name": "rating",
-                             "attrs": {"scale": 5, "score": 4}, "t": 1764309600000}))  # fmt: skip
-    text = cap.get()
-    for needle in ("gw-1", "NOT synchronized", "reconnecting", "ttyUSB0 went away", "HTTP 503",
-                   "crc_failures=1", "crc_mismatch", "kiosk-1", "score=4"):  # fmt: skip
-        assert needle in text, needle
-
-
-def test_control_client_reads_a_real_unix_socket(tmp_path: Path) -> None:
-    # The control protocol at the process boundary: one request line, one JSON line back.
+@pytest.mark.parametrize(
+    ("chunks", "says"),
+    [
+        # Split across writes, as a socket may: still one line, and the refusal is reported.
+        ([b'{"error":"unknown', b' request"}\n'], "refused the request: unknown request"),
+        ([b'{"gateway":"gw-x",', b'"sources":[]}\n'], "unexpected StatusSnapshot"),
+        ([b"<html>\n"], "not JSON"),
+    ],
+)
+def test_control_client_reads_a_real_unix_socket(
+    tmp_path: Path, chunks: list[bytes], says: str
+) -> None:
+    # The control protocol at the process boundary: one request line, one typed line back;
+    # anything that is not the typed answer is a ControlError saying what came.
     path = tmp_path / "control.sock"
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(str(path))
@@ -302,13 +288,14 @@ def test_control_client_reads_a_real_unix_socket(tmp_path: Path) -> None:
         conn, _ = srv.accept()
         with conn:
             got.append(conn.recv(100))
-            conn.sendall(b'{"gateway":"gw-x",')  # split across writes, as a socket may
-            conn.sendall(b'"sources":[]}\n')
+            for chunk in chunks:
+                conn.sendall(chunk)
 
     t = threading.Thread(target=serve)
     t.start()
     try:
-        assert status(path) == {"gateway": "gw-x", "sources": []}
+        with pytest.raises(ControlError, match=says):
+            status(path)
     finally:
         t.join(5)
         srv.close()

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.config import SourcesConfig
-from gateway.sources.backoff import Backoff
 from gateway.sources.registry import DuplicateSourceName, build_sources
 from gateway.sources.seqtrack import SEQ_MODULUS, SeqOutcome, SeqTracker
+from hamlet.backoff import Backoff
 
 
 def test_backoff_is_capped_jittered_and_resets() -> None:

@@ -8,11 +8,9 @@ systemd-timesyncd's flag. Everything else is real: Mosquitto, gateway process, s
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -20,6 +18,7 @@ import pytest
 import tomli_w
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.control_protocol import StatusSnapshot, status
 from tests.gateway_store.conftest import accounting_for
 from tests.support.broker import Broker
 from tests.support.gateway_proc import create_session
@@ -30,21 +29,7 @@ DAY = 86_400_000
 PER_PHASE = 40
 
 
-def status(sock: Path) -> dict[str, Any]:
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(sock))
-        s.sendall(b'{"cmd":"status"}\n')
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out: dict[str, Any] = json.loads(data)
-    return out
-
-
-def wait_status(sock: Path, pred: Callable[[dict[str, Any]], bool], timeout: float = 30) -> None:
+def wait_status(sock: Path, pred: Callable[[StatusSnapshot], bool], timeout: float = 30) -> None:
     # The gateway is another process: poll its control socket, with a deadline.
     deadline = time.monotonic() + timeout
     while True:
@@ -52,7 +37,7 @@ def wait_status(sock: Path, pred: Callable[[dict[str, Any]], bool], timeout: flo
         if pred(st):
             return
         if time.monotonic() > deadline:
-            raise TimeoutError(json.dumps(st)[:2000])
+            raise TimeoutError(st.model_dump_json()[:2000])
         time.sleep(0.05)
 
 
@@ -106,14 +91,14 @@ def test_boot_in_the_past_sync_and_clock_steps(
             body = json.dumps({"id": "wl-9", "seq": seq, "readings": {"water_level": seq / 1000}})
             pub.publish("hamlet/wl-9/telemetry", body, qos=1).wait_for_publish(10)
         want = seq
-        wait_status(sock, lambda st: st["sources"][0]["counters"].get("records", 0) >= want)
+        wait_status(sock, lambda st: st.sources[0].counters.get("records", 0) >= want)
 
     try:
         gw.wait_for(rf"gateway {GW} running", timeout=30)
         phase(None)  # 1: unsynchronized, 10 years in the past: held back, PENDING
         st = status(sock)
-        assert st["clock"]["synced"] is False
-        assert st["buffer"]["depth"] >= PER_PHASE
+        assert st.clock.synced is False
+        assert st.buffer.depth >= PER_PHASE
         flag.touch()
         synced_at = int(time.time() * 1000)
         phase(0)  # 2: NTP synced: phase 1 is re-anchored
@@ -122,9 +107,7 @@ def test_boot_in_the_past_sync_and_clock_steps(
         phase(0)  # 5: back to normal
         wait_status(
             sock,
-            lambda st: (
-                st["buffer"]["depth"] == 0 and st["counters"]["rejected_by_server"] >= PER_PHASE
-            ),
+            lambda st: st.buffer.depth == 0 and st.counters["rejected_by_server"] >= PER_PHASE,
         )
         st = status(sock)
     finally:
@@ -136,7 +119,7 @@ def test_boot_in_the_past_sync_and_clock_steps(
     assert acc["missing"] == 0
     assert acc["received"] + acc["rejected"] == acc["highest_seq"]
     assert acc["rejected"] == PER_PHASE
-    assert st["dead_letters"]["by_reason"] == {"rejected_by_server": PER_PHASE}
+    assert st.dead_letters.by_reason == {"rejected_by_server": PER_PHASE}
     now = int(time.time() * 1000)
     resp = httpx.get(
         f"{server.url}/api/v1/hamlets/dinh-phuoc/series",

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from gateway import control_protocol
 from gateway.app import Gateway
-from gateway.control import request
+from gateway.control_protocol import StatusSnapshot
 from gateway.records import Reading, Sink
 from gateway.sources.base import SourceState, SourceStatus
 from tests.gateway_store.conftest import gateway_config
@@ -44,14 +45,12 @@ class SteadySource:
         self.name = name
         self.state = SourceState(name, "mqtt")
         self.queue: asyncio.Queue[Sequence[Reading]] = asyncio.Queue()
-        self.submitted = 0
 
     async def run(self, sink: Sink) -> None:
         self.state.set_status(SourceStatus.RUNNING)
         while True:
             batch = await self.queue.get()
             await sink.submit(batch)
-            self.submitted += len(batch)
             self.state.count("records", len(batch))
 
 
@@ -82,20 +81,24 @@ async def test_status_and_tail_over_the_control_socket(tmp_path: Path) -> None:
         writer.close()
         await writer.wait_closed()
 
-        st = await request(sock, "status")
-        assert st["gateway"] == "gw-test"
-        assert st["buffer"]["depth"] == gw.buffer.depth
-        assert st["buffer"]["max_bytes"] == cfg.buffer.max_bytes
-        assert st["clock"]["synced"] is True
-        assert st["uplink"]["state"] in ("starting", "down")
-        assert st["counters"]["received"] >= 2
-        assert st["dead_letters"]["count"] == 1
-        assert st["dead_letters"]["by_reason"] == {"out_of_range": 1}
-        assert st["dead_letters"]["recent"][0]["source"] == "mqtt"
-        assert [s["name"] for s in st["sources"]] == ["mqtt"]
-        assert st["sources"][0]["status"] == "running"
+        st = await _status(sock)
+        assert st.gateway == "gw-test"
+        assert st.buffer.depth == gw.buffer.depth
+        assert st.buffer.max_bytes == cfg.buffer.max_bytes
+        assert st.clock.synced is True
+        assert st.uplink.state in ("starting", "down")
+        assert st.counters["received"] >= 2
+        assert st.dead_letters.count == 1
+        assert st.dead_letters.by_reason == {"out_of_range": 1}
+        assert st.dead_letters.recent[0].source == "mqtt"
+        assert [s.name for s in st.sources] == ["mqtt"]
+        assert st.sources[0].status == "running"
         bad = await _raw(sock, b"not json\n")
         assert "error" in bad
+
+
+async def _status(sock: Path) -> StatusSnapshot:
+    return await asyncio.to_thread(control_protocol.status, sock)
 
 
 async def _raw(sock: Path, data: bytes) -> dict[str, object]:
@@ -119,12 +122,12 @@ async def test_failing_source_is_restarted_and_others_unaffected(tmp_path: Path)
         await asyncio.wait_for(bad.crashed.wait(), 10)
         await good.queue.put([Reading("wl-1", "water_level", 1.0)])
         await good.state.wait_until(lambda st: st.counters.get("records", 0) >= 1, timeout=10)
-        st = await request(Path(gw.control_path), "status")
-    by_name = {s["name"]: s for s in st["sources"]}
-    assert by_name["rs485"]["status"] == "failed"
-    assert "Input/output error" in by_name["rs485"]["last_error"]
-    assert by_name["rs485"]["counters"]["restarts"] >= 1
-    assert by_name["mqtt"]["status"] == "running"
+        st = await _status(Path(gw.control_path))
+    by_name = {s.name: s for s in st.sources}
+    assert by_name["rs485"].status == "failed"
+    assert "Input/output error" in (by_name["rs485"].last_error or "")
+    assert by_name["rs485"].counters["restarts"] >= 1
+    assert by_name["mqtt"].status == "running"
     assert bad.runs >= 2
 
 
@@ -185,5 +188,5 @@ async def test_control_socket_answers_bad_requests_and_keeps_serving(
         sock = Path(gw.control_path)
         answer = await _raw(sock, request_line)
         assert "error" in answer
-        st = await request(sock, "status")
-        assert st["gateway"] == "gw-test"
+        st = await _status(sock)
+        assert st.gateway == "gw-test"

@@ -30,7 +30,7 @@ from gateway.pipeline import Pipeline
 from gateway.records import Reading
 from gateway.uplink.client import Uplink
 from gateway.uplink.config import UplinkConfig
-from gateway.uplink.retry_after import parse_retry_after
+from hamlet.retry_after import parse_retry_after
 from tests.gateway_store.conftest import accounting_for, gateway_config
 from tests.support.procs import start_server
 

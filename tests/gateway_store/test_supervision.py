@@ -38,13 +38,13 @@ async def test_source_failing_again_and_again_makes_the_gateway_exit(tmp_path: P
         await asyncio.wait_for(gw.supervision.failed.wait(), 30)
         snap = await status.snapshot(gw)
         figures = {r.metric: r.value for r in await heartbeat.readings(gw)}
-    assert "source kiosks" in snap["health"]["failures"]
-    assert "KeyError" in snap["health"]["failures"]["source kiosks"]
-    assert snap["health"]["components"]["committer"] == "running"
+    assert "source kiosks" in snap.health.failures
+    assert "KeyError" in snap.health.failures["source kiosks"]
+    assert snap.health.components["committer"] == "running"
     assert figures["gw.components_failed"] == 1.0
     assert figures["gw.sources_failed"] == 1.0
     # `hamlet gateway status` shows it in red.
-    line = health_line(snap["health"])
+    line = health_line(snap.health)
     assert "FAILED" in line.plain
     assert "red" in " ".join([str(line.style), *(str(span.style) for span in line.spans)])
     out = io.StringIO()
@@ -55,11 +55,12 @@ async def test_source_failing_again_and_again_makes_the_gateway_exit(tmp_path: P
     async with Gateway(cfg, sources=[]) as gw2:
         snap2 = await status.snapshot(gw2)
         figures2 = {r.metric: r.value for r in await heartbeat.readings(gw2)}
-    prev = snap2["health"]["previous_failure"]
+    prev = snap2.health.previous_failure
+    assert prev is not None
     assert "source kiosks" in prev["failures"]
-    assert snap2["health"]["failures"] == {}
+    assert snap2.health.failures == {}
     assert figures2["gw.previous_run_failed"] == 1.0
-    assert "previous run" in health_line(snap2["health"]).plain
+    assert "previous run" in health_line(snap2.health).plain
     assert not (cfg.data_dir / FAILURE_FILE).exists()
 
 

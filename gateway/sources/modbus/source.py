@@ -25,9 +25,9 @@ from pymodbus.client import AsyncModbusSerialClient
 from gateway.normalize import Normalizer
 from gateway.profiles import Block, DecodeError, DeviceProfile, decode_profile, plan_blocks
 from gateway.records import Reading, Record, Sink
-from gateway.sources.backoff import Backoff
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.modbus.config import ModbusDeviceConfig, ModbusSourceConfig
+from hamlet.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

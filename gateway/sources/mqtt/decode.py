@@ -45,7 +45,6 @@ class Decoded:
     records: list[Record]
     seq: int | None = None
     status: str | None = None  # "online"/"offline" when the message is a status/LWT
-    ignored_fields: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 

@@ -26,11 +26,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.normalize import Normalizer
 from gateway.records import Record, Sink
-from gateway.sources.backoff import Backoff
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.mqtt.decode import Decoded, PayloadError, decode
 from gateway.sources.seqtrack import SeqOutcome, SeqTracker
+from hamlet.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,12 @@ import serial
 from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.normalize import Normalizer
 from gateway.records import Reading, Record, Sink
-from gateway.sources.backoff import Backoff
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.seqtrack import SeqOutcome, SeqTracker
 from gateway.sources.serial.config import SerialSourceConfig
 from gateway.sources.serial.handoff import Handoff
 from gateway.sources.serial.protocol import Frame, FrameError, LineSplitter, parse_frame
+from hamlet.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

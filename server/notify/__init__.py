@@ -1,0 +1,1 @@
+"""Alerts that reach people: subscriptions, a durable outbox, channels (SMS, e-mail, webhooks)."""

@@ -1,0 +1,518 @@
+"""The notifier's SQLite file: subscribers, subscriptions, the outbox and its delivery log.
+
+Each (alert, phase, subscriber, channel) has one outbox row, keyed so that enqueuing the same
+alert again — after a restart, a late replay, or the gateway reporting it already sent it —
+changes nothing. A row is claimed (``sending``, with a lease) before it leaves and settled
+after; a claim whose lease ran out was cut off by a crash and goes again with the same key,
+which webhook receivers and mail clients see (Idempotency-Key, Message-ID). The lease, not
+"whatever is sending at start-up", lets several server workers share one outbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from hamlet.edgeplan import EdgePlan
+from hamlet.sms.pdu import normalize_number
+from server.notify.model import AlertEvent, Channel, Phase, Severity
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS subscriber (
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL, phone TEXT, email TEXT,
+  webhook_url TEXT, webhook_secret TEXT, language TEXT NOT NULL DEFAULT 'vi',
+  quiet_start INTEGER, quiet_end INTEGER,  -- minutes after local midnight
+  staff INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1,
+  stop_token TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS subscription (
+  id INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL REFERENCES subscriber(id),
+  rule TEXT NOT NULL DEFAULT '*', hamlet TEXT NOT NULL, field TEXT, device TEXT,
+  min_severity INTEGER NOT NULL DEFAULT 2);
+CREATE TABLE IF NOT EXISTS outbox (
+  id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,
+  subscriber_id INTEGER NOT NULL, channel TEXT NOT NULL, alert_id TEXT NOT NULL,
+  phase TEXT NOT NULL, severity INTEGER NOT NULL, hamlet TEXT NOT NULL, text TEXT NOT NULL,
+  status TEXT NOT NULL,  -- pending | sending | sent | failed
+  origin TEXT NOT NULL DEFAULT 'server',  -- server | gateway (sent by the edge)
+  attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
+  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS escalation (
+  alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
+  event TEXT NOT NULL, acked_at REAL, acked_by TEXT, escalated_at REAL);
+"""
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    id: int
+    name: str
+    phone: str | None
+    email: str | None
+    webhook_url: str | None
+    webhook_secret: str | None
+    language: str
+    quiet_start: int | None
+    quiet_end: int | None
+    staff: bool
+    active: bool
+    stop_token: str
+
+    def channels(self) -> list[tuple[Channel, str]]:
+        out = []
+        if self.phone:
+            out.append((Channel.SMS, self.phone))
+        if self.email:
+            out.append((Channel.EMAIL, self.email))
+        if self.webhook_url:
+            out.append((Channel.WEBHOOK, self.webhook_url))
+        return out
+
+    def quiet_until(self, now: float) -> float | None:
+        """End of the quiet hours ``now`` falls in (local time), else None."""
+        if self.quiet_start is None or self.quiet_end is None:
+            return None
+        local = datetime.fromtimestamp(now, VN)
+        minute = local.hour * 60 + local.minute
+        s, e = self.quiet_start, self.quiet_end
+        inside = s <= minute < e if s <= e else (minute >= s or minute < e)
+        if not inside:
+            return None
+        wait_min = (e - minute) % 1440
+        return now + wait_min * 60 - local.second
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    key: str
+    subscriber_id: int
+    channel: Channel
+    alert_id: str
+    phase: str
+    severity: int
+    text: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What leaves as one message: one row, or a digest of several for one person+channel."""
+
+    subscriber: Subscriber
+    channel: Channel
+    rows: list[Row]
+
+    @property
+    def key(self) -> str:
+        return self.rows[0].key if len(self.rows) == 1 else f"digest:{self.rows[0].id}"
+
+    def text(self) -> str:
+        if len(self.rows) == 1:
+            return self.rows[0].text
+        vi = self.subscriber.language == "vi"
+        head = f"{len(self.rows)} cảnh báo: " if vi else f"{len(self.rows)} alerts: "
+        return head + " | ".join(r.text for r in self.rows)
+
+
+def _subscriber(r: sqlite3.Row) -> Subscriber:
+    return Subscriber(
+        id=r["id"], name=r["name"], phone=r["phone"], email=r["email"],
+        webhook_url=r["webhook_url"], webhook_secret=r["webhook_secret"], language=r["language"],
+        quiet_start=r["quiet_start"], quiet_end=r["quiet_end"], staff=bool(r["staff"]),
+        active=bool(r["active"]), stop_token=r["stop_token"],
+    )  # fmt: skip
+
+
+class NotifyStore:
+    """Synchronous; the dispatcher and API call it through ``asyncio.to_thread``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a row marked sent survives power loss
+        self._db.executescript(SCHEMA)
+        # One connection shared by worker threads (the dispatcher, API calls): one at a time.
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:  # not under a worker thread's transaction
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- people -------------------------------------------------------------------------------
+    def add_subscriber(
+        self,
+        name: str,
+        *,
+        phone: str | None = None,
+        email: str | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        language: str = "vi",
+        quiet: tuple[int, int] | None = None,
+        staff: bool = False,
+    ) -> Subscriber:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO subscriber(name, phone, email, webhook_url, webhook_secret, language,"
+                " quiet_start, quiet_end, staff, stop_token) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (name, phone, email, webhook_url, webhook_secret, language,
+                 quiet[0] if quiet else None, quiet[1] if quiet else None, int(staff),
+                 secrets.token_urlsafe(16)),
+            )  # fmt: skip
+            row = db.execute("SELECT * FROM subscriber WHERE id=?", (cur.lastrowid,)).fetchone()
+        return _subscriber(row)
+
+    def subscribe(
+        self,
+        subscriber_id: int,
+        hamlet: str,
+        *,
+        rule: str = "*",
+        field: str | None = None,
+        device: str | None = None,
+        min_severity: Severity = Severity.WARNING,
+    ) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO subscription(subscriber_id, rule, hamlet, field, device, min_severity)"
+                " VALUES (?,?,?,?,?,?)",
+                (subscriber_id, rule, hamlet, field, device, int(min_severity)),
+            )
+        return int(cur.lastrowid or 0)
+
+    def stop(self, *, token: str | None = None, phone: str | None = None) -> int:
+        """Unsubscribe by the link's token or by the phone that replied STOP/HUY."""
+        with self._tx() as db:
+            if token is not None:
+                cur = db.execute("UPDATE subscriber SET active=0 WHERE stop_token=?", (token,))
+            else:
+                # 0912…, 84912… and +84912… are the same phone.
+                want = normalize_number(phone or "")
+                ids = [
+                    (r["id"],)
+                    for r in db.execute(
+                        "SELECT id, phone FROM subscriber WHERE phone IS NOT NULL AND active=1"
+                    )
+                    if normalize_number(r["phone"]) == want
+                ]
+                cur = db.executemany("UPDATE subscriber SET active=0 WHERE id=?", ids)
+            # What was waiting for them does not go either.
+            db.execute(
+                "UPDATE outbox SET status='failed', last_error='unsubscribed' WHERE status="
+                "'pending' AND subscriber_id IN (SELECT id FROM subscriber WHERE active=0)"
+            )
+        return cur.rowcount
+
+    def subscriber(self, sid: int) -> Subscriber:
+        return _subscriber(
+            self._db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+        )
+
+    # -- outbox -------------------------------------------------------------------------------
+    def _matching(self, db: sqlite3.Connection, ev: AlertEvent, staff: bool) -> list[Subscriber]:
+        if staff:
+            rows = db.execute(
+                "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+                " WHERE s.active=1 AND s.staff=1 AND u.hamlet=?",
+                (ev.hamlet,),
+            ).fetchall()
+            return [_subscriber(r) for r in rows]
+        rows = db.execute(
+            "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+            " WHERE s.active=1 AND u.hamlet=? AND (u.rule='*' OR u.rule=?)"
+            " AND u.min_severity<=? AND (u.field IS NULL OR u.field=?)"
+            " AND (u.device IS NULL OR u.device=?)",
+            (ev.hamlet, ev.rule, int(ev.severity), ev.field, ev.device),
+        ).fetchall()
+        return [_subscriber(r) for r in rows]
+
+    def enqueue(self, ev: AlertEvent, escalate_after_s: float, now: float | None = None) -> int:
+        """Outbox rows for everyone subscribed to ``ev``; how many were new."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            n = self._enqueue(db, ev, now, staff=ev.phase is Phase.ESCALATION)
+            if ev.phase is Phase.START and ev.severity is Severity.DANGER:
+                db.execute(
+                    "INSERT OR IGNORE INTO escalation(alert_id, due_at, hamlet, event)"
+                    " VALUES (?,?,?,?)",
+                    (ev.alert_id, now + escalate_after_s, ev.hamlet, _dump(ev)),
+                )
+            elif ev.phase is Phase.END:
+                # An alert that ended needs no one to acknowledge it any more.
+                db.execute(
+                    "UPDATE escalation SET acked_at=?, acked_by='ended' WHERE alert_id=?"
+                    " AND acked_at IS NULL",
+                    (now, ev.alert_id),
+                )
+        return n
+
+    def _enqueue(self, db: sqlite3.Connection, ev: AlertEvent, now: float, staff: bool) -> int:
+        n = 0
+        for sub in self._matching(db, ev, staff):
+            for channel, _address in sub.channels():
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO outbox(key, subscriber_id, channel, alert_id, phase,"
+                    " severity, hamlet, text, status, next_at, created_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,'pending',?,?)",
+                    (f"{ev.alert_id}:{ev.phase}:{sub.id}:{channel}", sub.id, str(channel),
+                     ev.alert_id, str(ev.phase), int(ev.severity), ev.hamlet,
+                     ev.message(sub.language), now, now),
+                )  # fmt: skip
+                n += cur.rowcount
+        return n
+
+    def record_sent_elsewhere(
+        self, key: str, ev: AlertEvent, subscriber_id: int, channel: Channel, sent_at: float
+    ) -> bool:
+        """The gateway sent this message itself: log it as sent so the server never does."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE outbox SET status='sent', origin='gateway', sent_at=? WHERE key=?"
+                " AND status IN ('pending','failed')",
+                (sent_at, key),
+            )
+            if cur.rowcount:
+                return True
+            cur = db.execute(
+                "INSERT OR IGNORE INTO outbox(key, subscriber_id, channel, alert_id, phase,"
+                " severity, hamlet, text, status, origin, next_at, created_at, sent_at, attempts)"
+                " VALUES (?,?,?,?,?,?,?,?,'sent','gateway',?,?,?,1)",
+                (key, subscriber_id, str(channel), ev.alert_id, str(ev.phase), int(ev.severity),
+                 ev.hamlet, ev.message("vi"), sent_at, sent_at, sent_at),
+            )  # fmt: skip
+            return cur.rowcount > 0
+
+    def recover(self, now: float) -> int:
+        """Claims whose lease ran out (their process died) go again (same key)."""
+        with self._tx() as db:
+            return db.execute(
+                "UPDATE outbox SET status='pending' WHERE status='sending' AND lease_until<=?",
+                (now,),
+            ).rowcount
+
+    def claim(
+        self, now: float, rate_limit: int, rate_window_s: float, lease_s: float = 300.0
+    ) -> list[Batch]:
+        """Due rows, claimed and grouped one batch per person and channel; rows held back by
+        quiet hours or the rate limit get a later ``next_at`` instead."""
+        batches: list[Batch] = []
+        with self._tx() as db:
+            due = db.execute(
+                "SELECT * FROM outbox WHERE status='pending' AND next_at<=? ORDER BY id", (now,)
+            ).fetchall()
+            groups: dict[tuple[int, str], list[sqlite3.Row]] = {}
+            for r in due:
+                groups.setdefault((r["subscriber_id"], r["channel"]), []).append(r)
+            for (sid, channel), group in groups.items():
+                rows = group
+                sub = _subscriber(
+                    db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+                )
+                quiet = sub.quiet_until(now)
+                if quiet is not None:
+                    # Quiet hours hold warnings; danger still goes.
+                    waiting = [r for r in rows if r["severity"] < Severity.DANGER]
+                    db.executemany(
+                        "UPDATE outbox SET next_at=? WHERE id=?",
+                        [(quiet, r["id"]) for r in waiting],
+                    )
+                    rows = [r for r in rows if r["severity"] >= Severity.DANGER]
+                    if not rows:
+                        continue
+                ids = [r["id"] for r in rows]
+                hold = self._rate_hold(db, sub.id, channel, now=now, limit=rate_limit,
+                                       window=rate_window_s)  # fmt: skip
+                if hold is not None:
+                    db.executemany(
+                        "UPDATE outbox SET next_at=? WHERE id=?", [(hold, i) for i in ids]
+                    )
+                    continue
+                db.executemany(
+                    "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
+                    " lease_until=? WHERE id=?",
+                    [(ids[0], now + lease_s, i) for i in ids],
+                )
+                batches.append(
+                    Batch(sub, Channel(channel), [
+                        Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"], r["phase"],
+                            r["severity"], r["text"], r["attempts"] + 1)
+                        for r in rows
+                    ])
+                )  # fmt: skip
+        return batches
+
+    def _rate_hold(
+        self, db: sqlite3.Connection, sid: int, channel: str, *, now: float, limit: int,
+        window: float,
+    ) -> float | None:  # fmt: skip
+        """When the person has had ``limit`` messages on ``channel`` in the window: its end."""
+        sent = db.execute(
+            "SELECT MIN(sent_at) AS t FROM outbox WHERE subscriber_id=? AND channel=?"
+            " AND status='sent' AND origin='server' AND sent_at>? GROUP BY batch ORDER BY t",
+            (sid, channel, now - window),
+        ).fetchall()
+        if len(sent) >= limit:
+            return float(sent[0]["t"]) + window
+        return None
+
+    def settle(
+        self,
+        batch: Batch,
+        now: float,
+        error: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
+        """Record the outcome: sent, retry at ``retry_at``, or failed for good."""
+        ids = [(r.id,) for r in batch.rows]
+        with self._tx() as db:
+            if error is None:
+                db.executemany(
+                    "UPDATE outbox SET status='sent', sent_at=?, last_error=NULL"
+                    " WHERE id=? AND status='sending'",
+                    [(now, i) for (i,) in ids],
+                )
+            elif retry_at is not None:
+                db.executemany(
+                    "UPDATE outbox SET status='pending', next_at=?, last_error=? WHERE id=?",
+                    [(retry_at, error, i) for (i,) in ids],
+                )
+            else:
+                db.executemany(
+                    "UPDATE outbox SET status='failed', last_error=? WHERE id=?",
+                    [(error, i) for (i,) in ids],
+                )
+
+    def get_cursor(self, name: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursor WHERE name=?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def set_cursor(self, name: str, value: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO cursor(name, value) VALUES (?,?)"
+                " ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                (name, value),
+            )
+
+    # -- the gateway's share ---------------------------------------------------------------------
+    def edge_plan(self, hamlet: str) -> EdgePlan:
+        """Who in ``hamlet`` gets SMS, and for what: what a gateway needs to send by itself."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.id, s.phone, s.language, u.rule, u.field, u.device, u.min_severity"
+                " FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+                " WHERE s.active=1 AND s.phone IS NOT NULL AND u.hamlet=? ORDER BY s.id, u.id",
+                (hamlet,),
+            ).fetchall()
+        subs: dict[int, dict[str, object]] = {}
+        for r in rows:
+            d = subs.setdefault(
+                r["id"], {"id": r["id"], "phone": r["phone"], "language": r["language"],
+                          "subscriptions": []},
+            )  # fmt: skip
+            d["subscriptions"].append(  # type: ignore[attr-defined]
+                {"rule": r["rule"], "field": r["field"], "device": r["device"],
+                 "min_severity": r["min_severity"]}
+            )  # fmt: skip
+        body = json.dumps({"hamlet": hamlet, "subscribers": list(subs.values())}, sort_keys=True)
+        version = hashlib.sha256(body.encode()).hexdigest()[:32]
+        return EdgePlan.model_validate(
+            {"hamlet": hamlet, "version": version, "subscribers": list(subs.values())}
+        )
+
+    # -- escalation -----------------------------------------------------------------------------
+    def acknowledge(self, alert_id: str, by: str, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            return (
+                db.execute(
+                    "UPDATE escalation SET acked_at=?, acked_by=? WHERE alert_id=?"
+                    " AND acked_at IS NULL",
+                    (now, by, alert_id),
+                ).rowcount
+                > 0
+            )
+
+    def escalate_due(self, now: float) -> int:
+        """Staff messages for danger alerts nobody acknowledged in time."""
+        n = 0
+        with self._tx() as db:
+            for r in db.execute(
+                "SELECT * FROM escalation WHERE acked_at IS NULL AND escalated_at IS NULL"
+                " AND due_at<=?",
+                (now,),
+            ).fetchall():
+                ev = _load(r["event"])
+                esc = AlertEvent(**{**ev.__dict__, "phase": Phase.ESCALATION})
+                n += self._enqueue(db, esc, now, staff=True)
+                db.execute(
+                    "UPDATE escalation SET escalated_at=? WHERE alert_id=?", (now, r["alert_id"])
+                )
+        return n
+
+    def next_wake(self) -> float | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT MIN(t) FROM (SELECT MIN(next_at) t FROM outbox WHERE status='pending'"
+                " UNION ALL SELECT MIN(lease_until) FROM outbox WHERE status='sending'"
+                " UNION ALL SELECT MIN(due_at) FROM escalation WHERE acked_at IS NULL"
+                " AND escalated_at IS NULL)"
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    # -- the delivery log -------------------------------------------------------------------
+    def deliveries(self, alert_id: str | None = None, limit: int = 500) -> list[dict[str, object]]:
+        sql = (
+            "SELECT o.id, o.key, o.alert_id, o.hamlet, o.phase, o.channel, o.status, o.origin,"
+            " o.attempts,"
+            " o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name FROM outbox o"
+            " JOIN subscriber s ON s.id=o.subscriber_id"
+        )
+        args: tuple[object, ...] = ()
+        if alert_id is not None:
+            sql += " WHERE o.alert_id=?"
+            args = (alert_id,)
+        sql += " ORDER BY o.id LIMIT ?"
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
+
+
+def _dump(ev: AlertEvent) -> str:
+    d = dict(ev.__dict__)
+    d["severity"], d["phase"] = int(ev.severity), str(ev.phase)
+    return json.dumps(d, ensure_ascii=False)
+
+
+def _load(text: str) -> AlertEvent:
+    d = json.loads(text)
+    d["severity"], d["phase"] = Severity(d["severity"]), Phase(d["phase"])
+    return AlertEvent(**d)
