@@ -167,12 +167,19 @@ def row_bytes(record: NewRecord) -> int:
 
 
 def slices(
-    budget: Budget, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
+    budget: Budget,
+    records: Sequence[NewRecord],
+    dead: Sequence[deadletter.DeadLetter],
+    reserve: int = 0,
 ) -> Iterator[tuple[Sequence[NewRecord], Sequence[deadletter.DeadLetter]]]:
-    """Split a group commit so no transaction outgrows the WAL's share."""
+    """Split a group commit so no transaction outgrows the WAL's share.
+
+    ``reserve``: row bytes the first transaction also deletes (confirmed rows whose delete
+    rides on the next commit, ``Store.confirm``).
+    """
     limit = budget.txn_bytes
     # Twice: at their cap, inserting dead letters evicts as many bytes of older ones.
-    size = sum(2 * (ROW_BYTES + len(d.raw) + text_bytes(d.reason)) for d in dead)
+    size = reserve + sum(2 * (ROW_BYTES + len(d.raw) + text_bytes(d.reason)) for d in dead)
     start = 0
     for i, rec in enumerate(records):
         n = row_bytes(rec)

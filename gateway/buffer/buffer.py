@@ -1,9 +1,13 @@
 """The durable buffer as the event loop sees it: group commit on one writer thread.
 
 ``await append(records)`` returns only once the records are committed (fsynced WAL). The
-commit happens at most ``commit_interval_ms`` after the first waiting record arrived, or as
-soon as ``commit_max_records`` are waiting: an SD card is written a few times a second, not
-once per reading. Every SQLite call runs on one dedicated thread; the loop never blocks.
+commit happens at most ``durability_window_s`` after the first waiting record arrived (30 s
+by default: at a hamlet's few readings a second an SD card is written once per window, not
+once per reading), or as soon as the group is big enough to spread its fsync (see
+:meth:`DurableBuffer._window`). Sources acknowledge only after the commit, so the window is
+also the longest a device waits for its acknowledgement, and what a power cut can lose is
+only what the devices will resend. Every SQLite call runs on one dedicated thread; the loop
+never blocks.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class DurableBuffer:
         self._closing = False
         self._committing = False
         self._first_at = 0.0
+        # Someone (status, shutdown) waits for what is queued: commit it without the window.
+        self._now = False
         # Set after every commit that added records: the uplink waits on it.
         self.committed = asyncio.Event()
 
@@ -135,7 +141,11 @@ class DurableBuffer:
             self._first_at = time.monotonic()
         self._pending.append((records, fut))
         self._pending_n += len(records)
-        if self._pending_n >= min(self.config.commit_min_group, self.config.commit_max_records):
+        cfg = self.config
+        if (
+            self._pending_n >= min(cfg.commit_min_group, cfg.commit_max_records)
+            or len(self._pending) >= cfg.commit_max_waiters
+        ):
             self._full.set()
         self._wake.set()
 
@@ -150,22 +160,24 @@ class DurableBuffer:
         """Wait until the waiting group should be committed.
 
         A group is committed when it is ``commit_max_records`` big, or its oldest record has
-        waited ``commit_interval_ms``, or it holds ``commit_min_group`` records and has
-        waited ``commit_min_interval_ms``: such a group already spreads its fsync over
-        enough readings, and a source that submits one batch at a time (MQTT with a bounded
-        in-flight window) must not be throttled to one batch per full window.
+        waited ``durability_window_s``, or it holds ``commit_min_group`` records or
+        ``commit_max_waiters`` submits and has waited ``commit_min_interval_ms``: such a
+        group already spreads its fsync over enough readings, and a source that submits one
+        batch at a time (MQTT with a bounded in-flight window) or keeps a bounded number of
+        submits in flight (serial) must not be throttled to one batch per full window.
         """
         cfg = self.config
-        while not self._closing and self._pending_n < cfg.commit_max_records:
+        while not self._closing and not self._now and self._pending_n < cfg.commit_max_records:
             age = time.monotonic() - self._first_at
-            if self._pending_n >= cfg.commit_min_group:
-                left = cfg.commit_min_interval_ms / 1000 - age
-            else:
-                left = cfg.commit_interval_ms / 1000 - age
+            big = (
+                self._pending_n >= cfg.commit_min_group
+                or len(self._pending) >= cfg.commit_max_waiters
+            )
+            left = (cfg.commit_min_interval_ms / 1000 if big else cfg.window_s) - age
             if left <= 0:
                 return
             self._full.clear()
-            if self._pending_n >= cfg.commit_min_group:
+            if big:
                 await asyncio.sleep(left)  # the short floor: nothing to wait for but time
                 return
             with contextlib.suppress(TimeoutError):
@@ -181,6 +193,7 @@ class DurableBuffer:
                 continue
             await self._window()
             batch, self._pending, self._pending_n = self._pending, [], 0
+            self._now = False
             dead, self._dead = self._dead, []
             records: list[NewRecord] = []
             for recs, _ in batch:
@@ -288,6 +301,8 @@ class DurableBuffer:
         """Wait until everything queued so far (records, dead letters) is committed."""
         # A commit under way may hold some of it: the next one comes after it.
         if self._pending or self._dead or self._committing:
+            self._now = True
+            self._full.set()
             await self.append([])
 
     async def pending_gaps(self) -> list[PendingGap]:

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# The default durability window, sized for an SD card: see docs/store-and-forward.md,
+# "Durability window" (measured by bench/gateway_sd_writes.py).
+DEFAULT_WINDOW_S = 30.0
 
 
 class BufferConfig(BaseModel):
@@ -8,7 +14,16 @@ class BufferConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    commit_interval_ms: int = Field(200, ge=1, le=5000, description="group-commit window")
+    durability_window_s: float = Field(
+        DEFAULT_WINDOW_S,
+        ge=0.001,
+        le=60.0,
+        description=(
+            "a power cut loses at most the readings of the last N seconds, which MQTT "
+            "devices resend (they are acknowledged only after commit); nothing acknowledged "
+            "is ever lost. Longer = fewer SD-card writes, later acknowledgements"
+        ),
+    )
     commit_max_records: int = Field(2000, ge=1, le=100_000)
     commit_min_group: int = Field(
         200,
@@ -17,6 +32,16 @@ class BufferConfig(BaseModel):
         description="a group this big is committed after commit_min_interval_ms already",
     )
     commit_min_interval_ms: int = Field(10, ge=0, le=5000)
+    commit_max_waiters: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description=(
+            "a group awaited by this many submits is committed after commit_min_interval_ms: "
+            "a source with a bounded number of submits in flight (serial) never stalls on the "
+            "window"
+        ),
+    )
     max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024, description="hard byte budget")
     aggregate_interval_s: int = Field(
         900, ge=10, le=86400, description="bucket width when raw readings are aggregated"
@@ -31,3 +56,19 @@ class BufferConfig(BaseModel):
     )
     dead_letter_max_count: int = Field(1000, ge=10, le=100_000)
     dead_letter_max_bytes: int = Field(1024 * 1024, ge=10_000, le=64 * 1024 * 1024)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_interval(cls, data: Any) -> Any:
+        # The window's earlier name, in milliseconds; still accepted from old config files.
+        if isinstance(data, dict) and "commit_interval_ms" in data:
+            data = dict(data)
+            ms = data.pop("commit_interval_ms")
+            if "durability_window_s" in data:
+                raise ValueError("give durability_window_s or commit_interval_ms, not both")
+            data["durability_window_s"] = float(ms) / 1000
+        return data
+
+    @property
+    def window_s(self) -> float:
+        return self.durability_window_s

@@ -38,6 +38,10 @@ MAX_GAPS_PER_BATCH: Final = 1000
 # Free pages kept for reuse after a drain: handing them back and growing the file again for
 # every batch would only wear the SD card.
 KEEP_FREE_PAGES: Final = 256
+# A confirmed batch this small is deleted in the next group commit's transaction rather than
+# in one of its own: at a hamlet's load that saves a transaction and its fsync per window
+# (bench/gateway_sd_writes.py). Bigger ones (a backlog draining) are deleted at once.
+DEFER_MAX_ROWS: Final = 1000
 _CORRUPT_ERRORS: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
 
 SCHEMA: Final = """
@@ -166,6 +170,10 @@ class Store:
     _reserved: int = field(init=False, default=0)
     _boot_of: dict[int, str] = field(init=False, default_factory=dict)
     _anchor: Anchor | None = field(init=False, default=None)
+    # Confirmed by the server, deleted with the next commit (see DEFER_MAX_ROWS). Until
+    # then no read returns them; after a crash they are sent again and the server, which
+    # keys on (gateway, seq), keeps them once.
+    _settled: list[tuple[int, int]] = field(init=False, default_factory=list)
     receipts: Receipts = field(init=False)
 
     def __post_init__(self) -> None:
@@ -343,6 +351,8 @@ class Store:
             old = read_state(self.seq_path)
             floor = old.floor if old else 1
         state = SeqState(self._reserved, floor)
+        self.inflight = []
+        self._settled = []
         self.close()
         lost = self._quarantine(f"error while running: {err}")
         self._series.clear()
@@ -372,6 +382,7 @@ class Store:
         costs only what it held, not the rest of a reserved block."""
         if self._con is not None:
             try:
+                self._delete_settled_now()
                 write_state(self.seq_path, SeqState(self.next_seq, self._floor()))
             except sqlite3.DatabaseError as err:
                 log.warning("buffer: seq state left as reserved (%s)", err)
@@ -394,7 +405,11 @@ class Store:
         return None if row is None else int(row[0])
 
     def _set_meta(self, key: str, value: int) -> None:
-        self.con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        # UPDATE leaves the key's index page alone: one page less per commit than REPLACE
+        # (which deletes and reinserts the row), a quarter of a commit's WAL frames.
+        cur = self.con.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+        if cur.rowcount == 0:
+            self.con.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     def _floor(self) -> int:
         row = self.con.execute("SELECT min(seq) FROM rec").fetchone()
@@ -440,7 +455,7 @@ class Store:
         One transaction, unless the group would outgrow the WAL's share of the budget: then
         a few, in order, and the caller is answered after the last.
         """
-        parts = list(policy.slices(self.budget, records, dead))
+        parts = list(policy.slices(self.budget, records, dead, reserve=self._settled_bytes()))
         files = self.counters.corrupt_files
         outcomes: list[int] = []
         i = 0
@@ -475,6 +490,8 @@ class Store:
             try:
                 if name == "SQLITE_FULL":
                     self.counters.file_full += 1
+                    # Rows the server has go first, deleted, never declared as dropped.
+                    self._delete_settled_now()
                     return policy.commit_when_full(self, records, dead)
             except sqlite3.DatabaseError as again:
                 raise BufferError(f"cannot commit to {self.db_path}: {again}") from again
@@ -499,6 +516,8 @@ class Store:
             self._rolled_back(seq0, changed0)
             raise
         # Only now, after COMMIT, do the numbers count.
+        self.receipts.committed()
+        self._settled = []
         stored = sum(1 for o in outcomes if o > 0)
         self.depth += stored
         self.counters.committed += stored
@@ -513,6 +532,7 @@ class Store:
     def _rolled_back(self, seq0: int, receipts0: int) -> None:
         """After a ROLLBACK: these seqs were never used; caches may hold rolled-back rows."""
         self.next_seq = seq0
+        self.receipts.rolled_back()
         self.receipts.count = receipts0
         self._series.clear()
         self._series_rev.clear()
@@ -528,6 +548,7 @@ class Store:
         outcomes: list[int] = []
         letters = list(dead)
         with self._txn():
+            self._delete_settled()
             keys: list[tuple[int, int]] = []
             batch_keys: set[int] = set()
             rows: list[tuple[object, ...]] = []
@@ -625,6 +646,7 @@ class Store:
     # -- budget ---------------------------------------------------------------------
     def enforce_budget(self) -> None:
         """Bring used pages under ``budget.low`` (policy: gateway/buffer/budget.py)."""
+        self._delete_settled_now()
         policy.enforce(self)
 
     # -- uplink side ----------------------------------------------------------------
@@ -645,6 +667,9 @@ class Store:
             args.append(upto)
         if hold_pending:
             sql += f" AND tq != {PENDING}"
+        for a, b in self._settled:
+            sql += " AND seq NOT BETWEEN ? AND ?"
+            args += [a, b]
         sql += " ORDER BY seq LIMIT ?"
         args.append(limit)
         out: list[StoredRecord] = []
@@ -668,22 +693,53 @@ class Store:
         return out, gaps
 
     def confirm(self, seqs: Sequence[int], gap_firsts: Sequence[int]) -> int:
-        """Delete records (and declared gaps) the server settled; by seq only."""
+        """Delete records (and declared gaps) the server settled; by seq only.
+
+        The batch in flight, when small and nothing else waits to be deleted, is deleted
+        with the next group commit instead (``DEFER_MAX_ROWS``); it counts as confirmed now.
+        """
         seq_runs = runs(sorted(seqs))
-        with self._txn():
-            before = self.con.total_changes
-            self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
-            deleted = self.con.total_changes - before
-            self.con.executemany("DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts])
+        if (
+            seq_runs
+            and seq_runs == self.inflight
+            and not self._settled
+            and not gap_firsts
+            and len(seqs) <= DEFER_MAX_ROWS
+            and len(seqs) * policy.ROW_BYTES <= self.budget.txn_bytes // 8
+        ):
+            self._settled = seq_runs
+            deleted = len(seqs)  # in flight, so present: the budget never takes those rows
+        else:
+            with self._txn():
+                self._delete_settled()
+                before = self.con.total_changes
+                self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
+                deleted = self.con.total_changes - before
+                self.con.executemany("DELETE FROM gap WHERE first = ?", [(g,) for g in gap_firsts])
+            self._settled = []
         self.inflight = []
         self.depth -= deleted
         self.counters.confirmed += deleted
-        if self.depth == 0:
+        if self.depth == 0 and not self._settled:
             # Drained after an outage: hand the space back, keeping a little for reuse.
             free = int(self.con.execute("PRAGMA freelist_count").fetchone()[0])
             if free > 2 * KEEP_FREE_PAGES:
                 policy.shrink(self, 0, keep_free=KEEP_FREE_PAGES)
         return deleted
+
+    def _delete_settled(self) -> None:
+        """Inside a transaction: delete the confirmed rows kept for it."""
+        if self._settled:
+            self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", self._settled)
+
+    def _delete_settled_now(self) -> None:
+        if self._settled:
+            with self._txn():
+                self._delete_settled()
+            self._settled = []
+
+    def _settled_bytes(self) -> int:
+        return sum(b - a + 1 for a, b in self._settled) * policy.ROW_BYTES
 
     def release(self) -> None:
         self.inflight = []
@@ -728,9 +784,12 @@ class Store:
     # -- status ---------------------------------------------------------------------
     def oldest(self) -> tuple[int, str, int, int] | None:
         """(seq, boot id, mono_ns, wall_ms) of the oldest unsent record."""
-        row = self.con.execute(
-            "SELECT seq, boot, mono_ns, wall_ms FROM rec ORDER BY seq LIMIT 1"
-        ).fetchone()
+        sql = "SELECT seq, boot, mono_ns, wall_ms FROM rec WHERE 1"
+        args: list[int] = []
+        for a, b in self._settled:
+            sql += " AND seq NOT BETWEEN ? AND ?"
+            args += [a, b]
+        row = self.con.execute(sql + " ORDER BY seq LIMIT 1", args).fetchone()
         if row is None:
             return None
         return int(row[0]), self._boot_of.get(int(row[1]), ""), int(row[2]), int(row[3])

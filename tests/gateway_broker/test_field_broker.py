@@ -380,7 +380,9 @@ async def test_the_gateway_source_logs_in_and_commits(
     )
     clock = Clock(ClockConfig(sync="always"))
     (tmp_path / "gw").mkdir()
-    async with DurableBuffer(BufferConfig(), tmp_path / "gw", clock.boot_id) as buffer:
+    async with DurableBuffer(
+        BufferConfig(durability_window_s=0.2), tmp_path / "gw", clock.boot_id
+    ) as buffer:
         sink = Committed(Pipeline(buffer, clock, Normalizer().normalize, (NormalizeError,)), buffer)
         src = MqttSource(cfg)
         task = asyncio.create_task(src.run(sink))

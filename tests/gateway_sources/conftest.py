@@ -112,7 +112,7 @@ async def committed(tmp_path: Path) -> AsyncIterator[Committed]:
     clock = Clock(ClockConfig(sync="always"))
     data = tmp_path / "gateway"
     data.mkdir()
-    async with DurableBuffer(BufferConfig(), data, clock.boot_id) as buffer:
+    async with DurableBuffer(BufferConfig(durability_window_s=0.2), data, clock.boot_id) as buffer:
         norm = Normalizer()
         yield Committed(Pipeline(buffer, clock, norm.normalize, (NormalizeError,)), buffer)
 

@@ -112,7 +112,7 @@ async def slow_commit(tmp_path: Path) -> AsyncIterator[Committed]:
     """The real pipeline with the longest group-commit window the config allows."""
     clock = Clock(ClockConfig(sync="always"))
     (tmp_path / "gw").mkdir()
-    cfg = BufferConfig(commit_interval_ms=5000)
+    cfg = BufferConfig(durability_window_s=5)
     async with DurableBuffer(cfg, tmp_path / "gw", clock.boot_id) as buffer:
         norm = Normalizer()
         yield Committed(Pipeline(buffer, clock, norm.normalize, (NormalizeError,)), buffer)

@@ -94,7 +94,9 @@ async def _upload_one(tmp_path: Path, stub: Stub, cap_s: float = 30.0) -> None:
         backoff_base_s=0.01,  # the own backoff alone would retry within 10 ms
         backoff_cap_s=cap_s,
     )
-    async with DurableBuffer(BufferConfig(), tmp_path, clock.boot_id) as buffer:
+    async with DurableBuffer(
+        BufferConfig(durability_window_s=0.2), tmp_path, clock.boot_id
+    ) as buffer:
         await Pipeline(buffer, clock).submit([Reading("wl-1", "water_level", 1.0)])
         async with Uplink(cfg, "gw-1", buffer, clock) as up:
             await asyncio.wait_for(up.uploaded.wait(), 60)

@@ -1,12 +1,13 @@
 """Hand parsed records to the pipeline without making the reader wait for the commit.
 
-``sink.submit`` returns after the group commit (up to ``commit_interval_ms``, 200 ms by
-default). A reader that awaited it read the port once per commit window: the bytes of a
-115,200-baud line queued in the tty meanwhile, and each frame waited a window in the tty
-*and* a window in the buffer. Here every chunk's records are submitted at once, in their
-own task, and the buffer joins concurrent submits into one group commit; the reader goes
-straight back to the port. At most ``max_inflight`` submits run at a time: beyond that the
-reader waits (back-pressure reaches the tty, never memory).
+``sink.submit`` returns after the group commit (up to ``durability_window_s``; sooner once
+``commit_max_waiters`` submits wait, which is below ``MAX_INFLIGHT``). A reader that awaited
+it read the port once per commit window: the bytes of a 115,200-baud line queued in the tty
+meanwhile, and each frame waited a window in the tty *and* a window in the buffer. Here
+every chunk's records are submitted at once, in their own task, and the buffer joins
+concurrent submits into one group commit; the reader goes straight back to the port. At
+most ``max_inflight`` submits run at a time: beyond that the reader waits (back-pressure
+reaches the tty, never memory).
 
 The records of one chunk keep their order. Chunks that meet in one group normally do too;
 only when the pipeline awaits before enqueueing (a clock re-anchor) may a later chunk take
