@@ -102,16 +102,8 @@ class Gateway:
             await self._stack.enter_async_context(self.buffer)
             sv.start()  # after the buffer made sure data_dir exists
             sv.watch("committer", self.buffer.task)
-            await self._stack.enter_async_context(self.uplink)
-            sv.watch("uplink", self.uplink.task)
-            await self._stack.enter_async_context(
-                ControlServer(self, socket_path(self.config.data_dir))
-            )
-            self.heartbeat = await self._stack.enter_async_context(
-                Heartbeat(self, self.config.heartbeat_interval_s)
-            )
-            sv.watch("heartbeat", self.heartbeat.task)
             edge = self.config.edge_alerts
+            # Before the uplink: its first post must already report what was sent.
             if edge.enabled and edge.modem is not None:
                 self.edge = await self._stack.enter_async_context(
                     EdgeTrigger(
@@ -122,6 +114,15 @@ class Gateway:
                 )  # fmt: skip
                 for task in self.edge.tasks:
                     sv.watch(task.get_name(), task)
+            await self._stack.enter_async_context(self.uplink)
+            sv.watch("uplink", self.uplink.task)
+            await self._stack.enter_async_context(
+                ControlServer(self, socket_path(self.config.data_dir))
+            )
+            self.heartbeat = await self._stack.enter_async_context(
+                Heartbeat(self, self.config.heartbeat_interval_s)
+            )
+            sv.watch("heartbeat", self.heartbeat.task)
             # Registered last, so it runs first on exit: sources stop before anything else.
             self._stack.push_async_callback(self._stop_sources)
             for src in self.sources:

@@ -24,7 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.records import Reading
 from tests.gateway_store.conftest import gateway_config
 from tests.gateway_store.test_gateway import SteadySource
-from tests.notify.receivers import WebhookLog, webhook_receiver
+from tests.notify.receivers import webhook_receiver
 from tests.notify.test_server_notify import admin_token
 from tests.support.procs import ServerProcess, run_hamlet, start_server
 
@@ -43,7 +43,6 @@ class World:
     token: str  # the gateway's
     admin: dict[str, str]
     server_modem: GsmModemSim
-    hook: WebhookLog
 
 
 @contextlib.contextmanager
@@ -67,7 +66,12 @@ def _server(tmp_path: Path, modem: GsmModemSim) -> Iterator[tuple[ServerProcess,
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with GsmModemSim(tmp_path / "ttyServer") as sm:
-        with _server(tmp_path, sm) as (srv, token, admin), webhook_receiver(SECRET) as (url, hook):
+        stack = contextlib.ExitStack()
+        try:
+            # Started on a thread: the server prepares its modem at start-up, and the
+            # simulated modem answers from this event loop.
+            srv, token, admin = await asyncio.to_thread(stack.enter_context, _server(tmp_path, sm))
+            url, _hook = stack.enter_context(webhook_receiver(SECRET))
             h = {"Authorization": f"Bearer {admin}"}
             async with httpx.AsyncClient(base_url=srv.url, headers=h, timeout=10) as c:
                 r = await c.post("/api/v1/notify/subscribers",
@@ -80,7 +84,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                     "name": "HTX", "webhook_url": url, "webhook_secret": SECRET})  # fmt: skip
                 await c.post(f"/api/v1/notify/subscribers/{r.json()['id']}/subscriptions",
                              json={"hamlet": HAMLET, "rule": "salinity.danger"})  # fmt: skip
-            yield World(srv, token, h, sm, hook)
+            yield World(srv, token, h, sm)
+        finally:
+            await asyncio.to_thread(stack.close)
 
 
 def _config(tmp_path: Path, url: str, token: str, modem: GsmModemSim) -> GatewayConfig:
