@@ -93,8 +93,8 @@ class EdgeTrigger:
         self.sms_sent = asyncio.Event()  # set once an SMS was sent and journalled
 
     async def __aenter__(self) -> Self:
-        await self.modem.__aenter__()
         try:
+            await self.modem.__aenter__()
             await self.modem.prepare()
         except ModemError as err:
             # The gateway's data matters more than its SMS: run on, the server still sends.

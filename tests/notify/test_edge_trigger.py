@@ -191,3 +191,30 @@ async def test_uplink_up_the_server_sends_and_the_gateway_does_not(
     rows = await _deliveries(w, lambda rs: True)
     sms = [(r["channel"], r["origin"]) for r in rows if r["channel"] == "sms"]
     assert sms == [("sms", "server")]
+
+
+def test_edge_alerts_are_off_by_default_and_need_a_modem_when_on(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from gateway.notify.config import EdgeAlertsConfig
+
+    assert gateway_config(tmp_path, DEAD_URL, "t" * 40).edge_alerts.enabled is False
+    with pytest.raises(ValidationError, match=r"\[edge_alerts.modem\] port"):
+        EdgeAlertsConfig(enabled=True)
+
+
+async def test_a_gateway_whose_modem_is_missing_runs_on_without_sms(tmp_path: Path) -> None:
+    cfg = gateway_config(tmp_path / "gw", DEAD_URL, "t" * 40)
+    cfg = cfg.model_copy(
+        update={
+            "edge_alerts": cfg.edge_alerts.model_validate(
+                {"enabled": True, "modem": {"port": str(tmp_path / "no-such-tty")}}
+            )
+        }
+    )
+    async with Gateway(cfg, sources=[]) as gw:
+        assert gw.edge is not None
+        assert gw.edge.plan is None  # no server, nothing cached
+        errors = gw.edge.counters.errors
+        assert [e.split(":")[0] for e in errors] == ["modem", "plan"], errors
+        assert not gw.supervision.failures
