@@ -91,6 +91,7 @@ class EdgeTrigger:
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.sms_sent = asyncio.Event()  # set once an SMS was sent and journalled
+        self.plan_asked = asyncio.Event()  # set once the server was asked for the plan
 
     async def __aenter__(self) -> Self:
         try:
@@ -100,7 +101,10 @@ class EdgeTrigger:
             # The gateway's data matters more than its SMS: run on, the server still sends.
             log.error("edge alerts: modem not ready (%s); the gateway will not send SMS", err)  # noqa: TRY400
             self._note(f"modem: {err}")
-        await self._refresh_plan()
+        # The cached plan at once; the server's in the evaluation task, so a dead link
+        # never delays the gateway's start (its sources start after this).
+        with contextlib.suppress(PlanUnavailable):
+            self.plan = self.cache.load()
         self._sub = self._pipeline.subscribe()
         self._tasks = [asyncio.create_task(self._evaluate(self._sub.queue), name="edge-evaluate")]
         self._uplink.before_post.append(self.before_post)
@@ -145,6 +149,8 @@ class EdgeTrigger:
 
     # -- evaluation ---------------------------------------------------------------------
     async def _evaluate(self, queue: asyncio.Queue[TailItem]) -> None:
+        await self._refresh_plan()
+        self.plan_asked.set()
         while True:
             item = await queue.get()
             if item.get("kind") != "reading" or item.get("value") is None or self.plan is None:

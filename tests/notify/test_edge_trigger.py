@@ -89,7 +89,9 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
             await asyncio.to_thread(stack.close)
 
 
-def _config(tmp_path: Path, url: str, token: str, modem: GsmModemSim) -> GatewayConfig:
+def _config(
+    tmp_path: Path, url: str, token: str, modem: GsmModemSim, refresh_s: float = 3600
+) -> GatewayConfig:
     base = gateway_config(tmp_path / "gw", url, token, gw_id=GW)
     return base.model_copy(
         update={
@@ -98,6 +100,7 @@ def _config(tmp_path: Path, url: str, token: str, modem: GsmModemSim) -> Gateway
                 {
                     "enabled": True,
                     "uplink_down_after_s": 1,
+                    "plan_refresh_s": refresh_s,
                     "modem": {"port": str(modem.link), "command_timeout_s": 2},
                 }
             ),
@@ -132,6 +135,8 @@ async def test_uplink_down_the_gateway_sends_and_the_server_does_not_send_again(
         # Started once with the server reachable: the plan is fetched and cached on disk.
         async with Gateway(_config(tmp_path, w.srv.url, w.token, gm), sources=[]) as gw:
             assert gw.edge is not None
+            assert gw.edge.plan is None  # nothing cached yet
+            await asyncio.wait_for(gw.edge.plan_asked.wait(), 30)
             assert gw.edge.plan is not None
             assert gw.edge.plan.devices["dm-sal-1"].crop == "durian"
         # The uplink is down (a closed port); the plan comes from the disk.
@@ -176,7 +181,7 @@ async def test_uplink_up_the_server_sends_and_the_gateway_does_not(
     src = SteadySource("mqtt")
     async with (
         GsmModemSim(tmp_path / "ttyGateway") as gm,
-        Gateway(_config(tmp_path, w.srv.url, w.token, gm), sources=[src]) as gw,
+        Gateway(_config(tmp_path, w.srv.url, w.token, gm, refresh_s=0.01), sources=[src]) as gw,
     ):
         assert gw.edge is not None
         feeder = asyncio.create_task(_feed(src, 0.7))
@@ -186,9 +191,21 @@ async def test_uplink_up_the_server_sends_and_the_gateway_does_not(
             feeder.cancel()
         assert gw.edge.counters.alerts_opened == 2  # the gateway saw them open too
         assert gw.edge.sender.sent == {}
-    assert w.server_modem.messages() == [(FARMER, "Độ mặn 0,7‰ — vượt ngưỡng sầu riêng 0,5‰")]
+        rows = await _deliveries(w, lambda rs: True)
+        assert w.server_modem.messages() == [(FARMER, "Độ mặn 0,7‰ — vượt ngưỡng sầu riêng 0,5‰")]
+        # A new subscriber reaches the gateway's plan before its next upload.
+        assert gw.edge.plan is not None
+        assert len(gw.edge.plan.subscribers) == 1
+        async with httpx.AsyncClient(base_url=w.srv.url, headers=w.admin, timeout=10) as c:
+            r = await c.post("/api/v1/notify/subscribers",
+                             json={"name": "Chị Tư", "phone": "+84900000001"})  # fmt: skip
+            await c.post(f"/api/v1/notify/subscribers/{r.json()['id']}/subscriptions",
+                         json={"hamlet": HAMLET, "rule": "salinity.danger"})  # fmt: skip
+        gw.uplink.uploaded.clear()
+        await src.queue.put([Reading("dm-sal-1", "salinity", 0.7, source="mqtt")])
+        await asyncio.wait_for(gw.uplink.uploaded.wait(), 30)
+        assert [s.phone for s in gw.edge.plan.subscribers] == [FARMER, "+84900000001"]
     assert gm.sent == []
-    rows = await _deliveries(w, lambda rs: True)
     sms = [(r["channel"], r["origin"]) for r in rows if r["channel"] == "sms"]
     assert sms == [("sms", "server")]
 
@@ -214,6 +231,7 @@ async def test_a_gateway_whose_modem_is_missing_runs_on_without_sms(tmp_path: Pa
     )
     async with Gateway(cfg, sources=[]) as gw:
         assert gw.edge is not None
+        await asyncio.wait_for(gw.edge.plan_asked.wait(), 30)
         assert gw.edge.plan is None  # no server, nothing cached
         errors = gw.edge.counters.errors
         assert [e.split(":")[0] for e in errors] == ["modem", "plan"], errors
