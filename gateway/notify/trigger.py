@@ -213,8 +213,8 @@ class EdgeTrigger:
             return
         try:
             n = await self.sender.report(self._client, self._url, self._token, hamlet)
-        except httpx.HTTPError as err:
-            # The readings go up anyway: data is not held hostage by the report.
+        except (httpx.HTTPError, KeyError, ValueError) as err:  # incl. an odd 200 body
+            # Never raised into the uplink's task: the readings go up anyway.
             log.warning("edge alerts: report failed (%s); retried before the next post", err)
             self._note(f"report: {err}")
             return

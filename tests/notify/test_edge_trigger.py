@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from firmware_sim.gsm_modem import GsmModemSim
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.records import Reading
+from hamlet.edgeplan import EdgeSentMessage
 from tests.gateway_store.conftest import gateway_config
 from tests.gateway_store.test_gateway import SteadySource
 from tests.notify.receivers import webhook_receiver
@@ -236,3 +238,28 @@ async def test_a_gateway_whose_modem_is_missing_runs_on_without_sms(tmp_path: Pa
         errors = gw.edge.counters.errors
         assert [e.split(":")[0] for e in errors] == ["modem", "plan"], errors
         assert not gw.supervision.failures
+
+
+async def test_a_refused_report_does_not_hold_the_readings_back(
+    tmp_path: Path, world: World
+) -> None:
+    w = world
+    journal = tmp_path / "gw" / "notify" / "edge-sent.jsonl"
+    journal.parent.mkdir(parents=True)
+    sent = EdgeSentMessage(
+        key="a:start:1:sms", alert_id="a", rule="salinity.danger", severity=3, phase="start",
+        at_ms=1, subscriber_id=1, sent_at=1.0, message_vi="x", message_en="x",
+    )  # fmt: skip
+    journal.write_text(json.dumps({"sent": sent.model_dump()}) + "\n", encoding="utf-8")
+    src = SteadySource("mqtt")
+    async with GsmModemSim(tmp_path / "ttyGateway") as gm:
+        cfg = _config(tmp_path, w.srv.url, w.token, gm)
+        # This gateway is registered for dinh-mon: a report for another hamlet is refused.
+        cfg = cfg.model_copy(update={"hamlet": "elsewhere"})
+        async with Gateway(cfg, sources=[src]) as gw:
+            assert gw.edge is not None
+            await src.queue.put([Reading("dm-sal-1", "salinity", 0.2, source="mqtt")])
+            await asyncio.wait_for(gw.uplink.uploaded.wait(), 30)
+            assert gw.uplink.status.uploaded >= 1
+            assert [e.split(":")[0] for e in gw.edge.counters.errors] == ["report"]
+            assert len(gw.edge.sender.unreported()) == 1  # tried again before the next post
