@@ -23,6 +23,7 @@ from gateway.clock import Clock
 from gateway.control import ControlServer
 from gateway.control_protocol import socket_path
 from gateway.heartbeat import Heartbeat
+from gateway.notify.trigger import EdgeTrigger
 from gateway.pipeline import Normalize, Pipeline
 from gateway.sources.base import Source, SourceStatus
 from gateway.supervision import EXIT_FAILED, Supervision
@@ -85,6 +86,7 @@ class Gateway:
         self.started_mono = time.monotonic()
         self.started_loop = 0.0
         self.tail_dropped = 0
+        self.edge: EdgeTrigger | None = None  # [edge_alerts]: SMS while the uplink is down
         self._stack = AsyncExitStack()
         self._source_tasks: list[asyncio.Task[None]] = []
         self.supervision = Supervision(config.data_dir)
@@ -100,6 +102,18 @@ class Gateway:
             await self._stack.enter_async_context(self.buffer)
             sv.start()  # after the buffer made sure data_dir exists
             sv.watch("committer", self.buffer.task)
+            edge = self.config.edge_alerts
+            # Before the uplink: its first post must already report what was sent.
+            if edge.enabled and edge.modem is not None:
+                self.edge = await self._stack.enter_async_context(
+                    EdgeTrigger(
+                        edge, self.pipeline, self.uplink, str(self.config.uplink.url),
+                        self.config.uplink.token.get_secret_value(), self.config.hamlet,
+                        self.config.data_dir,
+                    )
+                )  # fmt: skip
+                for task in self.edge.tasks:
+                    sv.watch(task.get_name(), task)
             await self._stack.enter_async_context(self.uplink)
             sv.watch("uplink", self.uplink.task)
             await self._stack.enter_async_context(

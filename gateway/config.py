@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.buffer.config import BufferConfig
 from gateway.clock import ClockConfig
+from gateway.notify.config import EdgeAlertsConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.serial.config import SerialSourceConfig
@@ -38,6 +39,7 @@ class GatewayConfig(BaseModel):
     clock: ClockConfig = Field(default_factory=ClockConfig)
     uplink: UplinkConfig
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
+    edge_alerts: EdgeAlertsConfig = Field(default_factory=EdgeAlertsConfig)
 
 
 def load_gateway_config(path: Path | None) -> GatewayConfig:

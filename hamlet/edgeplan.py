@@ -8,7 +8,12 @@ server and gateway, so it lives here (no server imports).
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from hamlet.alertrules import AlertSettings
 
 MAX_SENT_PER_REPORT = 500
 
@@ -52,10 +57,36 @@ class EdgeSubscriber(_Model):
     subscriptions: list[EdgeSubscription]
 
 
+class EdgeDevice(_Model):
+    """What the rules need to know about one of the hamlet's devices (its crop: the
+    salinity threshold)."""
+
+    crop: str | None = None
+
+
 class EdgePlan(_Model):
     hamlet: str
     version: str  # a digest of the content; also the ETag
     subscribers: list[EdgeSubscriber]
+    # The server's alert settings and the hamlet's devices, so the gateway evaluates the same
+    # thresholds (hamlet.alertrules.resolve) as the server.
+    commune: str | None = None
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    devices: dict[str, EdgeDevice] = Field(default_factory=dict)
+
+    def with_rules(
+        self, alerts: AlertSettings, commune: str | None, devices: dict[str, EdgeDevice]
+    ) -> EdgePlan:
+        """This plan with the rules' inputs added; the version covers them too."""
+        extra = json.dumps(
+            [self.version, commune, alerts.model_dump(mode="json"),
+             {k: v.model_dump() for k, v in sorted(devices.items())}],
+            sort_keys=True,
+        )  # fmt: skip
+        version = hashlib.sha256(extra.encode()).hexdigest()[:32]
+        return self.model_copy(
+            update={"version": version, "commune": commune, "alerts": alerts, "devices": devices}
+        )
 
     def recipients(
         self, rule: str, severity: int, field: str | None, device: str | None

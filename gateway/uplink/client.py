@@ -16,6 +16,7 @@ import json
 import logging
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -71,6 +72,8 @@ class UplinkStatus:
     backlog_sent: int = 0
     backlog_bytes: int = 0
     live_sent: int = 0
+    # time.monotonic() of the first failure since the last successful post; None while up.
+    down_since: float | None = None
 
     def info(self) -> UplinkInfo:
         return UplinkInfo(
@@ -103,6 +106,9 @@ class Uplink:
         self._backoff = Backoff(base_s=config.backoff_base_s, cap_s=config.backoff_cap_s)
         # Set after every successful post: tests and the status page can wait on it.
         self.uploaded = asyncio.Event()
+        # Awaited before every post: what the server must know before the readings land
+        # (the SMS a gateway sent while down, so the server does not send them again).
+        self.before_post: list[Callable[[], Awaitable[None]]] = []
 
     async def __aenter__(self) -> Uplink:
         # httpx logs every request at INFO: a line per batch would bury the journal.
@@ -213,6 +219,8 @@ class Uplink:
             delay = min(self._cfg.backoff_cap_s, max(err.retry_after, delay))
         self.status.backoff_s = delay
         self.status.last_error = str(err)
+        if self.status.down_since is None:
+            self.status.down_since = time.monotonic()
         if isinstance(err, AuthRefused):
             self.status.state = UplinkState.AUTH_FAILED
         else:
@@ -223,6 +231,8 @@ class Uplink:
     # -- one post -------------------------------------------------------------------
     async def _post(self, records: list[StoredRecord], gaps: list[PendingGap]) -> Encoded:
         assert self._ingest is not None
+        for hook in self.before_post:
+            await hook()
         enc = encode_batch(
             self._gw, self._clock.wall_ms(), records, gaps, level=self._cfg.gzip_level
         )
@@ -282,6 +292,7 @@ class Uplink:
         st.bytes_sent += len(enc.body)
         st.last_upload_at = time.time()
         st.state = UplinkState.UP
+        st.down_since = None
         st.last_error = None
         self.uploaded.set()
 

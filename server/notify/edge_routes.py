@@ -6,8 +6,9 @@ import asyncio
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from hamlet.edgeplan import EdgePlan, EdgeSent
+from hamlet.edgeplan import EdgeDevice, EdgePlan, EdgeSent
 from server import registry
+from server.alerts.apply import load_context
 from server.deps import State
 from server.notify.model import AlertEvent, Channel, Phase, Severity
 from server.notify.service import Notifier
@@ -30,11 +31,15 @@ async def _gateway(request: Request, state: State) -> registry.GatewayRow:
 
 @router.get("/api/v1/notify/edge-plan", response_model=EdgePlan)
 async def edge_plan(request: Request, response: Response, state: State) -> EdgePlan | Response:
-    """Who in the gateway's hamlet gets SMS for what. Send ``If-None-Match`` with the last
+    """Who in the gateway's hamlet gets SMS for what, with the alert settings and the
+    devices' crops the rules need. Send ``If-None-Match`` with the last
     ETag: 304 when nothing changed."""
     gw = await _gateway(request, state)
     n: Notifier = request.app.state.notify
     plan = await asyncio.to_thread(n.store.edge_plan, gw.hamlet)
+    ctx = await state.store.db.read(load_context, gw.hamlet)
+    devices = {d: EdgeDevice(crop=crop) for d, (_k, crop, _i, _h) in ctx.devices.items()}
+    plan = plan.with_rules(request.app.state.alerts.settings, ctx.commune, devices)
     etag = f'"{plan.version}"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"ETag": etag})
