@@ -106,6 +106,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             ):
                 app.state.notify = notifier
                 app.state.hamlet.on_settled.append(feed.on_settled)
+                app.state.hamlet.on_alert_acked.append(
+                    lambda alert_id, by: asyncio.to_thread(notifier.store.acknowledge, alert_id, by)
+                )
                 task = tg.create_task(
                     _retention(store, config.store.sqlite.raw_retention_days), name="retention"
                 )

@@ -39,6 +39,8 @@ class Metrics:
 
 
 SettledHook = Callable[[GatewayRow, UplinkBatch, IngestResult, int], Awaitable[None]]
+# (natural alert id, who) after a person acknowledged an alert.
+AckHook = Callable[[str, str], Awaitable[object]]
 
 
 @dataclass
@@ -51,3 +53,5 @@ class AppState:
     trusted_proxies: list[Network] = field(default_factory=list)
     # Called after a batch is settled (stored), off nothing the gateway waits on but the call.
     on_settled: list[SettledHook] = field(default_factory=list)
+    # Called after an alert is acknowledged: escalation to staff stops for it.
+    on_alert_acked: list[AckHook] = field(default_factory=list)

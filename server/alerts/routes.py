@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from hamlet.alertrules import RULES, Severity
 from hamlet.contract import IDENT_PATTERN
+from hamlet.edgeplan import natural_alert_id
 from server.alerts.engine import AlertEngine, AlertEngineDown
 from server.alerts.table import ACTIVE
 from server.auth import can_edit_devices
@@ -184,7 +185,12 @@ async def ack_alert(state: State, caller: Caller, alert_id: AlertId) -> AlertOut
         )
 
     await state.store.db.write(run)
-    return await _get(state, caller, alert_id)
+    a = await _get(state, caller, alert_id)
+    # Delivery names alerts by their natural id; an acknowledged one is not escalated.
+    natural = natural_alert_id(a.rule, a.hamlet, a.device, a.metric or "", a.start)
+    for hook in state.on_alert_acked:
+        await hook(natural, a.acked_by or name)
+    return a
 
 
 class SyncOut(BaseModel):
