@@ -79,7 +79,13 @@ def backup(db_path: Path, dest: Path) -> Summary:
     if not db_path.exists():
         raise BackupError(f"no server database at {db_path}: check --data-dir / data_dir")
     if dest.is_dir():
-        dest = dest / default_name()
+        # Two backups within one second (a cron job and a person) must not collide: a dated
+        # name that exists gets a counter, so a directory target never fails on a name.
+        base = default_name()
+        dest, n = dest / base, 1
+        while dest.exists():
+            dest = dest.with_name(base.replace(SUFFIX, f"-{n}{SUFFIX}"))
+            n += 1
     if dest.exists():
         raise BackupError(f"{dest} exists: choose a new name (backups are never overwritten)")
     tmp = dest.with_name(f".{dest.name}.partial")

@@ -81,7 +81,7 @@ async def add_subscriber(body: SubscriberIn, request: Request, caller: Caller) -
 
 @router.post("/api/v1/notify/subscribers/{sid}/subscriptions", status_code=201)
 async def subscribe(
-    sid: Annotated[int, Path(ge=1)],
+    sid: Annotated[int, Path(ge=1, le=2**63 - 1)],
     body: SubscriptionIn,
     request: Request,
     caller: Caller,

@@ -123,3 +123,26 @@ def test_backup_refuses_to_overwrite_and_restore_rejects_a_non_database(tmp_path
     # The live database is untouched by the refused restore.
     assert _agree(data / "hamlet.sqlite3") == (0, 0)
     assert not [p for p in data.iterdir() if ".before-restore-" in p.name]
+
+
+def test_backups_into_a_directory_in_the_same_second_get_distinct_names(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from server.backup import backup, default_name
+    from server.store.schema import open_db
+
+    db = tmp_path / "ledger.sqlite3"
+    open_db(db).close()
+    out = tmp_path / "backups"
+    out.mkdir()
+    # Occupy this second's and the next second's dated names, as an earlier backup would.
+    for t in (datetime.now(UTC), datetime.fromtimestamp(datetime.now(UTC).timestamp() + 1, UTC)):
+        (out / default_name(t)).write_bytes(b"earlier backup")
+    first = backup(db, out)
+    second = backup(db, out)
+    names = sorted(p.name for p in out.iterdir())
+    assert len(names) == 4, names
+    assert first.path != second.path
+    assert all(
+        (out / n).read_bytes() != b"earlier backup" for n in (first.path.name, second.path.name)
+    )

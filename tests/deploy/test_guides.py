@@ -65,7 +65,9 @@ def test_installer_guide_installs_the_service_before_doctor() -> None:
     text = (ROOT / "docs" / "installer-guide.md").read_text()
     install = text.index("sudo hamlet gateway install-service\n")
     doctor = text.index("sudo -u hamlet hamlet gateway doctor")
-    start = text.index("sudo systemctl start hamlet-gateway")
+    # The first start after install-service (an optional section before it may stop and
+    # start an already-running gateway, e.g. to move its buffer to a USB disk).
+    start = text.index("sudo systemctl start hamlet-gateway", install)
     init = text.index("sudo hamlet gateway init")
     # init writes the config, install-service creates the user and data dir doctor checks.
     assert init < install < doctor < start
