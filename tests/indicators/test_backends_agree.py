@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import sqlite3
 import threading
+import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -40,8 +42,18 @@ T0 = 1_741_626_000_000  # 2025-03-11 00:00 Vietnam time (17:00 UTC the day befor
 def test_sql_and_python_counting_agree(
     tmp_path: Path, means: list[tuple[int, int, float]], levels: list[float], strict: bool
 ) -> None:
-    db = tmp_path / f"agree-{abs(hash((tuple(means), tuple(levels), strict)))}.sqlite3"
+    # A fresh file per call: Hypothesis may run the same example twice (replay, shrinking).
+    db = tmp_path / f"agree-{uuid.uuid4().hex}.sqlite3"
     conn = open_db(db)
+    try:
+        _check_agreement(conn, means, levels, strict)
+    finally:
+        conn.close()
+
+
+def _check_agreement(
+    conn: sqlite3.Connection, means: list[tuple[int, int, float]], levels: list[float], strict: bool
+) -> None:
     conn.execute("BEGIN")
     for d in range(3):
         conn.execute(
@@ -73,7 +85,6 @@ def test_sql_and_python_counting_agree(
     py = sorted(count_above(rows, lv, strict))
     assert sql == py
     assert sum(r[4] for r in sql) == 60 * len(seen)  # every reading counted once
-    conn.close()
 
 
 def test_flux_selects_the_same_rollups() -> None:
