@@ -1,6 +1,10 @@
 """What the gateway writes to its SD card, how often it fsyncs and wakes, at a hamlet's load.
 
     python bench/gateway_sd_writes.py [--quick [--with-fast]] [--windows 0.2,default] [--seconds N]
+        [--code NAME=DIR ...]
+
+``--code`` compares code in the same run: each load runs once per checkout given (the first
+is the baseline of the others; ``NAME=.`` is this one), prefilled by that checkout's code.
 
 Runs the real ``hamlet gateway run`` process against real Mosquitto and a real server on
 this machine, with its data directory on a block device (``--data-root``, default
@@ -210,32 +214,51 @@ def steady_load(pub: Publisher, seconds: float, rate: float, stop: threading.Eve
         time.sleep(0.005)
 
 
-def prefill(data: Path, n: int) -> None:
+PREFILL = """
+import asyncio, sys, time
+from pathlib import Path
+from gateway.buffer import DurableBuffer
+from gateway.buffer.config import BufferConfig
+from gateway.buffer.identity import Receipt, receipt_key
+from gateway.buffer.store import NewRecord
+from hamlet.contract import RecordKind
+
+async def fill(data: Path, n: int) -> None:
+    cfg = BufferConfig(durability_window_s=0.01)
+    async with DurableBuffer(cfg, data, "prefill") as buf:
+        now = int(time.time() * 1000)
+        for g in range(0, n, 2000):
+            recs = [
+                NewRecord(RecordKind.READING, f"old-{i % 45}", "salinity", 1.0, now, 0,
+                          time.monotonic_ns(), receipt=Receipt(receipt_key("old", i)))
+                for i in range(g, min(g + 2000, n))
+            ]
+            await buf.append(recs)
+        while recs_out := (await buf.read_batch(0, None, 100_000, hold_pending=False))[0]:
+            await buf.confirm([r.seq for r in recs_out], [])
+
+asyncio.run(fill(Path(sys.argv[1]), int(sys.argv[2])))
+"""
+
+
+def code_env(root: Path | None) -> dict[str, str]:
+    """Environment that runs the gateway from ``root`` (another checkout), or from this one."""
+    env = dict(os.environ, HAMLET_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    if root is not None:
+        env["PYTHONPATH"] = str(root.resolve())
+    return env
+
+
+def prefill(data: Path, n: int, root: Path | None) -> None:
     """A buffer as after hours of running: ``n`` records stored (with their receipts) and
-    uploaded, so the receipt window is full, as it is in the field after a day."""
-    import asyncio
-
-    from gateway.buffer import DurableBuffer
-    from gateway.buffer.config import BufferConfig
-    from gateway.buffer.identity import Receipt, receipt_key
-    from gateway.buffer.store import NewRecord
-    from hamlet.contract import RecordKind
-
-    async def fill() -> None:
-        cfg = BufferConfig(durability_window_s=0.01)
-        async with DurableBuffer(cfg, data, "prefill") as buf:
-            now = int(time.time() * 1000)
-            for g in range(0, n, 2000):
-                recs = [
-                    NewRecord(RecordKind.READING, f"old-{i % 45}", "salinity", 1.0, now, 0,
-                              time.monotonic_ns(), receipt=Receipt(receipt_key("old", i)))
-                    for i in range(g, min(g + 2000, n))
-                ]  # fmt: skip
-                await buf.append(recs)
-            while recs_out := (await buf.read_batch(0, None, 100_000, hold_pending=False))[0]:
-                await buf.confirm([r.seq for r in recs_out], [])
-
-    asyncio.run(fill())
+    uploaded, so the receipt window is full, as it is in the field after a day. Written by
+    the code under test (its page size and layout), in a process of its own."""
+    subprocess.run(
+        [sys.executable, "-c", PREFILL, str(data), str(n)],
+        env=code_env(root),
+        cwd=root or Path(__file__).resolve().parents[1],
+        check=True,
+    )
 
 
 def run(
@@ -247,12 +270,14 @@ def run(
     load: str,
     seconds: float,
     receipts: int,
+    code: tuple[str, Path | None] = ("", None),
 ) -> dict[str, Any]:
-    gw_id = f"gw-sd-{load.replace('/', '')}-{str(window_s).replace('.', '-')}"
+    name, root = code
+    gw_id = f"gw-sd-{load.replace('/', '')}-{str(window_s).replace('.', '-')}{name}"
     token = add_gateway(srv, gw_id)
     data = Path(tempfile.mkdtemp(prefix="hamlet-sd-", dir=data_root))
     if receipts:
-        prefill(data, receipts)
+        prefill(data, receipts, root)
     conf = {
         "id": gw_id,
         "data_dir": str(data),
@@ -274,14 +299,14 @@ def run(
     }
     path = tmp / f"{gw_id}.toml"
     path.write_text(tomli_w.dumps(conf))
-    env = dict(os.environ, HAMLET_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
     trace = tmp / f"{gw_id}.strace"
     proc = subprocess.Popen(
         traced([*HAMLET, "gateway", "run", "--config", str(path)], trace),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env=env,
+        env=code_env(root),
+        cwd=root,
     )
     tee = Tee(proc.stdout)
     tee.start()
@@ -322,6 +347,7 @@ def run(
         fsyncs = fsyncs_between(trace, wall0, time.time())
         records = int(st["counters"]["committed"]) - int(st0["counters"]["committed"])  # type: ignore[index]
         return {
+            "code": name,
             "window": window_s,
             "load": load,
             "took": took,
@@ -349,6 +375,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, help="hamlet span per window")
     ap.add_argument("--data-root", default="/var/tmp", help="a directory on a block device")
     ap.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="also run the gateway from another checkout DIR (same loads, same run; the "
+        "first one given is the baseline of the others); 'NAME=.' is this checkout",
+    )
+    ap.add_argument(
         "--receipts",
         type=int,
         default=None,
@@ -366,15 +400,23 @@ def main() -> None:
     loads = [("hamlet", hamlet_s)]
     if not args.quick or args.with_fast:
         loads.append(("1000/s", 8.0 if args.quick else fast_s))
+    codes: list[tuple[str, Path | None]] = [("", None)]
+    if args.code:
+        codes = []
+        for spec in args.code:
+            name, _, d = spec.partition("=")
+            codes.append((f"-{name}", None if d in ("", ".") else Path(d)))
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         with mosquitto(tmp) as broker, server(tmp) as srv:
             for w in windows:
                 for load, span in loads:
-                    results.append(
-                        run(tmp, Path(args.data_root), broker.port, srv, w, load, span, receipts)
-                    )
+                    for code in codes:
+                        results.append(
+                            run(tmp, Path(args.data_root), broker.port, srv, w, load, span,
+                                receipts, code)
+                        )  # fmt: skip
     rows: list[tuple[str, str, str]] = [
         ("data directory on", results[0]["fs"], ""),
         ("records stored and uploaded before each run", f"{receipts:,}", "receipt window full"),
@@ -384,7 +426,9 @@ def main() -> None:
         per = r["written"] / max(r["records"], 1)
         day = r["written"] / r["took"] * 86400
         h = 3600 / r["took"]
-        tag = f"window {r['window']:g} s, {r['load']}"
+        tag = f"window {r['window']:g} s, {r['load']}" + (
+            f" [{r['code'][1:]}]" if r["code"] else ""
+        )
         fs = "n/a (no strace)" if r["fsyncs"] is None else f"{r['fsyncs'] * h:,.0f}"
         rows += [
             (f"{tag}: records", f"{r['records']:,}", f"in {r['took']:.0f} s"),
@@ -395,16 +439,27 @@ def main() -> None:
             ("  CPU-seconds per hour", f"{r['cpu'] * h:,.1f}", ""),
         ]
         key = r["load"]
+        if r["code"]:  # variants: the first code given is the baseline, window by window
+            key = f"{r['load']}, window {r['window']:g} s"
         if key not in base:
             base[key] = r
         b = base[key]
         b_per = b["written"] / max(b["records"], 1)
-        report(BENCH, f"bytes/record ({key}, window {r['window']:g} s)", round(per), "B",
+        what = f"{r['load']}, window {r['window']:g} s{' ' + r['code'][1:] if r['code'] else ''}"
+        if b is not r:
+            rows.append(
+                (
+                    "  ratio to the baseline run",
+                    f"{b_per / max(per, 1e-9):.2f}×",
+                    f"{b_per:,.0f} B before",
+                )
+            )
+        report(BENCH, f"bytes/record ({what})", round(per), "B",
                baseline=b_per if b is not r else None, higher_is_better=False,
                floor="<= 300 B" if key == "hamlet" else None)  # fmt: skip
-        report(BENCH, f"MB/day ({key}, window {r['window']:g} s)", round(day / 1e6, 1), "MB",
+        report(BENCH, f"MB/day ({what})", round(day / 1e6, 1), "MB",
                higher_is_better=False, floor="<= 100 MB" if key == "hamlet" else None)  # fmt: skip
-        report(BENCH, f"CPU-s/hour ({key}, window {r['window']:g} s)", round(r["cpu"] * h, 1),
+        report(BENCH, f"CPU-s/hour ({what})", round(r["cpu"] * h, 1),
                "s", higher_is_better=False)  # fmt: skip
     table("Gateway disk writes (" + ("quick" if args.quick else "full") + ")", rows)
 

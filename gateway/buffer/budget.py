@@ -6,7 +6,9 @@ file is switched to WAL). It is split so that each file is bounded by constructi
 files themselves are measured after every commit:
 
 * ``-shm``: one 32 KiB wal-index block, enough for 4,062 WAL frames; the WAL never gets
-  that long (its share is at most 4 MiB = 1,017 frames).
+  that long (its share is at most 4 MiB = 4,002 frames of 1 KiB pages). The store holds the
+  file exclusively, so SQLite keeps the wal-index in memory and there is no ``-shm`` file
+  at all; the share stays reserved all the same.
 * ``-wal``: ``wal_bytes`` (max_bytes/16, clamped to 256 KiB…4 MiB). SQLite checkpoints after
   the commit that brings the WAL to ``checkpoint_frames`` (a third of it); with one
   connection that checkpoint always completes, and the next transaction rewrites the WAL from
@@ -55,9 +57,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE: Final = 4096
+# 1 KiB pages: a commit at a hamlet's load dirties a handful of pages (record and receipt
+# leaves, meta, page 1, pointer map, freelist), each one WAL frame; at 4 KiB each of those
+# was 4 KiB on the SD card (measured 464 -> 274 bytes per reading, bench/gateway_sd_writes.py).
+# New files only: SQLite cannot change the page size of a WAL database, so a file made with
+# another size (4 KiB before) keeps it and the budget is computed from what the file has
+# (``Budget.for_max(..., page_size)``, ``Store._configure``).
+PAGE_SIZE: Final = 1024
 WAL_HEADER: Final = 32
-WAL_FRAME: Final = PAGE_SIZE + 24
+FRAME_HEADER: Final = 24
+WAL_FRAME: Final = PAGE_SIZE + FRAME_HEADER
 # The wal-index: 32 KiB covers 4,062 frames; the WAL share below keeps it to one block.
 SHM_BYTES: Final = 32 * 1024
 WAL_MIN: Final = 256 * 1024
@@ -113,6 +122,7 @@ class Budget:
     """How ``max_bytes`` is split between the files; see the module docstring."""
 
     max_bytes: int
+    page_size: int
     wal_bytes: int
     shm_bytes: int
     db_pages: int  # PRAGMA max_page_count
@@ -122,28 +132,32 @@ class Budget:
     low: int  # enforcement stops at or below this
 
     @classmethod
-    def for_max(cls, max_bytes: int) -> Budget:
+    def for_max(cls, max_bytes: int, page_size: int = PAGE_SIZE) -> Budget:
         wal = min(max(max_bytes // 16, WAL_MIN), WAL_MAX)
-        frames = (wal - WAL_HEADER) // WAL_FRAME
+        frames = (wal - WAL_HEADER) // (page_size + FRAME_HEADER)
         ckpt = frames // 3
         # Peak WAL = (ckpt - 1) frames left from earlier commits + one transaction.
         txn = frames - ckpt + 1
-        db_pages = (max_bytes - wal - SHM_BYTES) // PAGE_SIZE
+        db_pages = (max_bytes - wal - SHM_BYTES) // page_size
         high = db_pages - txn - SLACK_PAGES
-        return cls(max_bytes, wal, SHM_BYTES, db_pages, ckpt, txn, high, high * 9 // 10)
+        return cls(max_bytes, page_size, wal, SHM_BYTES, db_pages, ckpt, txn, high, high * 9 // 10)
+
+    @property
+    def wal_frame(self) -> int:
+        return self.page_size + FRAME_HEADER
 
     @property
     def txn_bytes(self) -> int:
         """Row bytes one transaction may write or delete and still fit ``txn_frames``."""
-        return int((self.txn_frames - TXN_OVERHEAD_PAGES) * PAGE_SIZE * FILL)
+        return int((self.txn_frames - TXN_OVERHEAD_PAGES) * self.page_size * FILL)
 
     @property
     def high_bytes(self) -> int:
-        return self.high * PAGE_SIZE
+        return self.high * self.page_size
 
     @property
     def low_bytes(self) -> int:
-        return self.low * PAGE_SIZE
+        return self.low * self.page_size
 
     @property
     def dead_letter_bytes(self) -> int:

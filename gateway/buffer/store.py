@@ -209,6 +209,13 @@ class Store:
             self._connect()
             healthy = existed and self._meta("last_seq") is not None
         except sqlite3.DatabaseError as err:
+            if getattr(err, "sqlite_errorname", "") == "SQLITE_BUSY":
+                # Held by another process: not corrupt, and never to be moved aside.
+                raise BufferError(
+                    f"{self.db_path} is in use by another process: is another gateway "
+                    "running with this data_dir? Stop it first. / Tệp bộ đệm đang được một "
+                    "tiến trình khác dùng: hãy dừng gateway kia trước."
+                ) from err
             lost = self._quarantine(f"cannot open or check: {err}")
             self._connect()
             healthy = False
@@ -233,6 +240,9 @@ class Store:
         if int(self.con.execute("PRAGMA page_count").fetchone()[0]) > self.budget.db_pages:
             policy.enforce(self)
             self.con.execute(f"PRAGMA max_page_count = {self.budget.db_pages}")
+            # The file itself shrinks only when the WAL is checkpointed: do it now, not
+            # whenever the WAL next reaches its checkpoint size.
+            self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _connect(self) -> None:
         con = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
@@ -244,18 +254,27 @@ class Store:
         self._con = con
 
     def _configure(self, con: sqlite3.Connection) -> None:
+        # One connection, holding the file exclusively: the WAL index then lives in this
+        # process's memory, not in a -shm file the kernel writes back to the SD card after
+        # every commit (bench/gateway_sd_writes.py). Must precede the first read. Another
+        # process (a second gateway, `doctor`) gets SQLITE_BUSY while this one runs.
+        con.execute("PRAGMA locking_mode = EXCLUSIVE")
         # page_size and auto_vacuum only take effect on a new file (before any table).
         con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         con.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise sqlite3.DatabaseError(f"cannot enable WAL (got {mode})")
+        # A file made with another page size keeps it (WAL): size the budget by the file.
+        page = int(con.execute("PRAGMA page_size").fetchone()[0])
+        if page != self.budget.page_size:
+            self.budget = Budget.for_max(self.cfg.max_bytes, page)
         # FULL: the WAL is fsynced at every commit, so "committed" survives a power cut.
         con.execute("PRAGMA synchronous = FULL")
         # The WAL's share of the budget: see gateway/buffer/budget.py.
         ckpt = self.budget.checkpoint_frames
         con.execute(f"PRAGMA wal_autocheckpoint = {ckpt}")
-        con.execute(f"PRAGMA journal_size_limit = {ckpt * policy.WAL_FRAME}")
+        con.execute(f"PRAGMA journal_size_limit = {ckpt * self.budget.wal_frame}")
         con.execute("PRAGMA cache_size = -4096")  # 4 MB page cache: bounded RSS
         con.execute("PRAGMA mmap_size = 0")
         con.execute("PRAGMA temp_store = MEMORY")
@@ -638,7 +657,7 @@ class Store:
 
     # -- sizes ----------------------------------------------------------------------
     def used_bytes(self) -> int:
-        return policy.used_pages(self.con) * PAGE_SIZE
+        return policy.used_pages(self.con) * self.budget.page_size
 
     def file_bytes(self) -> int:
         return policy.file_bytes(str(self.db_path))

@@ -503,3 +503,43 @@ async def test_readings_meeting_a_full_file_never_push_out_events(tmp_path: Path
     assert all(rows.get(s) is None for s in given_up)
     assert set(rows) | given_up == set(range(1, last + 1))
     assert sum(1 for k in rows.values() if k == 3) == 1200
+
+
+async def test_a_file_made_with_4_kib_pages_keeps_them_and_its_budget(tmp_path: Path) -> None:
+    """SQLite cannot change a WAL file's page size: a buffer made with 4 KiB pages (before
+    the page size shrank) opens with its records, and its budget is sized by its own pages,
+    so each file stays within its share."""
+    cfg = buffer_config(max_bytes=MAX)
+    async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
+        await buf.append([reading(value=float(i), wall_ms=T0 + i) for i in range(100)])
+    # The same file with 4 KiB pages, as the earlier release made it.
+    con = sqlite3.connect(tmp_path / "buffer.db", isolation_level=None)
+    try:
+        con.execute("PRAGMA journal_mode = DELETE")
+        con.execute("PRAGMA page_size = 4096")
+        con.execute("VACUUM")
+        assert con.execute("PRAGMA page_size").fetchone()[0] == 4096
+    finally:
+        con.close()
+    with FileWatch(tmp_path) as watch:
+        async with DurableBuffer(cfg, tmp_path, "boot-b") as buf:
+            store = buf.store
+            assert store.budget == Budget.for_max(MAX, 4096)
+            recs, _ = await buf.read_batch(0, None, 1000, hold_pending=False)
+            assert [r.value for r in recs] == [float(i) for i in range(100)]
+            await buf.release()
+            # Twice the budget in readings: enforcement runs, by 4 KiB pages.
+            for block in range(50):
+                t = T0 + 10_000_000 * (block + 1)
+                await buf.append(
+                    [reading(value=float(i), wall_ms=t + i * 1000) for i in range(1000)]
+                )
+            counters = buf.counters
+            page = await buf._run(lambda: store.con.execute("PRAGMA page_size").fetchone()[0])
+    assert page == 4096
+    assert counters.over_budget == 0
+    assert counters.aggregated + counters.dropped > 0
+    b = Budget.for_max(MAX, 4096)
+    assert watch.peak <= MAX, watch.peaks
+    assert watch.peaks["buffer.db"] <= b.db_pages * 4096, watch.peaks
+    assert watch.peaks["buffer.db-wal"] <= b.wal_bytes, watch.peaks

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from gateway.buffer import DurableBuffer
+from gateway.buffer.store import BufferError, Store
 from tests.gateway_store.conftest import buffer_config, reading
 
 
@@ -71,12 +75,35 @@ async def test_committed_rows_are_on_disk_before_append_returns(tmp_path: Path) 
     cfg = buffer_config()
     async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
         await buf.append([reading(value=4.5)])
-        # A second, independent connection sees it: it was committed, not just queued.
-        con = sqlite3.connect(tmp_path / "buffer.db")
+        # The files as they are on disk now (the buffer holds them exclusively, so copy
+        # them, as a power cut would leave them) already hold it: committed, not queued.
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for name in ("buffer.db", "buffer.db-wal"):
+            shutil.copyfile(tmp_path / name, copy / name)
+        con = sqlite3.connect(copy / "buffer.db")
         try:
             assert con.execute("SELECT value FROM rec").fetchall() == [(4.5,)]
         finally:
             con.close()
+
+
+async def test_a_second_process_cannot_take_the_buffer_nor_move_it_aside(
+    tmp_path: Path,
+) -> None:
+    """The buffer holds its file exclusively; a second gateway on the same data_dir gets a
+    clear error, and the file in use is never mistaken for a corrupt one and moved aside."""
+    cfg = buffer_config()
+    async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
+        await buf.append([reading(value=4.5)])
+        second = Store(cfg, tmp_path, "boot-b")
+        with pytest.raises(BufferError, match="in use by another process"):
+            second.open()
+        assert not list(tmp_path.glob("buffer.db.corrupt-*"))
+        await buf.append([reading(value=5.5)])
+    async with DurableBuffer(cfg, tmp_path, "boot-c") as buf:
+        recs, _ = await buf.read_batch(0, None, 10, hold_pending=False)
+        assert [r.value for r in recs] == [4.5, 5.5]
 
 
 async def test_dead_letters_bounded_and_counted(tmp_path: Path) -> None:
@@ -114,3 +141,21 @@ async def test_drained_buffer_gives_space_back(tmp_path: Path) -> None:
     # A few pages stay free for reuse; the rest went back to the file system.
     assert free <= 256
     assert pages < 400
+
+
+async def test_doctor_says_the_buffer_is_in_use_while_the_gateway_holds_it(
+    tmp_path: Path,
+) -> None:
+    """`hamlet gateway doctor` cannot read a buffer held exclusively: it says so (skip, in
+    use), never that the file is corrupt; once the gateway is stopped it checks it."""
+    from gateway.installer.doctor import Outcome, check_buffer
+    from tests.gateway_store.conftest import gateway_config
+
+    cfg = gateway_config(tmp_path, "http://127.0.0.1:9", "t")
+    async with DurableBuffer(cfg.buffer, tmp_path, "boot-a") as buf:
+        await buf.append([reading(value=4.5)])
+        held = await asyncio.to_thread(check_buffer, cfg)
+    assert held.outcome is Outcome.SKIP, held
+    assert "in use by the running gateway" in held.detail
+    free = check_buffer(cfg)
+    assert free.outcome is Outcome.PASS, free

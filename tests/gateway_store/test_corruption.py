@@ -129,6 +129,7 @@ def garble_page_of(db: Path, name: str) -> None:
     """Overwrite one page of table or index ``name`` (a leaf in its middle) with noise."""
     con = sqlite3.connect(db)  # also folds the crashed WAL into the file
     try:
+        size = int(con.execute("PRAGMA page_size").fetchone()[0])
         pages = [
             int(p)
             for (p,) in con.execute(
@@ -138,7 +139,7 @@ def garble_page_of(db: Path, name: str) -> None:
     finally:
         con.close()
     assert pages, name
-    garble(db, (pages[len(pages) // 2] - 1) * 4096, 4096)
+    garble(db, (pages[len(pages) // 2] - 1) * size, size)
 
 
 async def test_crash_then_lost_records_declares_the_range_used(
