@@ -98,7 +98,9 @@ def test_real_server_refuses_what_the_gateway_refuses(server: ServerProcess) -> 
 
 async def test_pipeline_dead_letters_a_trailing_newline(tmp_path: Path) -> None:
     clock = Clock(ClockConfig(sync="always"))
-    async with DurableBuffer(BufferConfig(durability_window_s=0.2), tmp_path, clock.boot_id) as buffer:
+    async with DurableBuffer(
+        BufferConfig(durability_window_s=0.2), tmp_path, clock.boot_id
+    ) as buffer:
         pipeline = Pipeline(buffer, clock)
         await pipeline.submit(
             [
