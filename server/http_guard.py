@@ -41,6 +41,11 @@ log = logging.getLogger("hamlet.server.http")
 # logs, the listening socket and the event loop.
 FD_RESERVE: Final = 100
 _LOG_EVERY_S: Final = 10.0
+# After refusing a request, read and discard what the client is still sending for this long
+# (or this many bytes) before closing: closing a socket with unread input makes the kernel
+# send a reset, which can destroy our answer before the client has read it.
+_LINGER_S: Final = 2.0
+_LINGER_MAX_BYTES: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +168,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_lines = 0
         self._message_done = True
+        self._lingering = -1  # bytes discarded since a refusal; -1 while not lingering
 
     # --- waiting for the client -----------------------------------------------------------
 
@@ -198,6 +204,21 @@ class GuardedProtocol(HttpToolsProtocol):
         # Mid-body the request handler sees the client go away (one info line).
         self.transport.close()
 
+    def _refuse(self, answer: bytes) -> None:
+        """Send a final answer and close gracefully: half-close, then drain what the client
+        still sends (bounded in time and bytes) so no reset overtakes the answer. Evictable
+        meanwhile, like any connection waiting for its client."""
+        self._await_client(None)
+        self._lingering = 0
+        self.transport.write(answer)
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        # The client's FIN ends it sooner (eof_received returns None: asyncio closes).
+        self._timer = self.loop.call_later(_LINGER_S, self.transport.abort)
+
     def evict(self) -> None:
         self._cancel_timer()
         if not self.transport.is_closing():
@@ -208,8 +229,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         if not self.guard.make_room(self, len(self.connections)):
-            transport.write(_raw_response(503, "Service Unavailable", "server busy; retry shortly"))
-            transport.close()
+            self._refuse(_raw_response(503, "Service Unavailable", "server busy; retry shortly"))
             return
         self._await_client("head", self.limits.header_timeout_s)
 
@@ -219,6 +239,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         # uvicorn's own method, plus the answer to a head we refused in a parser callback.
+        if self._lingering >= 0:
+            self._lingering += len(data)
+            if self._lingering > _LINGER_MAX_BYTES:
+                self._cancel_timer()
+                self.transport.abort()
+            return
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
@@ -231,10 +257,8 @@ class GuardedProtocol(HttpToolsProtocol):
         except httptools.HttpParserError as err:
             refused = err.__context__
             if isinstance(refused, _Refused):
-                self._client_done()
                 reason = "Request Header Fields Too Large" if refused.status == 431 else "Error"
-                self.transport.write(_raw_response(refused.status, reason, refused.reason))
-                self.transport.close()
+                self._refuse(_raw_response(refused.status, reason, refused.reason))
                 return
             msg = "Invalid HTTP request received."
             log.info("%s (%s)", msg, err)
