@@ -24,17 +24,16 @@ from typing import ParamSpec, TypeVar
 
 from gateway import deadletter
 from gateway.buffer.config import BufferConfig
-from gateway.buffer.store import (
+from gateway.buffer.records import (
     DUPLICATE,
     REFUSED,
     BufferError,
-    Counters,
     NewRecord,
     PendingGap,
-    Store,
     StoredRecord,
-    refused_letter,
 )
+from gateway.buffer.refusal import refused_letter
+from gateway.buffer.store import Counters, Store
 from gateway.clock import Anchor
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ class DurableBuffer:
         """Commit ``records``; returns the first seq assigned (or the next one, if none was)."""
         outcomes = await self.store_records(records)
         stored = [o for o in outcomes if o > 0]
-        return stored[0] if stored else self.store.next_seq
+        return stored[0] if stored else self.store.seqs.next
 
     async def store_records(self, records: Sequence[NewRecord]) -> list[int]:
         """Commit ``records``; one outcome per record: its seq, DUPLICATE or REFUSED."""
@@ -274,7 +273,7 @@ class DurableBuffer:
 
     @property
     def last_seq(self) -> int:
-        return self.store.next_seq - 1
+        return self.store.seqs.next - 1
 
     @property
     def depth(self) -> int:

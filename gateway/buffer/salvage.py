@@ -4,7 +4,7 @@ A corrupt file is rarely corrupt everywhere. Before the gateway declares a loss 
 what it can from the moved file, each part on its own (a part that fails is unknown, never
 guessed): the last seq it had handed out (``meta``), the seqs of the records it still held
 (``rec``) and the gaps it had queued for the server (``gap``). With those the loss is
-declared exactly; without them, from the seq state file (see ``Store._start_after_loss``).
+declared exactly; without them, from the seq state file (see ``recovery.plan_resume``).
 """
 
 from __future__ import annotations

@@ -425,6 +425,19 @@ def test_budget_split_is_within_max() -> None:
         assert b.txn_bytes > 0
 
 
+def test_every_record_kind_has_its_fixed_stored_code() -> None:
+    """Files outlive releases: each kind keeps its code in ``rec.kind``, one code a kind."""
+    assert [(c.name, c.value) for c in policy.KindCode] == [
+        ("READING", 0),
+        ("AGGREGATE", 1),
+        ("HEARTBEAT", 2),
+        ("EVENT", 3),
+        ("ALERT", 4),
+    ]
+    assert [policy.KIND_CODE[k] for k in RecordKind] == [0, 1, 2, 3, 4]
+    assert [policy.CODE_KIND[c] for c in range(5)] == list(RecordKind)
+
+
 def test_stages_give_way_in_the_written_order() -> None:
     order = [(s.action.value, s.kind.value) for s in policy.STAGES]
     assert order == [

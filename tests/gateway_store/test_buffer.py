@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import DurableBuffer
-from gateway.buffer.store import BufferError, Store
+from gateway.buffer import BufferError, DurableBuffer
+from gateway.buffer.store import Store
 from tests.gateway_store.conftest import buffer_config, reading
 
 
