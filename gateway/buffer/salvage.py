@@ -31,7 +31,8 @@ class Salvage:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[sqlite3.Connection]:
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A buffer file no store holds, opened read-only (a moved file; tests' closed files)."""
     # Read-only: the moved file is evidence, not a database we go on using. Without a WAL
     # beside it, immutable: SQLite then creates no -wal/-shm files next to it either.
     wal = Path(f"{path}-wal").exists()
@@ -49,7 +50,7 @@ def read(path: Path) -> Salvage:
     held: list[tuple[int, int]] | None = None
     gaps: list[tuple[int, int, GapReason]] | None = None
     try:
-        with _open(path) as con:
+        with read_only(path) as con:
             try:
                 row = con.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
                 last = None if row is None else int(row[0])

@@ -664,8 +664,13 @@ class Store:
         stored, by = deadletter.counts(self.con)
         return stored, by, deadletter.recent(self.con, n)
 
-    def count_kinds(self) -> dict[str, int]:
-        return {
-            CODE_KIND[int(k)].value: int(c)
-            for k, c in self.con.execute("SELECT kind, count(*) FROM rec GROUP BY kind")
-        }
+    def count_kinds(self, device: str | None = None) -> dict[str, int]:
+        if device is None:
+            rows = self.con.execute("SELECT kind, count(*) FROM rec GROUP BY kind")
+        else:
+            rows = self.con.execute(
+                "SELECT kind, count(*) FROM rec WHERE sid IN "
+                "(SELECT id FROM series WHERE device = ?) GROUP BY kind",
+                (device,),
+            )
+        return {CODE_KIND[int(k)].value: int(c) for k, c in rows}
