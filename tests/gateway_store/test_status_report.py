@@ -1,0 +1,141 @@
+"""The gateway's status report (gateway/status_report.py): bounded for any number of sources
+and dead letters, bytes escaped, config secrets never carried, and readable by the server's
+parser (hamlet/status_report.py) whatever went in."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.config import GatewayConfig
+from gateway.control_protocol import DeadLetterInfo, DeadLetters, Health, SourceInfo
+from gateway.sources.base import SourceStatus
+from gateway.status_report import MASK, build_report, config_secrets, escape
+from hamlet.status_report import (
+    MAX_EXCERPT,
+    MAX_LETTERS,
+    MAX_REPORT_BYTES,
+    GatewayReport,
+    parse_report,
+)
+
+TOKEN = "tok-3f9a7c1e5b2d"
+PASSWORD = "mqtt-pass-9x8y7z"
+# Anything a device, a file name or an exception message may hold: NULs, lone surrogates,
+# right-to-left overrides, 4-byte characters, markup.
+hostile_text = st.lists(
+    st.one_of(
+        st.characters(exclude_categories=()),
+        st.sampled_from(["<script>alert(1)</script>", "\x00", "\u202e", "\ud800", "𝔘", '"\\']),
+    ),
+    max_size=300,
+).map("".join)
+
+
+def _health(n: int = 0) -> Health:
+    return Health(
+        components={f"c{i}": "running" for i in range(n)},
+        failures={},
+        previous_failure=None,
+        components_failed=0,
+        sources_failed=0,
+        previous_run_failed=0,
+    )
+
+
+def _source(name: str, error: str | None, kind: str = "serial") -> SourceInfo:
+    return SourceInfo(
+        name=name,
+        kind=kind,
+        status=SourceStatus.RECONNECTING if error else SourceStatus.RUNNING,
+        since=1_764_309_600.5,
+        last_reading_at=None,
+        last_error=error,
+        counters={},
+        devices={},
+    )
+
+
+def _letter(source: str, reason: str, raw: str) -> DeadLetterInfo:
+    return DeadLetterInfo(at=1_764_309_601.25, source=source, reason=reason, raw=raw)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    names=st.lists(hostile_text, max_size=60),
+    letters=st.lists(st.tuples(hostile_text, hostile_text, hostile_text), max_size=40),
+    codes=st.dictionaries(hostile_text, st.integers(0, 2**40), max_size=40),
+)
+def test_any_report_fits_its_bound_and_parses(
+    names: list[str], letters: list[tuple[str, str, str]], codes: dict[str, int]
+) -> None:
+    sources = [
+        _source(n, n or None, kind="mqtt" if i % 2 else "serial") for i, n in enumerate(names)
+    ]
+    dead = DeadLetters(
+        count=len(letters),
+        by_reason=codes,
+        recent=[_letter(s, r, raw) for s, r, raw in letters[:MAX_LETTERS]],
+    )
+    text = build_report(1_764_309_602_000, sources, _health(40), dead, [TOKEN])
+    assert len(text.encode()) <= MAX_REPORT_BYTES
+    report = parse_report(text)
+    # Nothing is dropped silently: every source is shown or counted as omitted.
+    assert len(report.sources) + report.sources_omitted == len(sources)
+    for d in report.dead.recent:
+        assert len(d.excerpt) <= MAX_EXCERPT + 1
+        assert not any(c in d.excerpt for c in "\x00\u202e\ud800")
+
+
+def test_many_dead_letters_stay_within_the_bound() -> None:
+    """Many sources with long errors and full dead letters: detail goes, the bound holds."""
+    raw = "x" * 2048
+    for n_letters in (0, 1, MAX_LETTERS, 1000):
+        dead = DeadLetters(
+            count=n_letters,
+            by_reason={"bad_json": n_letters},
+            recent=[_letter("mqtt", "bad_json: " + "y" * 500, raw) for _ in range(n_letters)],
+        )
+        sources = [_source(f"s{i}", "cannot open /dev/ttyUSB9: " + "z" * 400) for i in range(32)]
+        text = build_report(1_764_309_602_000, sources, _health(5), dead)
+        assert len(text.encode()) <= MAX_REPORT_BYTES, n_letters
+        report = GatewayReport.model_validate_json(text)
+        assert report.dead.stored == n_letters
+        assert len(report.dead.recent) <= MAX_LETTERS
+
+
+def test_bytes_are_escaped_and_the_topic_split_off() -> None:
+    raw = 'hamlet/k1/event {"note":"\x00\u202e<b>"}'
+    dead = DeadLetters(
+        count=1, by_reason={"bad_json": 1}, recent=[_letter("mqtt", "bad_json: x", raw)]
+    )
+    report = parse_report(build_report(1, [_source("mqtt", None, "mqtt")], _health(), dead))
+    (d,) = report.dead.recent
+    assert d.topic == "hamlet/k1/event"
+    assert d.excerpt == '{"note":"\\x00\\u202e<b>"}'
+    assert escape("a\tb\nc\U000e0001") == "a\\x09b\\x0ac\\U000e0001"
+
+
+def test_config_secrets_never_leave_the_gateway() -> None:
+    cfg = GatewayConfig.model_validate(
+        {
+            "id": "gw-1",
+            "uplink": {"url": "https://example.vn", "token": TOKEN},
+            "sources": {
+                "mqtt": [
+                    {"name": "mqtt", "host": "localhost", "username": "u", "password": PASSWORD}
+                ]
+            },
+        }
+    )
+    secrets = config_secrets(cfg)
+    assert sorted(secrets) == sorted([TOKEN, PASSWORD])
+    leak = f"auth failed for mqtt://u:{PASSWORD}@broker token={TOKEN} mqtt://a:other@h"
+    dead = DeadLetters(count=1, by_reason={}, recent=[_letter("serial", leak, leak)])
+    text = build_report(1, [_source("mqtt", leak, "mqtt")], _health(), dead, secrets)
+    assert TOKEN not in text
+    assert PASSWORD not in text
+    assert "other@" not in text  # a URL's password, secret or not
+    assert json.loads(text)["sources"][0]["last_error"].count(MASK) == 3
