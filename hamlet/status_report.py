@@ -40,13 +40,6 @@ Count = Annotated[int, Field(ge=0, le=_MAX_INT)]
 Millis = Annotated[int, Field(ge=0, le=_MAX_INT)]
 # The states of gateway/sources/base.py's SourceStatus (the gateway's typed control plane).
 SourceState = Literal["starting", "running", "reconnecting", "failed", "stopped"]
-SOURCE_STATES: Final[tuple[SourceState, ...]] = (
-    "starting",
-    "running",
-    "reconnecting",
-    "failed",
-    "stopped",
-)
 ComponentState = Literal["running", "failed", "stopped"]
 
 
