@@ -4,22 +4,36 @@ parser (hamlet/status_report.py) whatever went in."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.control_protocol import DeadLetterInfo, DeadLetters, Health, SourceInfo
 from gateway.sources.base import SourceStatus
-from gateway.status_report import MASK, build_report, config_secrets, escape
+from gateway.sources.serial.config import SerialSourceConfig
+from gateway.sources.serial.source import SerialSource
+from gateway.status_report import (
+    MASK,
+    StatusReportConfig,
+    build_report,
+    config_secrets,
+    escape,
+)
 from hamlet.status_report import (
     MAX_EXCERPT,
     MAX_LETTERS,
     MAX_REPORT_BYTES,
+    REPORT_ATTR,
+    STATUS_EVENT,
     GatewayReport,
     parse_report,
 )
+from tests.gateway_store.conftest import gateway_config
 
 TOKEN = "tok-3f9a7c1e5b2d"
 PASSWORD = "mqtt-pass-9x8y7z"
@@ -139,3 +153,45 @@ def test_config_secrets_never_leave_the_gateway() -> None:
     assert PASSWORD not in text
     assert "other@" not in text  # a URL's password, secret or not
     assert json.loads(text)["sources"][0]["last_error"].count(MASK) == 3
+
+
+async def _reports(gw: Gateway, want: int) -> list[GatewayReport]:
+    """The status reports committed so far, once there are ``want`` (woken by each commit)."""
+    while True:
+        recs, _ = await gw.buffer.read_batch(0, None, 1000, hold_pending=False)
+        found = [
+            parse_report(json.loads(r.attrs or "{}")[REPORT_ATTR])
+            for r in recs
+            if r.metric == STATUS_EVENT and r.device == "gw-test"
+        ]
+        if len(found) >= want:
+            return found
+        gw.buffer.committed.clear()
+        await asyncio.wait_for(gw.buffer.committed.wait(), 30)
+
+
+async def test_a_source_change_and_a_dead_letter_each_send_a_report(tmp_path: Path) -> None:
+    """Through the gateway's own pipeline and buffer: at start, when the radio's port turns
+    out missing, and when a dead letter arrives; an unchanged gateway sends nothing more."""
+    cfg = gateway_config(tmp_path / "gw", "http://127.0.0.1:9", "t" * 40).model_copy(
+        update={"status_report": StatusReportConfig(min_gap_s=0, refresh_s=3600)}
+    )
+    radio = SerialSource(
+        SerialSourceConfig(name="radio", port=str(tmp_path / "no-such-port"), backoff_max_s=60)
+    )
+    async with Gateway(cfg, sources=[radio]) as gw:
+        await radio.state.wait_until(lambda s: s.status is SourceStatus.RECONNECTING, 30)
+        reports = await _reports(gw, 2)
+        assert reports[-1].sources[0].state == "reconnecting"
+        assert "no-such-port" in (reports[-1].sources[0].last_error or "")
+        settled = len(reports)
+        gw.pipeline.reject("lan-mqtt", "bad_json: payload is not valid JSON", b"\x00<b>")
+        reports = await _reports(gw, settled + 1)
+        (letter,) = reports[-1].dead.recent
+        assert letter.reason == "bad_json: payload is not valid JSON"
+        assert letter.excerpt == "\\x00<b>"
+        assert reports[-1].dead.stored == 1
+        assert gw.status_report.sent == len(reports)
+    # Exactly one report per change: the start, the radio's failure, the dead letter (the
+    # radio's retries repeat the same state and error, which is no change).
+    assert len(reports) == 3
