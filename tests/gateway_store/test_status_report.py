@@ -195,3 +195,14 @@ async def test_a_source_change_and_a_dead_letter_each_send_a_report(tmp_path: Pa
     # Exactly one report per change: the start, the radio's failure, the dead letter (the
     # radio's retries repeat the same state and error, which is no change).
     assert len(reports) == 3
+
+
+async def test_an_unchanged_gateway_resends_its_report_every_refresh_s(tmp_path: Path) -> None:
+    cfg = gateway_config(tmp_path / "gw", "http://127.0.0.1:9", "t" * 40).model_copy(
+        update={"status_report": StatusReportConfig(min_gap_s=0, refresh_s=1)}
+    )
+    async with Gateway(cfg, sources=[]) as gw:
+        reports = await _reports(gw, 2)
+    assert reports[1].sources == reports[0].sources == []
+    # Not sent again at once: the gateway's own clock says it waited refresh_s.
+    assert reports[1].at - reports[0].at >= 990
