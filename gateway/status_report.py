@@ -263,7 +263,9 @@ class StatusReporter:
         )
 
     async def send(self) -> None:
-        """One report now, committed like any record."""
+        """One report now, committed like any record (none when disabled)."""
+        if not self._cfg.enabled:
+            return
         gw = self._gw
         snap = await status.snapshot(gw, recent=self._cfg.dead_letters)
         text = build_report(

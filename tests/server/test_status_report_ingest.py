@@ -127,13 +127,14 @@ def test_hostile_reports_are_rejected_alone_and_the_newest_is_kept(server: Serve
                 seq=14, device=GW, name=STATUS_EVENT, t=t, attrs={REPORT_ATTR: GOOD, "more": 1}
             ),
             _status(5, older, t),  # an older report arriving late must not replace seq 10
+            EventRecord(seq=15, device="kiosk-9", name="rating", t=t, attrs={"score": 3}),
         ],
     )
     with httpx.Client(base_url=server.url, timeout=30) as c:
         r = post(c, token, b)
         assert r.status_code == 200, r.text
         res = r.json()
-        assert res["accepted"] == 3 + 2  # the readings and the two valid reports
+        assert res["accepted"] == 3 + 2 + 1  # readings, the two valid reports, the rating
         reasons = {x["seq"]: x["reason"] for x in res["rejected"]}
         assert sorted(reasons) == [11, 12, 13, 14]
         assert "sources.0.state" in reasons[11]
@@ -142,8 +143,13 @@ def test_hostile_reports_are_rejected_alone_and_the_newest_is_kept(server: Serve
         assert "one text attribute" in reasons[14]
         # Re-sent (an uplink retry): duplicates, nothing changes.
         again = post(c, token, b).json()
-        assert again["duplicates"] == 5 + 4
+        assert again["duplicates"] == 6 + 4
         page = c.get("/installer?lang=en").text
+        events = c.get(
+            "/api/v1/hamlets/dinh-phuoc/events", params={"start": t - 60_000, "end": t + 60_000}
+        )
+        assert events.status_code == 200, events.text
+        assert [e["name"] for e in events.json()] == ["rating"]  # reports are not events
     gw = page[page.index(f'data-gateway="{GW}"') :]
     assert 'data-source="radio" data-state="reconnecting"' in gw
     assert "Reconnecting" in gw
