@@ -32,6 +32,7 @@ from gateway.records import Event
 from gateway.sources.base import SourceState
 from hamlet.status_report import (
     MAX_COMPONENTS,
+    MAX_DEVICES_DOWN,
     MAX_EXCERPT,
     MAX_LETTERS,
     MAX_NAME,
@@ -45,6 +46,8 @@ from hamlet.status_report import (
     ComponentState,
     DeadLetterReport,
     DeadLetterSummary,
+    DeviceReport,
+    DeviceState,
     GatewayReport,
     SourceReport,
 )
@@ -62,6 +65,7 @@ _LAST_LEVEL: Final = (0, 0, 60)
 # user:password@ in a URL an error message may quote
 _USERINFO: Final = re.compile(r"(://[^/\s:@]*:)[^@\s/]*@")
 _COMPONENT_STATES: Final = frozenset({"running", "failed", "stopped"})
+_DEVICE_DOWN: Final = frozenset({"failing", "dead"})  # gateway/sources/modbus device status
 
 
 class StatusReportConfig(BaseModel):
@@ -154,6 +158,25 @@ def _letter(
     )
 
 
+def _devices_down(s: SourceInfo, sc: Scrubber, text: int) -> list[DeviceReport]:
+    out = []
+    for dev, st in s.devices.items():
+        state = st.get("status")
+        if state not in _DEVICE_DOWN:
+            continue
+        err = st.get("last_error")
+        out.append(
+            DeviceReport(
+                device=sc.text(dev, MAX_NAME),
+                state=cast("DeviceState", state),
+                error=None if err is None else sc.text(str(err), text),
+            )
+        )
+        if len(out) == MAX_DEVICES_DOWN:
+            break
+    return out
+
+
 def _components(health: Health, sc: Scrubber, text: int) -> list[ComponentReport]:
     out = []
     for name, state in list(health.components.items())[:MAX_COMPONENTS]:
@@ -196,6 +219,7 @@ def build_report(
                     since=_ms(s.since) or 0,
                     last_reading_at=_ms(s.last_reading_at),
                     last_error=None if s.last_error is None else sc.text(s.last_error, text),
+                    devices_down=_devices_down(s, sc, text),
                 )
                 for s in sources[:keep_sources]
             ],
@@ -257,7 +281,7 @@ class StatusReporter:
         """What a change is: a source's state or error, a component's state, a dead letter."""
         gw = self._gw
         return (
-            tuple((s.name, s.state.status, s.state.last_error) for s in gw.sources),
+            tuple((s.name, *_source_key(s.state)) for s in gw.sources),
             tuple(sorted(gw.supervision.components.items())),
             gw.pipeline.counters.dead_lettered + gw.buffer.counters.dead_lettered,
         )
@@ -305,12 +329,26 @@ class StatusReporter:
                 w.cancel()
 
 
+def _source_key(state: SourceState) -> tuple[object, ...]:
+    """What of a source's state a report is about: not its counters, not its readings."""
+    # Checked on every change of the state (each reading): only a Modbus bus has devices
+    # that go down, and only a handful of them.
+    if state.kind != "modbus":
+        return (state.status, state.last_error)
+    down = tuple(
+        (dev, st.get("status"))
+        for dev, st in state.devices.items()
+        if st.get("status") in _DEVICE_DOWN
+    )
+    return (state.status, state.last_error, down)
+
+
 async def _state_changes(state: SourceState) -> object:
-    """Return when the source's state or error differs from now (not on every reading)."""
-    was = (state.status, state.last_error)
+    """Return when the source's state, error or devices down differ from now."""
+    was = _source_key(state)
 
     def moved(st: SourceState) -> bool:
-        return (st.status, st.last_error) != was
+        return _source_key(st) != was
 
     await state.wait_until(moved)
     return None

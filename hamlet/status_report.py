@@ -29,6 +29,7 @@ MAX_SOURCES: Final = 32
 MAX_COMPONENTS: Final = 32
 MAX_LETTERS: Final = 10
 MAX_REASON_CODES: Final = 20
+MAX_DEVICES_DOWN: Final = 8  # per source
 MAX_NAME: Final = 100
 MAX_TEXT: Final = 300  # an error or a reason
 MAX_EXCERPT: Final = 200  # characters of a dead letter's bytes, escaped
@@ -41,10 +42,18 @@ Millis = Annotated[int, Field(ge=0, le=_MAX_INT)]
 # The states of gateway/sources/base.py's SourceStatus (the gateway's typed control plane).
 SourceState = Literal["starting", "running", "reconnecting", "failed", "stopped"]
 ComponentState = Literal["running", "failed", "stopped"]
+# A Modbus device that stopped answering: retried every poll, then probed less often.
+DeviceState = Literal["failing", "dead"]
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceReport(_Model):
+    device: Name
+    state: DeviceState
+    error: Text | None = None
 
 
 class SourceReport(_Model):
@@ -54,6 +63,8 @@ class SourceReport(_Model):
     since: Millis  # wall time of the last state change
     last_reading_at: Millis | None = None
     last_error: Text | None = None
+    # A source can run while devices behind it do not answer (a Modbus bus).
+    devices_down: list[DeviceReport] = Field(default_factory=list, max_length=MAX_DEVICES_DOWN)
 
 
 class ComponentReport(_Model):

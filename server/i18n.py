@@ -130,6 +130,11 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
         "vi": "Gateway chưa gửi báo cáo trạng thái (cần bản cài đặt mới hơn).",
         "en": "No status report from this gateway yet (it needs a newer release).",
     },
+    "dev_failing": {"vi": "không trả lời, đang thử lại", "en": "not answering, retrying"},
+    "dev_dead": {
+        "vi": "mất liên lạc, thăm dò thưa dần",
+        "en": "gone silent, probed less often",
+    },
     "omitted": {"vi": "nguồn khác không hiển thị", "en": "more sources not shown"},
     "dead_login": {
         "vi": "Đăng nhập với vai trò kỹ thuật viên để xem nội dung bản ghi hỏng.",

@@ -104,17 +104,29 @@ RULES: Final = (
 )
 
 
+def _first(kind: str, state: str | None, error: str | None, lang: Lang) -> str:
+    for r in RULES:
+        if r.kinds and kind not in r.kinds:
+            continue
+        if r.states and state not in r.states:
+            continue
+        if r.error is not None and not r.error.search(error or ""):
+            continue
+        return r.vi if lang == "vi" else r.en
+    return ""
+
+
 def advice(src: SourceReport, lang: Lang) -> str:
     """One line of what to do while a source is down, or "" (an error a running source
     recovered from is history, not a task)."""
     if src.state not in ("reconnecting", "failed"):
         return ""
-    for r in RULES:
-        if r.kinds and src.kind not in r.kinds:
-            continue
-        if r.states and src.state not in r.states:
-            continue
-        if r.error is not None and not r.error.search(src.last_error or ""):
-            continue
-        return r.vi if lang == "vi" else r.en
+    return _first(src.kind, src.state, src.last_error, lang)
+
+
+def device_advice(src: SourceReport, lang: Lang) -> str:
+    """What to do about the devices behind a running source that stopped answering."""
+    for d in src.devices_down:
+        if line := _first(src.kind, None, d.error or "timeout", lang):
+            return line
     return ""

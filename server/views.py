@@ -230,6 +230,7 @@ def _status_view(latest: LatestReport | None, lang: Lang, manage: bool) -> dict[
                 "words": words[lang],
                 "icon": words["icon"],
                 "advice": source_advice.advice(s, lang),
+                "device_advice": source_advice.device_advice(s, lang),
             }
         )
     return {

@@ -15,6 +15,8 @@ from gateway.app import Gateway
 from gateway.config import GatewayConfig
 from gateway.control_protocol import DeadLetterInfo, DeadLetters, Health, SourceInfo
 from gateway.sources.base import SourceStatus
+from gateway.sources.modbus.config import ModbusDeviceConfig, ModbusSourceConfig
+from gateway.sources.modbus.source import ModbusSource
 from gateway.sources.serial.config import SerialSourceConfig
 from gateway.sources.serial.source import SerialSource
 from gateway.status_report import (
@@ -33,7 +35,9 @@ from hamlet.status_report import (
     GatewayReport,
     parse_report,
 )
+from tests.gateway_sources.modbus_bus import rtu_slaves
 from tests.gateway_store.conftest import gateway_config
+from tests.support.pty import PtyPair
 
 TOKEN = "tok-3f9a7c1e5b2d"
 PASSWORD = "mqtt-pass-9x8y7z"
@@ -59,7 +63,12 @@ def _health(n: int = 0) -> Health:
     )
 
 
-def _source(name: str, error: str | None, kind: str = "serial") -> SourceInfo:
+def _source(
+    name: str,
+    error: str | None,
+    kind: str = "serial",
+    devices: dict[str, dict[str, int | float | str | None]] | None = None,
+) -> SourceInfo:
     return SourceInfo(
         name=name,
         kind=kind,
@@ -68,7 +77,7 @@ def _source(name: str, error: str | None, kind: str = "serial") -> SourceInfo:
         last_reading_at=None,
         last_error=error,
         counters={},
-        devices={},
+        devices=devices or {},
     )
 
 
@@ -112,12 +121,21 @@ def test_many_dead_letters_stay_within_the_bound() -> None:
             by_reason={"bad_json": n_letters},
             recent=[_letter("mqtt", "bad_json: " + "y" * 500, raw) for _ in range(n_letters)],
         )
-        sources = [_source(f"s{i}", "cannot open /dev/ttyUSB9: " + "z" * 400) for i in range(32)]
+        # Every Modbus device silent, each with a long error: more than a report may name.
+        silent: dict[str, dict[str, int | float | str | None]] = {
+            f"soil-{j}-" + "n" * 90: {"status": "dead", "last_error": "timeout: " + "e" * 400}
+            for j in range(12)
+        }
+        sources = [
+            _source(f"s{i}", "cannot open /dev/ttyUSB9: " + "z" * 400, "modbus", silent)
+            for i in range(32)
+        ]
         text = build_report(1_764_309_602_000, sources, _health(5), dead)
         assert len(text.encode()) <= MAX_REPORT_BYTES, n_letters
         report = GatewayReport.model_validate_json(text)
         assert report.dead.stored == n_letters
         assert len(report.dead.recent) <= MAX_LETTERS
+        assert len(report.sources) + report.sources_omitted == 32
 
 
 def test_bytes_are_escaped_and_the_topic_split_off() -> None:
@@ -206,3 +224,39 @@ async def test_an_unchanged_gateway_resends_its_report_every_refresh_s(tmp_path:
     assert reports[1].sources == reports[0].sources == []
     # Not sent again at once: the gateway's own clock says it waited refresh_s.
     assert reports[1].at - reports[0].at >= 990
+
+
+async def test_a_modbus_device_that_stops_answering_is_reported(
+    tmp_path: Path, pty_pair: PtyPair
+) -> None:
+    """The bus runs (one sensor answers), the other sensor is silent: the report names it,
+    with the poll's error, though the source itself is 'running'."""
+    cfg = gateway_config(tmp_path / "gw", "http://127.0.0.1:9", "t" * 40).model_copy(
+        update={"status_report": StatusReportConfig(min_gap_s=0, refresh_s=3600)}
+    )
+    devices = [
+        ModbusDeviceConfig(id=f"soil-{a}", profile="soil-3in1", address=a, interval_s=0.5,
+                           timeout_s=0.15, retries=0)
+        for a in (1, 2)
+    ]  # fmt: skip
+    bus = ModbusSource(
+        ModbusSourceConfig(
+            name="rs485", port=pty_pair.b, devices=devices, dead_after=2, inter_frame_delay_s=0.005
+        )
+    )
+    async with (
+        rtu_slaves(pty_pair.a, {1: [315, 272, 1500]}, dead=[2]),
+        Gateway(cfg, sources=[bus]) as gw,
+    ):
+        await bus.state.wait_until(lambda s: s.devices["soil-2"]["status"] == "dead", 30)
+        while True:
+            last = (await _reports(gw, 1))[-1]
+            (src,) = last.sources
+            if [d.state for d in src.devices_down] == ["dead"]:
+                break
+            gw.buffer.committed.clear()
+            await asyncio.wait_for(gw.buffer.committed.wait(), 30)
+    assert src.state == "running"
+    (down,) = src.devices_down
+    assert down.device == "soil-2"
+    assert (down.error or "").startswith("timeout")

@@ -17,6 +17,7 @@ from hamlet.status_report import (
     MAX_REPORT_BYTES,
     REPORT_ATTR,
     STATUS_EVENT,
+    DeviceReport,
     GatewayReport,
     ReportError,
     SourceReport,
@@ -34,6 +35,9 @@ GOOD = GatewayReport(
                      last_error="cannot open /dev/ttyUSB7: [Errno 2] No such file or directory"),
         SourceReport(name="mqtt", kind="mqtt", state="running", since=1_764_309_500_000,
                      last_reading_at=1_764_309_590_000),
+        SourceReport(name="rs485", kind="modbus", state="running", since=1_764_309_500_000,
+                     devices_down=[DeviceReport(device="soil-2", state="dead",
+                                                error="timeout: no answer within 0.5 s")]),
     ],
 ).encode()  # fmt: skip
 
@@ -156,6 +160,10 @@ def test_hostile_reports_are_rejected_alone_and_the_newest_is_kept(server: Serve
     assert "No such file or directory" in gw
     assert "hamlet gateway doctor" in gw  # what to do next
     assert "old-src" not in gw
+    # A bus that runs while one sensor behind it is silent.
+    assert 'data-device-down="soil-2"' in gw
+    assert "gone silent" in gw
+    assert "The Modbus device does not answer" in gw
     assert "<script>alert" not in page
 
 
