@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 STATUS_EVENT: Final = "gateway_status"
 REPORT_ATTR: Final = "report"
 REPORT_VERSION: Final = 1
-# One report stays small on a metered 3G link (about 1 KB gzipped when full) and bounded
-# whatever the gateway holds: the builder drops detail until it fits.
+# Small on a metered 3G link (3 sources and 10 alike dead letters: 4.9 KB of JSON, 0.6 KB
+# gzipped) and bounded whatever the gateway holds: the builder drops detail until it fits.
 MAX_REPORT_BYTES: Final = 8 * 1024
 MAX_SOURCES: Final = 32
 MAX_COMPONENTS: Final = 32
