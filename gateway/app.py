@@ -156,7 +156,8 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_LAST_WORD_S):
                 await self.heartbeat.beat()
-                await self.status_report.send()  # which component, and why, for the page
+                if "status report" not in self.supervision.failures:
+                    await self.status_report.send()  # which component died, for the page
 
     async def _stop_sources(self) -> None:
         for t in self._source_tasks:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, cast
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from gateway import status
 from gateway.buffer import BufferError
@@ -292,9 +292,14 @@ class StatusReporter:
             return
         gw = self._gw
         snap = await status.snapshot(gw, recent=self._cfg.dead_letters)
-        text = build_report(
-            gw.clock.wall_ms(), snap.sources, snap.health, snap.dead_letters, self._secrets
-        )
+        try:
+            text = build_report(
+                gw.clock.wall_ms(), snap.sources, snap.health, snap.dead_letters, self._secrets
+            )
+        except ValidationError as err:
+            # A diagnostic that cannot be built must never stop the data: said, then skipped.
+            log.error("status report: cannot build it: %s", err)  # noqa: TRY400
+            return
         event = Event(gw.config.id, STATUS_EVENT, {REPORT_ATTR: text}, source=SOURCE)
         try:
             await gw.pipeline.submit([event])
