@@ -260,3 +260,23 @@ async def test_a_modbus_device_that_stops_answering_is_reported(
     (down,) = src.devices_down
     assert down.device == "soil-2"
     assert (down.error or "").startswith("timeout")
+
+
+async def test_reports_on_change_are_at_least_min_gap_s_apart(tmp_path: Path) -> None:
+    """A stream of dead letters (a poison publisher) costs one report per min_gap_s, not one
+    per letter: each change waits min_gap_s and takes every change since with it."""
+    cfg = gateway_config(tmp_path / "gw", "http://127.0.0.1:9", "t" * 40).model_copy(
+        update={"status_report": StatusReportConfig(min_gap_s=1, refresh_s=3600)}
+    )
+    async with Gateway(cfg, sources=[]) as gw:
+        await _reports(gw, 1)
+        gw.pipeline.reject("lan-mqtt", "bad_json: first", b"1")
+        second = (await _reports(gw, 2))[1]
+        for i in range(5):
+            gw.pipeline.reject("lan-mqtt", f"bad_json: burst {i}", b"2")
+        reports = await _reports(gw, 3)
+    first, second, third = reports
+    assert second.at - first.at >= 990
+    assert third.at - second.at >= 990
+    assert [d.reason for d in second.dead.recent] == ["bad_json: first"]
+    assert third.dead.stored == 6  # the whole burst, in one report
