@@ -78,7 +78,7 @@ class StatusReportConfig(BaseModel):
         1800.0, ge=1.0, description="an unchanged report is re-sent at most this often"
     )
     min_gap_s: float = Field(
-        10.0, ge=0.0, le=3600.0, description="changes within this window go out as one report"
+        10.0, ge=0.0, le=3600.0, description="at least this long between two reports on change"
     )
     dead_letters: int = Field(MAX_LETTERS, ge=0, le=MAX_LETTERS, description="recent, per report")
 
