@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from hamlet.thresholds import CROP_SALINITY
 from server import registry
-from server.auth import PrincipalKind, can_edit_devices, is_admin
+from server.auth import PrincipalKind, is_admin
 from server.i18n import Lang
 from server.models import DeviceIn, DeviceKind
 from server.pagekit import render
@@ -88,9 +88,8 @@ def gate(v: Viewer, path: str) -> Response | None:
 
 
 async def _editable(v: Viewer) -> list[str]:
-    hamlets = await v.st.store.db.read(registry.list_hamlets)
-    db = v.st.store.db
-    return [h.id for h in hamlets if await db.read(can_edit_devices, v.p, h.id)]
+    reg = v.st.registry
+    return [h.id for h in await reg.hamlets() if await reg.can_edit_devices(v.p, h.id)]
 
 
 async def _devices_page(
@@ -101,7 +100,7 @@ async def _devices_page(
         [d for d in await v.st.store.devices(hamlets) if d.hamlet in hamlets],
         key=lambda d: (d.confirmed, d.hamlet, d.id),
     )
-    gw_ids = {g.id for g in await v.st.store.db.read(registry.list_gateways, hamlets)}
+    gw_ids = {g.id for g in await v.st.registry.gateways(hamlets)}
     ctx = _ctx(
         request,
         v,
@@ -158,14 +157,14 @@ async def save_device(request: Request, hamlet_id: str, device_id: str) -> Respo
     v = await _viewer(request)
     if (stop := gate(v, "/admin/devices")) is not None:
         return stop
-    if not await v.st.store.db.read(can_edit_devices, v.p, hamlet_id):
+    if not await v.st.registry.can_edit_devices(v.p, hamlet_id):
         return await _devices_page(request, v, error=w("forbidden", v.lang), status=403)
     form = await _form(request)
     if form is None:
         return await _devices_page(request, v, error="form too large", status=413)
     try:
         dev = _device_in(device_id, form)
-        await v.st.store.db.write(registry.upsert_device, hamlet_id, dev)
+        await v.st.registry.upsert_device(hamlet_id, dev)
     except (ValueError, ValidationError, registry.RegistryError) as err:
         return await _devices_page(request, v, error=f"{device_id}: {err}", status=400)
     return RedirectResponse(
@@ -180,7 +179,7 @@ async def _hamlets_page(
     ctx: dict[str, Any] = _ctx(
         request,
         v,
-        hamlets=await v.st.store.db.read(registry.list_hamlets),
+        hamlets=await v.st.registry.hamlets(),
         w=lambda k: w(k, v.lang),
         error=error,
         saved=request.query_params.get("saved", ""),
@@ -210,12 +209,10 @@ async def save_hamlet(request: Request) -> Response:
         return await _hamlets_page(request, v, error="form too large", status=413)
     hid = (form.get("id") or "").strip()
     commune = (form.get("commune") or "").strip() or None
-    db = v.st.store.db
     try:
         if commune is not None:
-            await db.write(registry.add_commune, commune, form.get("commune_name", "")[:200])
-        await db.write(
-            registry.add_hamlet,
+            await v.st.registry.add_commune(commune, form.get("commune_name", "")[:200])
+        await v.st.registry.add_hamlet(
             hid,
             commune=commune,
             name=(form.get("name") or "").strip()[:200],

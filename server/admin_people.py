@@ -5,16 +5,13 @@ farmer (viewer) accounts of their commune's hamlets. The same functions as the p
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import audit, people, registry
 from server.admin_pages import _form, gate
-from server.audit import Action
 from server.auth import is_admin
 from server.clientaddr import client_address
 from server.i18n import Lang
@@ -65,7 +62,7 @@ def w(key: str, lang: Lang) -> str:
 
 async def _scope(v: Viewer) -> tuple[list[str], list[str], list[Role]] | None:
     """(hamlets, communes, roles) this person may give accounts; None: may not manage."""
-    hamlets = await v.st.store.db.read(registry.list_hamlets)
+    hamlets = await v.st.registry.hamlets()
     if is_admin(v.p):
         communes = sorted({h.commune for h in hamlets if h.commune})
         return [h.id for h in hamlets], communes, list(Role)
@@ -86,9 +83,7 @@ async def _page(request: Request, v: Viewer, *, error: str = "", status: int = 2
         denied |= {"users": [], "scope": None}
         return render(request, "admin_people.html", denied, status=403)
     admin = is_admin(v.p)
-    users = [
-        u for u in await v.st.store.db.read(registry.list_users) if _may_touch(scope, u, admin)
-    ]
+    users = [u for u in await v.st.registry.users() if _may_touch(scope, u, admin)]
     hamlets, communes, roles = scope
     ctx: dict[str, Any] = _ctx(
         request,
@@ -157,20 +152,16 @@ async def create(request: Request) -> Response:
             error=f"password too short: at least {MIN_PASSWORD_LEN} characters",
             status=400,
         )
-    actor = v.p.user.name
-    address = client_address(request, v.st.trusted_proxies)
-
-    def run(conn: sqlite3.Connection) -> None:
-        registry.add_user(
-            conn, name, role, password,
+    try:
+        await v.st.registry.create_user(
+            name,
+            role,
+            password,
             commune=commune if role == Role.STAFF else None,
             hamlet=hamlet if role == Role.VIEWER else None,
-        )  # fmt: skip
-        people.mark_must_change(conn, name)
-        audit.record(conn, actor, Action.USER_CREATED, name, address=address, detail=str(role))
-
-    try:
-        await v.st.store.db.write(run)
+            actor=v.p.user.name,
+            address=client_address(request, v.st.trusted_proxies),
+        )
     except (RegistryError, ValueError) as err:
         return await _page(request, v, error=str(err), status=400)
     return _done(v, name)
@@ -178,7 +169,7 @@ async def create(request: Request) -> Response:
 
 async def _target(request: Request, v: Viewer, name: str) -> UserRow | Response:
     scope = await _scope(v)
-    user = await v.st.store.db.read(registry.user_by_name, name)
+    user = await v.st.registry.user(name)
     if scope is None or user is None or not _may_touch(scope, user, is_admin(v.p)):
         return await _page(request, v, error=w("forbidden", v.lang), status=403)
     return user
@@ -202,9 +193,7 @@ async def reset(request: Request, name: str) -> Response:
             status=400,
         )
     address = client_address(request, v.st.trusted_proxies)
-    await v.st.store.db.write(
-        people.reset_password, name, password, actor=v.p.user.name, address=address
-    )
+    await v.st.registry.reset_password(name, password, actor=v.p.user.name, address=address)
     return _done(v, name)
 
 
@@ -220,7 +209,7 @@ async def disable(request: Request, name: str) -> Response:
         return await _page(request, v, error="you cannot disable yourself", status=409)
     form = await _form(request) or {}
     address = client_address(request, v.st.trusted_proxies)
-    await v.st.store.db.write(
-        people.set_disabled, name, form.get("disabled") == "1", actor=v.p.user.name, address=address
+    await v.st.registry.set_disabled(
+        name, form.get("disabled") == "1", actor=v.p.user.name, address=address
     )
     return _done(v, name)

@@ -16,9 +16,9 @@ from hamlet.contract import (
     IngestResult,
     UplinkBatch,
 )
-from server import audit, registry
+from server import registry
 from server.audit import Action
-from server.auth import can_edit_devices, can_manage_gateways, is_admin
+from server.auth import can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
 from server.clientaddr import client_address
 from server.deps import Caller, State, deny, readable, require_hamlet
@@ -36,8 +36,7 @@ from server.models import (
     Resolution,
     SeriesResult,
 )
-from server.registry import GatewayRow, RegistryError
-from server.store import ledger
+from server.registry import RegistryError
 from server.store.base import StoreError
 from server.timeparam import TimeParamError, TimeQ, time_range
 
@@ -122,7 +121,7 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
         return _error(
             401, "send Authorization: Bearer <gateway token>", {"WWW-Authenticate": "Bearer"}
         )
-    gw: GatewayRow | None = await state.store.db.read(registry.gateway_by_token, token)
+    gw = await state.registry.gateway_by_token(token)
     if gw is None or gw.revoked:
         return _error(
             401,
@@ -186,7 +185,7 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
 )
 async def gateways(state: State, caller: Caller) -> list[GatewayAccounting]:
     allowed = await readable(state, caller)
-    gws = await state.store.db.read(registry.list_gateways, allowed)
+    gws = await state.registry.gateways(allowed)
     return await state.store.accounting(gws)
 
 
@@ -203,7 +202,7 @@ async def add_gateway(
     if not can_manage_gateways(caller):
         raise deny(caller)
     try:
-        token = await state.store.db.write(registry.add_gateway, body.id, body.hamlet)
+        token = await state.registry.add_gateway(body.id, body.hamlet)
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
     await _audit(request, state, caller, Action.GATEWAY_ADDED, body.id)
@@ -215,7 +214,7 @@ async def _audit(
 ) -> None:
     actor = caller.user.name if caller.user else "anonymous"
     address = client_address(request, state.trusted_proxies)
-    await state.store.db.write(audit.record, actor, action, target, address=address)
+    await state.registry.audit(actor, action, target, address=address)
 
 
 @router.post(
@@ -230,7 +229,7 @@ async def revoke_gateway(
     if not is_admin(caller):
         raise deny(caller)
     try:
-        await state.store.db.write(registry.revoke_gateway, gateway_id)
+        await state.registry.revoke_gateway(gateway_id)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
     await _audit(request, state, caller, Action.GATEWAY_REVOKED, gateway_id)
@@ -250,10 +249,10 @@ async def gateway_rejections(
 ) -> list[RejectionOut]:
     if not can_manage_gateways(caller):
         raise deny(caller)
-    gw = await state.store.db.read(registry.gateway_by_id, gateway_id)
+    gw = await state.registry.gateway(gateway_id)
     if gw is None:
         raise HTTPException(404, f"no gateway {gateway_id!r}")
-    rows = await state.store.db.read(ledger.rejections, gw.num, limit)
+    rows = await state.registry.rejections(gw, limit)
     return [RejectionOut(seq=s, reason=r, at=t) for s, r, t in rows]
 
 
@@ -264,9 +263,7 @@ async def gateway_rejections(
     responses=_err(401, 403),
 )
 async def hamlets(state: State, caller: Caller) -> list[HamletOut]:
-    allowed = await readable(state, caller)
-    rows = await state.store.db.read(registry.list_hamlets)
-    return [h for h in rows if allowed is None or h.id in allowed]
+    return await state.registry.hamlets(await readable(state, caller))
 
 
 @router.get(
@@ -300,12 +297,12 @@ async def hamlet_devices(state: State, caller: Caller, hamlet_id: HamletId) -> l
 async def put_device(
     state: State, caller: Caller, hamlet_id: HamletId, device_id: DeviceId, body: DeviceIn
 ) -> DeviceOut:
-    if not await state.store.db.read(can_edit_devices, caller, hamlet_id):
+    if not await state.registry.can_edit_devices(caller, hamlet_id):
         raise deny(caller)
     if body.id != device_id:
         raise HTTPException(422, "device id in the path and the body differ")
     try:
-        await state.store.db.write(registry.upsert_device, hamlet_id, body)
+        await state.registry.upsert_device(hamlet_id, body)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
     except RegistryError as err:

@@ -28,7 +28,6 @@ from server.indicators.config import Where, target_for
 from server.indicators.definitions import BY_KEY, met
 from server.indicators.source import ScopeError
 from server.models import Resolution
-from server.registry import hamlets_of_commune
 from server.timeparam import TimeParamError, TimeQ, iso_local, parse_day, parse_month, time_range
 
 router = APIRouter(prefix="/api/v1", tags=["indicators and reports"])
@@ -63,7 +62,7 @@ def _bad(err: Exception) -> HTTPException:
 
 
 async def _require_commune(state: State, caller: Caller, commune: str) -> list[str]:
-    hamlets = await state.store.db.read(hamlets_of_commune, commune)
+    hamlets = await state.registry.hamlets_of_commune(commune)
     if not hamlets:
         raise HTTPException(
             404, f"no commune {commune!r} with hamlets; add one with 'hamlet server add-hamlet'"

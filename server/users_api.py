@@ -4,14 +4,13 @@ passwords and end sessions, and read the audit log; everyone changes their own p
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from hamlet.contract import IDENT_PATTERN, Ident
-from server import audit, people, registry
+from server import registry
 from server.audit import Action, AuditEntry
 from server.auth import Principal, is_admin
 from server.clientaddr import client_address
@@ -82,7 +81,7 @@ def _admin(caller: Principal) -> str:
     return caller.user.name
 
 
-def _user_out(conn: sqlite3.Connection) -> list[UserOut]:
+async def _user_out(state: State) -> list[UserOut]:
     return [
         UserOut(
             name=u.name,
@@ -91,14 +90,14 @@ def _user_out(conn: sqlite3.Connection) -> list[UserOut]:
             hamlet=u.hamlet,
             disabled=u.disabled,
             must_change_password=u.must_change_password,
-            sessions=people.session_count(conn, u.id),
+            sessions=sessions,
         )
-        for u in registry.list_users(conn)
+        for u, sessions in await state.registry.users_with_sessions()
     ]
 
 
 async def _one(state: State, name: str) -> UserOut:
-    users = await state.store.db.read(_user_out)
+    users = await _user_out(state)
     for u in users:
         if u.name == name:
             return u
@@ -110,7 +109,7 @@ async def _one(state: State, name: str) -> UserOut:
 )
 async def list_users(state: State, caller: Caller) -> list[UserOut]:
     _admin(caller)
-    return await state.store.db.read(_user_out)
+    return await _user_out(state)
 
 
 @router.post(
@@ -123,18 +122,16 @@ async def list_users(state: State, caller: Caller) -> list[UserOut]:
 async def add_user(request: Request, state: State, caller: Caller, body: UserIn) -> UserOut:
     actor = _admin(caller)
     address = client_address(request, state.trusted_proxies)
-
-    def run(conn: sqlite3.Connection) -> None:
-        registry.add_user(
-            conn, body.name, body.role, body.password, commune=body.commune, hamlet=body.hamlet
-        )
-        people.mark_must_change(conn, body.name)
-        audit.record(
-            conn, actor, Action.USER_CREATED, body.name, address=address, detail=str(body.role)
-        )
-
     try:
-        await state.store.db.write(run)
+        await state.registry.create_user(
+            body.name,
+            body.role,
+            body.password,
+            commune=body.commune,
+            hamlet=body.hamlet,
+            actor=actor,
+            address=address,
+        )
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
     return await _one(state, body.name)
@@ -153,13 +150,12 @@ async def change_user(
     address = client_address(request, state.trusted_proxies)
     if body.disabled and caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot disable yourself")
-    current = await state.store.db.read(registry.user_by_name, name)
+    current = await state.registry.user(name)
     if current is None:
         raise HTTPException(404, f"no user {name!r}")
     try:
         if body.role is not None or body.commune is not None or body.hamlet is not None:
-            await state.store.db.write(
-                people.set_role,
+            await state.registry.set_role(
                 name,
                 body.role or current.role,
                 commune=body.commune if body.commune is not None else current.commune,
@@ -168,9 +164,7 @@ async def change_user(
                 address=address,
             )
         if body.disabled is not None:
-            await state.store.db.write(
-                people.set_disabled, name, body.disabled, actor=actor, address=address
-            )
+            await state.registry.set_disabled(name, body.disabled, actor=actor, address=address)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
     except RegistryError as err:
@@ -190,7 +184,7 @@ async def delete_user(request: Request, state: State, caller: Caller, name: User
         raise HTTPException(409, "you cannot delete yourself")
     address = client_address(request, state.trusted_proxies)
     try:
-        await state.store.db.write(people.delete_user, name, actor=actor, address=address)
+        await state.registry.delete_user(name, actor=actor, address=address)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
 
@@ -207,9 +201,7 @@ async def reset_password(
     actor = _admin(caller)
     address = client_address(request, state.trusted_proxies)
     try:
-        await state.store.db.write(
-            people.reset_password, name, body.password, actor=actor, address=address
-        )
+        await state.registry.reset_password(name, body.password, actor=actor, address=address)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
 
@@ -226,7 +218,7 @@ async def revoke_sessions(
     actor = _admin(caller)
     address = client_address(request, state.trusted_proxies)
     try:
-        n = await state.store.db.write(people.revoke_sessions, name, actor=actor, address=address)
+        n = await state.registry.revoke_sessions(name, actor=actor, address=address)
     except registry.NotFound as err:
         raise HTTPException(404, str(err)) from err
     return Revoked(sessions=n)
@@ -253,8 +245,7 @@ async def change_password(
     if not await asyncio.to_thread(verify_password, user.pw_hash, body.current):
         raise HTTPException(403, "the current password is wrong")
     state.login_throttle.succeeded(address, user.name)
-    await state.store.db.write(
-        people.change_own_password,
+    await state.registry.change_own_password(
         user.id,
         body.new,
         keep_session=caller.session or "",
@@ -277,8 +268,7 @@ async def audit_log(  # noqa: PLR0917 -- FastAPI passes them by name
     since: Annotated[int | None, Query(ge=0, le=2**53, description="ms since epoch")] = None,
 ) -> list[AuditEntry]:
     _admin(caller)
-    return await state.store.db.read(
-        audit.entries,
+    return await state.registry.audit_entries(
         limit=limit,
         action=str(action) if action else None,
         target=target,

@@ -16,19 +16,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from hamlet.vncalendar import day_bounds_ms, local_day
-from server import board, registry
+from server import board
 from server.alerts.routes import AlertOut, list_alerts
 from server.alerts.routes import Status as AlertStatus
-from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
-from server.auth import readable_hamlets as _readable
+from server.auth import Principal, PrincipalKind, can_manage_gateways
+from server.deps import principal_of, readable
 from server.i18n import Lang
 from server.indicators.card import ReportCard, build_card
 from server.indicators.compute import Level, Period, gather, summarize
 from server.indicators.source import ScopeError
-from server.models import Resolution
+from server.models import HamletOut, Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
-from server.store import ledger
 from server.timeparam import parse_month
 
 router = APIRouter(include_in_schema=False)
@@ -49,14 +48,8 @@ class Viewer:
 
 async def _viewer(request: Request) -> Viewer:
     st: AppState = request.app.state.hamlet
-    db = st.store.db
-    p = await db.read(
-        identify,
-        st.config.secret,
-        request.headers.get("authorization"),
-        request.cookies.get(SESSION_COOKIE),
-    )
-    allowed = await db.read(_readable, p, bool(st.config.auth.open_read))
+    p = await principal_of(request, st)
+    allowed = await readable(st, p)
     return Viewer(st, p, allowed, page_lang(request), time.time_ns() // 1_000_000)
 
 
@@ -88,7 +81,7 @@ def _not_found(request: Request, v: Viewer) -> Response:
 
 
 async def _hamlet_cards(v: Viewer, hamlet: str) -> list[board.DeviceCard]:
-    gws = frozenset(g.id for g in await v.st.store.db.read(registry.list_gateways, [hamlet]))
+    gws = frozenset(g.id for g in await v.st.registry.gateways([hamlet]))
     return board.cards(
         await v.st.store.devices([hamlet]),
         await v.st.store.latest([hamlet]),
@@ -113,21 +106,15 @@ async def _alerts(
     )
 
 
-async def _hamlet(v: Viewer, hamlet_id: str) -> Any:
-    if v.allowed is not None and hamlet_id not in v.allowed:
-        return None
-    hamlets = {h.id: h for h in await v.st.store.db.read(registry.list_hamlets)}
-    return hamlets.get(hamlet_id)
+async def _hamlet(v: Viewer, hamlet_id: str) -> HamletOut | None:
+    """The registered hamlet, if this viewer may read it."""
+    return next((h for h in await v.st.registry.hamlets(v.allowed) if h.id == hamlet_id), None)
 
 
 @router.get("/", response_class=HTMLResponse)
 async def chooser(request: Request) -> Response:
     v = await _viewer(request)
-    hamlets = [
-        h
-        for h in await v.st.store.db.read(registry.list_hamlets)
-        if v.allowed is None or h.id in v.allowed
-    ]
+    hamlets = await v.st.registry.hamlets(v.allowed)
     # Hamlets that only appear in data (not yet registered) are still listed.
     known = {h.id for h in hamlets}
     seen = sorted({d.hamlet for d in await v.st.store.devices(v.allowed)} - known)
@@ -216,8 +203,7 @@ async def field_view(
 @router.get("/installer", response_class=HTMLResponse)
 async def installer(request: Request) -> Response:
     v = await _viewer(request)
-    db = v.st.store.db
-    gws = await db.read(registry.list_gateways, v.allowed)
+    gws = await v.st.registry.gateways(v.allowed)
     acct = {a.id: a for a in await v.st.store.accounting(gws)}
     manage = can_manage_gateways(v.p)
     rows = []
@@ -229,7 +215,7 @@ async def installer(request: Request) -> Response:
             for k, x in hb.items()
             if k.startswith(GATEWAY_METRIC_PREFIX)
         }
-        rejections = await db.read(ledger.rejections, g.num, 5) if manage else []
+        rejections = await v.st.registry.rejections(g, 5) if manage else []
         rows.append(
             {
                 "id": g.id,
@@ -334,11 +320,7 @@ async def _card(v: Viewer, commune: str, month: tuple[dt.date, dt.date]) -> Repo
 async def staff(request: Request) -> Response:
     """Commune staff: every kiosk and service device, online or not, and today's use."""
     v = await _viewer(request)
-    hamlets = [
-        h
-        for h in await v.st.store.db.read(registry.list_hamlets)
-        if v.allowed is None or h.id in v.allowed
-    ]
+    hamlets = await v.st.registry.hamlets(v.allowed)
     day = local_day(v.now)
     today = day_bounds_ms(day)[0]
     month = parse_month(None, v.now)
