@@ -5,6 +5,7 @@ here; plain HTML forms posted to this origin (the CSRF checks see a same-origin 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qs, quote
 
@@ -101,19 +102,40 @@ async def _devices_page(
         key=lambda d: (d.confirmed, d.hamlet, d.id),
     )
     gw_ids = {g.id for g in await v.st.registry.gateways(hamlets)}
-    ctx = _ctx(
+    return form_page(
         request,
         v,
+        "admin_devices.html",
+        error=error,
+        status=status,
         devices=[d for d in devices if d.id not in gw_ids],
         kinds=[k.value for k in DeviceKind],
         crops=[(c.crop, c.vi if v.lang == "vi" else c.en) for c in CROP_SALINITY.values()],
         intervals=[(s, vi if v.lang == "vi" else en) for s, vi, en in INTERVALS],
         hours=[(t, vi if v.lang == "vi" else en) for t, vi, en in SERVICE_HOURS],
-        w=lambda k: w(k, v.lang),
+    )
+
+
+def form_page(
+    request: Request,
+    v: Viewer,
+    template: str,
+    *,
+    words: Callable[[str, Lang], str] = w,
+    error: str,
+    status: int,
+    **extra: Any,
+) -> Response:
+    """An admin form page: its words, the error to show, and what was just saved."""
+    ctx = _ctx(
+        request,
+        v,
+        w=lambda k: words(k, v.lang),
         error=error,
         saved=request.query_params.get("saved", ""),
+        **extra,
     )
-    return render(request, "admin_devices.html", ctx, status=status)
+    return render(request, template, ctx, status=status)
 
 
 @router.get("/admin/devices", response_class=HTMLResponse)
@@ -176,15 +198,8 @@ async def save_device(request: Request, hamlet_id: str, device_id: str) -> Respo
 async def _hamlets_page(
     request: Request, v: Viewer, *, error: str = "", status: int = 200
 ) -> Response:
-    ctx: dict[str, Any] = _ctx(
-        request,
-        v,
-        hamlets=await v.st.registry.hamlets(),
-        w=lambda k: w(k, v.lang),
-        error=error,
-        saved=request.query_params.get("saved", ""),
-    )
-    return render(request, "admin_hamlets.html", ctx, status=status)
+    hamlets = await v.st.registry.hamlets()
+    return form_page(request, v, "admin_hamlets.html", error=error, status=status, hamlets=hamlets)
 
 
 @router.get("/admin/hamlets", response_class=HTMLResponse)

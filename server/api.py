@@ -16,12 +16,11 @@ from hamlet.contract import (
     IngestResult,
     UplinkBatch,
 )
-from server import registry
 from server.audit import Action
 from server.auth import can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
 from server.clientaddr import client_address
-from server.deps import Caller, State, deny, readable, require_hamlet
+from server.deps import Caller, State, deny, readable, registry_refusals, require_hamlet
 from server.errors import ErrorOut, ValidationErrorOut, validation_body
 from server.models import (
     DeviceIn,
@@ -47,6 +46,8 @@ HamletId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["dinh-phuoc"])]
 GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["gw-dinh-phuoc"])]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["salinity-1"])]
 MAX_SERIES_LIMIT: Final = 100_000
+SeriesLimit = Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)]
+IdentQ = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
 _extra = UplinkBatch.model_config.get("json_schema_extra")
 _examples = _extra.get("examples") if isinstance(_extra, dict) else None
 INGEST_EXAMPLE: Final[object] = _examples[0] if isinstance(_examples, list) and _examples else {}
@@ -73,6 +74,18 @@ def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def readable_range(
+    state: State, caller: Caller, hamlet_id: str, start: str | None, end: str | None
+) -> tuple[int, int]:
+    """The asked time range in ms (422 if it is not one), for a caller who may read the
+    hamlet (401/403 otherwise)."""
+    await require_hamlet(state, caller, hamlet_id)
+    try:
+        return time_range(start, end, now_ms())
+    except TimeParamError as err:
+        raise HTTPException(422, str(err)) from err
 
 
 def _error(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -228,10 +241,8 @@ async def revoke_gateway(
 ) -> None:
     if not is_admin(caller):
         raise deny(caller)
-    try:
+    with registry_refusals():
         await state.registry.revoke_gateway(gateway_id)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
     await _audit(request, state, caller, Action.GATEWAY_REVOKED, gateway_id)
 
 
@@ -301,12 +312,8 @@ async def put_device(
         raise deny(caller)
     if body.id != device_id:
         raise HTTPException(422, "device id in the path and the body differ")
-    try:
+    with registry_refusals(invalid=422):
         await state.registry.upsert_device(hamlet_id, body)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
-    except RegistryError as err:
-        raise HTTPException(422, str(err)) from err
     devs = await state.store.devices([hamlet_id])
     return next(d for d in devs if d.id == device_id)
 
@@ -336,13 +343,9 @@ async def series(  # noqa: PLR0917 -- FastAPI passes them by name
     start: TimeQ = None,
     end: TimeQ = None,
     resolution: Resolution = Resolution.AUTO,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
+    limit: SeriesLimit = 10_000,
 ) -> SeriesResult:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise HTTPException(422, str(err)) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     return await state.store.series(
         hamlet_id, device, metric, start=a, end=b, resolution=resolution, limit=limit
     )
@@ -360,15 +363,11 @@ async def events(  # noqa: PLR0917 -- FastAPI passes them by name
     hamlet_id: HamletId,
     start: TimeQ = None,
     end: TimeQ = None,
-    device: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
+    device: IdentQ = None,
     name: Annotated[str | None, Query(pattern=IDENT_PATTERN, examples=["rating"])] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
+    limit: SeriesLimit = 10_000,
 ) -> list[EventOut]:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise HTTPException(422, str(err)) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     return await state.store.events(
         hamlet_id, start=a, end=b, device=device, name=name, limit=limit
     )

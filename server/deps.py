@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from server.auth import SESSION_COOKIE, AuthProblem, Principal, PrincipalKind
+from server.registry import NotFound, RegistryError
 from server.state import AppState
 
 # What a person with a temporary password may still reach through their session.
@@ -52,6 +55,20 @@ Caller = Annotated[Principal, Depends(get_principal)]
 
 async def readable(state: AppState, p: Principal) -> list[str] | None:
     return await state.registry.readable_hamlets(p, open_read=bool(state.config.auth.open_read))
+
+
+@contextlib.contextmanager
+def registry_refusals(*, invalid: int | None = None) -> Iterator[None]:
+    """The registry's refusals as HTTP errors: ``NotFound`` as 404 and, with ``invalid``,
+    any other ``RegistryError`` as that status (without, it propagates)."""
+    try:
+        yield
+    except NotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except RegistryError as err:
+        if invalid is None:
+            raise
+        raise HTTPException(invalid, str(err)) from err
 
 
 def deny(p: Principal) -> HTTPException:

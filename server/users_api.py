@@ -10,11 +10,10 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from hamlet.contract import IDENT_PATTERN, Ident
-from server import registry
 from server.audit import Action, AuditEntry
 from server.auth import Principal, is_admin
 from server.clientaddr import client_address
-from server.deps import Caller, State, deny
+from server.deps import Caller, State, deny, registry_refusals
 from server.errors import ErrorOut, ValidationErrorOut
 from server.registry import RegistryError, Role
 from server.secrets_ import MIN_PASSWORD_LEN, verify_password
@@ -153,7 +152,7 @@ async def change_user(
     current = await state.registry.user(name)
     if current is None:
         raise HTTPException(404, f"no user {name!r}")
-    try:
+    with registry_refusals(invalid=422):
         if body.role is not None or body.commune is not None or body.hamlet is not None:
             await state.registry.set_role(
                 name,
@@ -165,10 +164,6 @@ async def change_user(
             )
         if body.disabled is not None:
             await state.registry.set_disabled(name, body.disabled, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
-    except RegistryError as err:
-        raise HTTPException(422, str(err)) from err
     return await _one(state, name)
 
 
@@ -183,10 +178,8 @@ async def delete_user(request: Request, state: State, caller: Caller, name: User
     if caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot delete yourself")
     address = client_address(request, state.trusted_proxies)
-    try:
+    with registry_refusals():
         await state.registry.delete_user(name, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
 
 
 @router.post(
@@ -200,10 +193,8 @@ async def reset_password(
 ) -> None:
     actor = _admin(caller)
     address = client_address(request, state.trusted_proxies)
-    try:
+    with registry_refusals():
         await state.registry.reset_password(name, body.password, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
 
 
 @router.post(
@@ -217,10 +208,8 @@ async def revoke_sessions(
 ) -> Revoked:
     actor = _admin(caller)
     address = client_address(request, state.trusted_proxies)
-    try:
+    with registry_refusals():
         n = await state.registry.revoke_sessions(name, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
     return Revoked(sessions=n)
 
 

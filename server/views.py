@@ -76,6 +76,19 @@ def _page(request: Request, name: str, ctx: dict[str, Any]) -> Response:
     return render(request, f"{name}_live.html" if ctx["partial"] else f"{name}.html", ctx)
 
 
+def _hamlet_page(
+    request: Request,
+    v: Viewer,
+    name: str,
+    hamlet_id: str,
+    h: HamletOut | None,
+    **extra: Any,
+) -> Response:
+    """A page about one hamlet, titled with its name (its id if it has none)."""
+    title = h.name if h is not None and h.name else hamlet_id
+    return _page(request, name, _ctx(request, v, hamlet_id=hamlet_id, hamlet_name=title, **extra))
+
+
 def _not_found(request: Request, v: Viewer) -> Response:
     return render(request, "missing.html", _ctx(request, v), status=404)
 
@@ -151,18 +164,9 @@ async def farmer(request: Request, hamlet_id: str) -> Response:
     if h is None and not cards:
         return _not_found(request, v)
     fields, services = board.split(cards)
-    return _page(
-        request,
-        "farmer",
-        _ctx(
-            request,
-            v,
-            hamlet_id=hamlet_id,
-            hamlet_name=(h.name if h is not None and h.name else hamlet_id),
-            fields=fields,
-            services=services,
-            alerts=await _alerts(v, hamlet_id, open_only=True),
-        ),
+    alerts = await _alerts(v, hamlet_id, open_only=True)
+    return _hamlet_page(
+        request, v, "farmer", hamlet_id, h, fields=fields, services=services, alerts=alerts
     )
 
 
@@ -180,23 +184,19 @@ async def field_view(
     card = next((c for c in await _hamlet_cards(v, hamlet_id) if c.id == device_id), None)
     if card is None:
         return _not_found(request, v)
-    charted = [r for r in card.readings if r.metric in board.PRIMARY]
-    return _page(
+    return _hamlet_page(
         request,
+        v,
         "field",
-        _ctx(
-            request,
-            v,
-            hamlet_id=hamlet_id,
-            hamlet_name=(h.name if h is not None and h.name else hamlet_id),
-            card=card,
-            charted=charted,
-            range=range_,
-            ranges=list(RANGES),
-            limits=board.limits(card.crop),
-            start=v.now - RANGES[range_],
-            end=v.now + 60_000,
-        ),
+        hamlet_id,
+        h,
+        card=card,
+        charted=[r for r in card.readings if r.metric in board.PRIMARY],
+        range=range_,
+        ranges=list(RANGES),
+        limits=board.limits(card.crop),
+        start=v.now - RANGES[range_],
+        end=v.now + 60_000,
     )
 
 
