@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -179,3 +180,11 @@ def test_audit_log_records_logins_failures_and_changes(
     assert len(text.strip().splitlines()) == 3
     # Nobody but an admin reads it.
     assert httpx.get(f"{server.url}/api/v1/audit").status_code == 401
+
+
+@pytest.mark.parametrize("command", [["add-user", "x", "--no-password"], ["set-role", "x"]])
+def test_cli_names_the_roles_when_given_an_unknown_one(tmp_path: Path, command: list[str]) -> None:
+    with pytest.raises(RuntimeError) as err:
+        run_hamlet("server", *command, "--role", "chief", "--data-dir", str(tmp_path))
+    assert "exited 2" in str(err.value)
+    assert "role must be one of: viewer, staff, installer, admin" in str(err.value)
