@@ -25,7 +25,7 @@ from server.models import DeviceIn, Resolution
 from server.registry import GatewayRow
 from server.store.base import Store
 from tests.server.helpers import batch, block, now_ms
-from tests.support.stores import BACKENDS, store_config
+from tests.support.stores import BACKENDS, registered_gateway, store_config
 
 HOUR = 3_600_000
 
@@ -42,10 +42,7 @@ async def _gateway(st: Store, hamlet: str | None = None) -> GatewayRow:
     # Unique names keep runs against a shared InfluxDB bucket apart.
     gid = f"gw-{uuid.uuid4().hex[:8]}"
     hamlet = hamlet or f"h-{uuid.uuid4().hex[:8]}"
-    await st.db.write(registry.add_gateway, gid, hamlet)
-    gw = await st.db.read(registry.gateway_by_id, gid)
-    assert gw is not None
-    return gw
+    return await registered_gateway(st.db, gid, hamlet)
 
 
 async def _acct(st: Store, gw: GatewayRow):  # type: ignore[no-untyped-def]

@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 import pytest
 
 from server.config import ServerConfig
+from server.registry import GatewayRow
+from server.registry_access import RegistryAccess
+from server.store.db import Database
 
 F = TypeVar("F", bound=Callable[..., Any])
 INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
@@ -55,3 +58,12 @@ def store_config(tmp: Path, backend: str) -> ServerConfig:
     return ServerConfig.model_validate(
         {"environment": "development", "data_dir": str(tmp), "store": store}
     )
+
+
+async def registered_gateway(db: Database, gateway_id: str, hamlet: str) -> GatewayRow:
+    """Register ``gateway_id`` in ``hamlet`` (the registry creates the hamlet); its row."""
+    reg = RegistryAccess(db)
+    await reg.add_gateway(gateway_id, hamlet)
+    gw = await reg.gateway(gateway_id)
+    assert gw is not None
+    return gw
