@@ -80,6 +80,11 @@ def _admin(caller: Principal) -> str:
     return caller.user.name
 
 
+def _admin_at(request: Request, state: State, caller: Principal) -> tuple[str, str]:
+    """The admin's name and the address they act from (403 for anyone else)."""
+    return _admin(caller), client_address(request, state.trusted_proxies)
+
+
 async def _user_out(state: State) -> list[UserOut]:
     return [
         UserOut(
@@ -119,8 +124,7 @@ async def list_users(state: State, caller: Caller) -> list[UserOut]:
     responses=_err(401, 403, 409, 422),
 )
 async def add_user(request: Request, state: State, caller: Caller, body: UserIn) -> UserOut:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
+    actor, address = _admin_at(request, state, caller)
     try:
         await state.registry.create_user(
             body.name,
@@ -145,8 +149,7 @@ async def add_user(request: Request, state: State, caller: Caller, body: UserIn)
 async def change_user(
     request: Request, state: State, caller: Caller, name: UserName, body: UserChange
 ) -> UserOut:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
+    actor, address = _admin_at(request, state, caller)
     if body.disabled and caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot disable yourself")
     current = await state.registry.user(name)
@@ -174,10 +177,9 @@ async def change_user(
     responses=_err(401, 403, 404, 409, 422),
 )
 async def delete_user(request: Request, state: State, caller: Caller, name: UserName) -> None:
-    actor = _admin(caller)
+    actor, address = _admin_at(request, state, caller)
     if caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot delete yourself")
-    address = client_address(request, state.trusted_proxies)
     with registry_refusals():
         await state.registry.delete_user(name, actor=actor, address=address)
 
@@ -191,8 +193,7 @@ async def delete_user(request: Request, state: State, caller: Caller, name: User
 async def reset_password(
     request: Request, state: State, caller: Caller, name: UserName, body: PasswordReset
 ) -> None:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
+    actor, address = _admin_at(request, state, caller)
     with registry_refusals():
         await state.registry.reset_password(name, body.password, actor=actor, address=address)
 
@@ -206,8 +207,7 @@ async def reset_password(
 async def revoke_sessions(
     request: Request, state: State, caller: Caller, name: UserName
 ) -> Revoked:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
+    actor, address = _admin_at(request, state, caller)
     with registry_refusals():
         n = await state.registry.revoke_sessions(name, actor=actor, address=address)
     return Revoked(sessions=n)
