@@ -18,7 +18,7 @@ from server import registry
 from server.auth import PrincipalKind, is_admin
 from server.i18n import Lang
 from server.models import DeviceIn, DeviceKind
-from server.pagekit import render
+from server.pagekit import read_form_body, render
 from server.views import Viewer, _ctx, _viewer
 
 router = APIRouter(include_in_schema=False)
@@ -66,11 +66,9 @@ def w(key: str, lang: Lang) -> str:
 
 
 async def _form(request: Request) -> dict[str, str] | None:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return None
+    raw = await read_form_body(request, MAX_FORM_BYTES)
+    if raw is None:
+        return None
     parsed = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=20, keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
 

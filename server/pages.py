@@ -13,7 +13,7 @@ from server.auth import SESSION_COOKIE, Principal
 from server.clientaddr import client_address
 from server.deps import principal_of
 from server.i18n import Lang, t
-from server.pagekit import TEMPLATES, page_lang
+from server.pagekit import TEMPLATES, page_lang, read_form_body
 from server.secrets_ import MIN_PASSWORD_LEN, verify_password
 from server.state import AppState
 
@@ -35,11 +35,13 @@ def _state(request: Request) -> AppState:
     return st
 
 
-def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
-    html = _TEMPLATES.get_template("login.html").render(
-        lang=lang, t=lambda k: t(k, lang), error=error
-    )
+def _form_page(template: str, lang: Lang, error: str | None, status: int) -> HTMLResponse:
+    html = _TEMPLATES.get_template(template).render(lang=lang, t=lambda k: t(k, lang), error=error)
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
+    return _form_page("login.html", lang, error, status)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -51,12 +53,9 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request) -> Response:
     st = _state(request)
     lang = page_lang(request)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return _login_page(lang, "form too large", 413)
-    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
+    form = await _read_form(request)
+    if form is None:
+        return _login_page(lang, "form too large", 413)
     name = (form.get("username") or [""])[0][:64]
     password = (form.get("password") or [""])[0][:1024]
     client = client_address(request, st.trusted_proxies)
@@ -110,10 +109,7 @@ async def _caller(request: Request) -> Principal:
 
 
 def _password_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
-    html = _TEMPLATES.get_template("password.html").render(
-        lang=lang, t=lambda k: t(k, lang), error=error
-    )
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+    return _form_page("password.html", lang, error, status)
 
 
 @router.get("/password", response_class=HTMLResponse)
@@ -153,9 +149,7 @@ async def password_change(request: Request) -> Response:
 
 
 async def _read_form(request: Request) -> dict[str, list[str]] | None:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return None
+    raw = await read_form_body(request, MAX_FORM_BYTES)
+    if raw is None:
+        return None
     return parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
