@@ -188,3 +188,22 @@ def test_cli_names_the_roles_when_given_an_unknown_one(tmp_path: Path, command: 
         run_hamlet("server", *command, "--role", "chief", "--data-dir", str(tmp_path))
     assert "exited 2" in str(err.value)
     assert "role must be one of: viewer, staff, installer, admin" in str(err.value)
+
+
+def test_an_oversized_page_form_is_refused_and_changes_nothing(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    """Every page form is read only up to 4 KiB: the rest is refused with a 413 page."""
+    padding = "x" * 5000
+    r = admin.post("/admin/hamlets", data={"id": "too-big", "name": padding})
+    assert r.status_code == 413
+    assert "form too large" in r.text
+    assert "too-big" not in [h["id"] for h in admin.get("/api/v1/hamlets").json()]
+    r = admin.post("/password", data={"current": ADMIN_PW, "new": padding, "again": padding})
+    assert r.status_code == 413
+    assert "form too large" in r.text
+    r = admin.post("/admin/people", data={"name": "big", "role": "viewer", "password": padding})
+    assert r.status_code == 403  # the people page says only "not allowed" for a bad form
+    assert "big" not in _cli(server, "list-users")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert _login(c, "boss", ADMIN_PW).status_code == 303  # the password did not change
