@@ -8,7 +8,6 @@ convention).
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
@@ -17,48 +16,24 @@ import pytest
 
 from hamlet.contract import RecordKind, TimeQuality
 from server import registry
-from server.config import ServerConfig
 from server.indicators.compute import Level, Period, gather, summarize
 from server.indicators.config import IndicatorsConfig
 from server.models import DeviceIn, DeviceKind
 from server.registry import GatewayRow
 from server.store.base import Store
 from tests.indicators.scenario import DAY, HOUR, MIN, Seqs, batch, chunked, event, every, series, vn
+from tests.support.stores import BACKENDS, store_config
 
-INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
 COMMUNE = "dinh-mon"
 HAMLET = "dinh-phuoc"
 GW = "gw-dp"
 
 
-def _config(tmp: Path, backend: str) -> ServerConfig:
-    store: dict[str, object] = {"backend": backend}
-    if backend == "influxdb":
-        store["influxdb"] = {"url": INFLUX["URL"], "token": INFLUX["TOKEN"], "org": INFLUX["ORG"]}
-    return ServerConfig.model_validate(
-        {"environment": "development", "data_dir": str(tmp), "store": store}
-    )
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "influxdb",
-            marks=[
-                pytest.mark.influx,
-                pytest.mark.skipif(
-                    not all(INFLUX.values()),
-                    reason="no live InfluxDB 2: set HAMLET_TEST_INFLUX_URL/_TOKEN/_ORG",
-                ),
-            ],
-        ),
-    ]
-)
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     from server.app import make_store
 
-    async with make_store(_config(tmp_path, request.param)) as st:
+    async with make_store(store_config(tmp_path, request.param)) as st:
         await st.db.write(registry.add_hamlet, HAMLET, commune=COMMUNE)
         await st.db.write(registry.add_gateway, GW, HAMLET)
         yield st

@@ -30,6 +30,7 @@ from server.config import ServerConfig
 from server.models import DeviceIn
 from server.registry import GatewayRow
 from server.store.sqlite import SqliteStore
+from tests.support.stores import registered_gateway
 
 HAMLET = "dinh-phuoc"
 MIN = 60_000
@@ -124,7 +125,5 @@ async def alert_env(
         SqliteStore(config) as store,
         AlertEngine(settings or AlertSettings(), store, clock=clock) as engine,
     ):
-        await store.db.write(registry.add_gateway, "gw-1", HAMLET)
-        gw = await store.db.read(registry.gateway_by_id, "gw-1")
-        assert gw is not None
+        gw = await registered_gateway(store.db, "gw-1", HAMLET)
         yield Env(store, engine, clock, gw)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from server import registry
 from server.classify import PointRow
 from server.config import ServerConfig
 from server.models import Resolution
@@ -29,6 +28,7 @@ from server.store.influx import (
     series_flux,
 )
 from tests.server.helpers import batch, block, now_ms
+from tests.support.stores import registered_gateway
 
 
 def _p(**kw: object) -> PointRow:
@@ -226,9 +226,7 @@ async def test_ack_only_after_influx_confirms(fake_influx: _FakeInflux, tmp_path
     )
     async with InfluxStore(cfg) as st:
         await st.ping()
-        await st.db.write(registry.add_gateway, "gw-1", "h")
-        gw = await st.db.read(registry.gateway_by_id, "gw-1")
-        assert gw is not None
+        gw = await registered_gateway(st.db, "gw-1", "h")
         b = batch("gw-1", [block("d", "salinity", [1, 2, 3, 4, 5])])
         fake_influx.fail_next = 1
         with pytest.raises(StoreError, match="InfluxDB write failed"):

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hamlet.contract import EventRecord, Gap, GapReason, RecordKind, SeriesBlock, UplinkBatch
-from server import registry
 from server.config import ServerConfig
 from server.store.sqlite import SqliteStore
+from tests.support.stores import registered_gateway
 
 NOW = 1_764_309_600_000
 big = st.one_of(st.integers(-(2**80), 2**80), st.integers(0, 50))
@@ -67,9 +67,7 @@ def test_store_survives_any_valid_batch(
         with tempfile.TemporaryDirectory() as td:
             cfg = ServerConfig.model_validate({"environment": "development", "data_dir": td})
             async with SqliteStore(cfg) as st_:
-                await st_.db.write(registry.add_gateway, "gw", "h")
-                gw = await st_.db.read(registry.gateway_by_id, "gw")
-                assert gw is not None
+                gw = await registered_gateway(st_.db, "gw", "h")
                 res = await st_.ingest(gw, batch, NOW)
                 assert res.accepted + res.duplicates + len(res.rejected) == batch.record_count()
                 again = await st_.ingest(gw, batch, NOW)

@@ -7,7 +7,6 @@ live InfluxDB 2 (docker compose up influxdb); it is skipped otherwise.
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,49 +21,20 @@ from hamlet.contract import (
     TimeQuality,
 )
 from server import registry
-from server.config import ServerConfig
 from server.models import DeviceIn, Resolution
 from server.registry import GatewayRow
 from server.store.base import Store
 from tests.server.helpers import batch, block, now_ms
+from tests.support.stores import BACKENDS, registered_gateway, store_config
 
 HOUR = 3_600_000
-INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
 
 
-def _config(tmp: Path, backend: str) -> ServerConfig:
-    store: dict[str, object] = {"backend": backend}
-    if backend == "influxdb":
-        store["influxdb"] = {
-            "url": INFLUX["URL"],
-            "token": INFLUX["TOKEN"],
-            "org": INFLUX["ORG"],
-            "bucket": os.environ.get("HAMLET_TEST_INFLUX_BUCKET", "hamlet"),
-        }
-    return ServerConfig.model_validate(
-        {"environment": "development", "data_dir": str(tmp), "store": store}
-    )
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "influxdb",
-            marks=[
-                pytest.mark.influx,
-                pytest.mark.skipif(
-                    not all(INFLUX.values()),
-                    reason="no live InfluxDB 2: set HAMLET_TEST_INFLUX_URL/_TOKEN/_ORG",
-                ),
-            ],
-        ),
-    ]
-)
+@pytest.fixture(params=BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     from server.app import make_store
 
-    async with make_store(_config(tmp_path, request.param)) as st:
+    async with make_store(store_config(tmp_path, request.param)) as st:
         yield st
 
 
@@ -72,10 +42,7 @@ async def _gateway(st: Store, hamlet: str | None = None) -> GatewayRow:
     # Unique names keep runs against a shared InfluxDB bucket apart.
     gid = f"gw-{uuid.uuid4().hex[:8]}"
     hamlet = hamlet or f"h-{uuid.uuid4().hex[:8]}"
-    await st.db.write(registry.add_gateway, gid, hamlet)
-    gw = await st.db.read(registry.gateway_by_id, gid)
-    assert gw is not None
-    return gw
+    return await registered_gateway(st.db, gid, hamlet)
 
 
 async def _acct(st: Store, gw: GatewayRow):  # type: ignore[no-untyped-def]
