@@ -84,7 +84,9 @@ class SmsSender:
         if not phone:
             raise DeliveryError("subscriber has no phone", retryable=False)
         await self.read_replies()
-        sub = await asyncio.to_thread(self.store.subscriber, batch.subscriber.id)
+        sub = await asyncio.to_thread(self.store.find_subscriber, batch.subscriber.id)
+        if sub is None:
+            raise DeliveryError("subscriber removed", retryable=False)
         if not sub.active:
             raise DeliveryError("unsubscribed (replied STOP)", retryable=False)
         text = batch.text()[:MAX_SMS_PARTS_TEXT]

@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS subscriber (
   webhook_url TEXT, webhook_secret TEXT, language TEXT NOT NULL DEFAULT 'vi',
   quiet_start INTEGER, quiet_end INTEGER,  -- minutes after local midnight
   staff INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1,
-  stop_token TEXT NOT NULL UNIQUE);
+  stop_token TEXT NOT NULL UNIQUE,
+  hamlet TEXT,  -- the hamlet whose staff manage them (given, else their first subscription's)
+  user_id INTEGER);  -- the farmer's own login, who may manage this subscriber themselves
 CREATE TABLE IF NOT EXISTS subscription (
   id INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL REFERENCES subscriber(id),
   rule TEXT NOT NULL DEFAULT '*', hamlet TEXT NOT NULL, field TEXT, device TEXT,
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS outbox (
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
   created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE INDEX IF NOT EXISTS subscription_of ON subscription(subscriber_id);
 CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS escalation (
   alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
@@ -70,6 +73,8 @@ class Subscriber:
     staff: bool
     active: bool
     stop_token: str
+    hamlet: str | None = None
+    user_id: int | None = None
 
     def channels(self) -> list[tuple[Channel, str]]:
         out = []
@@ -133,8 +138,33 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
         id=r["id"], name=r["name"], phone=r["phone"], email=r["email"],
         webhook_url=r["webhook_url"], webhook_secret=r["webhook_secret"], language=r["language"],
         quiet_start=r["quiet_start"], quiet_end=r["quiet_end"], staff=bool(r["staff"]),
-        active=bool(r["active"]), stop_token=r["stop_token"],
+        active=bool(r["active"]), stop_token=r["stop_token"], hamlet=r["hamlet"],
+        user_id=r["user_id"],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    subscriber_id: int
+    hamlet: str
+    rule: str
+    field: str | None
+    device: str | None
+    min_severity: Severity
+
+
+def _subscription(r: sqlite3.Row) -> Subscription:
+    return Subscription(
+        id=r["id"], subscriber_id=r["subscriber_id"], hamlet=r["hamlet"], rule=r["rule"],
+        field=r["field"], device=r["device"], min_severity=Severity(r["min_severity"]),
+    )  # fmt: skip
+
+
+# Columns added after the first release: (name, declaration); added when missing.
+_ADDED_COLUMNS = (("hamlet", "TEXT"), ("user_id", "INTEGER"))
+# What a subscriber's owner may change (PATCH); everything else is fixed at creation.
+EDITABLE = frozenset({"name", "phone", "email", "language", "quiet", "active", "staff"})
 
 
 class NotifyStore:
@@ -148,12 +178,27 @@ class NotifyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row marked sent survives power loss
         self._db.executescript(SCHEMA)
+        self._add_columns()
         # One connection shared by worker threads (the dispatcher, API calls): one at a time.
         self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:  # not under a worker thread's transaction
             self._db.close()
+
+    def _add_columns(self) -> None:
+        have = {r["name"] for r in self._db.execute("PRAGMA table_info(subscriber)")}
+        missing = [(n, d) for n, d in _ADDED_COLUMNS if n not in have]
+        if not missing:
+            return
+        with self._tx() as db:
+            for name, decl in missing:
+                db.execute(f"ALTER TABLE subscriber ADD COLUMN {name} {decl}")
+            # Older files: a subscriber belongs to the hamlet of their first subscription.
+            db.execute(
+                "UPDATE subscriber SET hamlet=(SELECT hamlet FROM subscription u WHERE"
+                " u.subscriber_id=subscriber.id ORDER BY u.id LIMIT 1) WHERE hamlet IS NULL"
+            )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -178,14 +223,17 @@ class NotifyStore:
         language: str = "vi",
         quiet: tuple[int, int] | None = None,
         staff: bool = False,
+        hamlet: str | None = None,
+        user_id: int | None = None,
     ) -> Subscriber:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO subscriber(name, phone, email, webhook_url, webhook_secret, language,"
-                " quiet_start, quiet_end, staff, stop_token) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " quiet_start, quiet_end, staff, stop_token, hamlet, user_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name, phone, email, webhook_url, webhook_secret, language,
                  quiet[0] if quiet else None, quiet[1] if quiet else None, int(staff),
-                 secrets.token_urlsafe(16)),
+                 secrets.token_urlsafe(16), hamlet, user_id),
             )  # fmt: skip
             row = db.execute("SELECT * FROM subscriber WHERE id=?", (cur.lastrowid,)).fetchone()
         return _subscriber(row)
@@ -206,7 +254,81 @@ class NotifyStore:
                 " VALUES (?,?,?,?,?,?)",
                 (subscriber_id, rule, hamlet, field, device, int(min_severity)),
             )
+            # A subscriber made without a hamlet belongs to their first subscription's.
+            db.execute(
+                "UPDATE subscriber SET hamlet=? WHERE id=? AND hamlet IS NULL",
+                (hamlet, subscriber_id),
+            )
         return int(cur.lastrowid or 0)
+
+    def find_subscriber(self, sid: int) -> Subscriber | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+        return None if r is None else _subscriber(r)
+
+    def subscribers(self) -> list[Subscriber]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM subscriber ORDER BY id").fetchall()
+        return [_subscriber(r) for r in rows]
+
+    def subscriptions(self, subscriber_id: int | None = None) -> list[Subscription]:
+        sql, args = "SELECT * FROM subscription", tuple[object, ...]()
+        if subscriber_id is not None:
+            sql, args = sql + " WHERE subscriber_id=?", (subscriber_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [_subscription(r) for r in rows]
+
+    def find_subscription(self, sub_id: int) -> Subscription | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM subscription WHERE id=?", (sub_id,)).fetchone()
+        return None if r is None else _subscription(r)
+
+    def update_subscriber(self, sid: int, changes: dict[str, object]) -> Subscriber:
+        """Change what ``EDITABLE`` names; turning someone off also drops what waits for them."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}")
+        cols = dict(changes)
+        if "quiet" in cols:
+            q = cols.pop("quiet")
+            start, end = q if isinstance(q, tuple | list) else (None, None)
+            cols["quiet_start"], cols["quiet_end"] = start, end
+        for flag in ("active", "staff"):
+            if flag in cols:
+                cols[flag] = int(bool(cols[flag]))
+        with self._tx() as db:
+            if cols:
+                sets = ", ".join(f"{c}=?" for c in cols)  # names from EDITABLE only
+                db.execute(f"UPDATE subscriber SET {sets} WHERE id=?", (*cols.values(), sid))
+            if cols.get("active") == 0:
+                self._drop_waiting(db, "unsubscribed")
+            row = db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+        return _subscriber(row)
+
+    def remove_subscriber(self, sid: int) -> bool:
+        """Forget a person: their subscriptions go, what waits for them is not sent; the
+        delivery log keeps what was sent (without their name)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM subscription WHERE subscriber_id=?", (sid,))
+            db.execute(
+                "UPDATE outbox SET status='failed', last_error='subscriber removed'"
+                " WHERE subscriber_id=? AND status IN ('pending','sending')",
+                (sid,),
+            )
+            return db.execute("DELETE FROM subscriber WHERE id=?", (sid,)).rowcount > 0
+
+    def unsubscribe(self, sub_id: int) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM subscription WHERE id=?", (sub_id,)).rowcount > 0
+
+    @staticmethod
+    def _drop_waiting(db: sqlite3.Connection, why: str) -> None:
+        db.execute(
+            "UPDATE outbox SET status='failed', last_error=? WHERE status='pending'"
+            " AND subscriber_id IN (SELECT id FROM subscriber WHERE active=0)",
+            (why,),
+        )
 
     def stop(self, *, token: str | None = None, phone: str | None = None) -> int:
         """Unsubscribe by the link's token or by the phone that replied STOP/HUY."""
@@ -225,10 +347,7 @@ class NotifyStore:
                 ]
                 cur = db.executemany("UPDATE subscriber SET active=0 WHERE id=?", ids)
             # What was waiting for them does not go either.
-            db.execute(
-                "UPDATE outbox SET status='failed', last_error='unsubscribed' WHERE status="
-                "'pending' AND subscriber_id IN (SELECT id FROM subscriber WHERE active=0)"
-            )
+            self._drop_waiting(db, "unsubscribed")
         return cur.rowcount
 
     def subscriber(self, sid: int) -> Subscriber:
@@ -333,9 +452,15 @@ class NotifyStore:
                 groups.setdefault((r["subscriber_id"], r["channel"]), []).append(r)
             for (sid, channel), group in groups.items():
                 rows = group
-                sub = _subscriber(
-                    db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
-                )
+                found = db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+                if found is None:  # removed since (a row cut off mid-send by a crash)
+                    db.executemany(
+                        "UPDATE outbox SET status='failed', last_error='subscriber removed'"
+                        " WHERE id=?",
+                        [(r["id"],) for r in rows],
+                    )
+                    continue
+                sub = _subscriber(found)
                 quiet = sub.quiet_until(now)
                 if quiet is not None:
                     # Quiet hours hold warnings; danger still goes.
@@ -490,17 +615,28 @@ class NotifyStore:
         return None if row[0] is None else float(row[0])
 
     # -- the delivery log -------------------------------------------------------------------
-    def deliveries(self, alert_id: str | None = None, limit: int = 500) -> list[dict[str, object]]:
+    def deliveries(
+        self,
+        alert_id: str | None = None,
+        limit: int = 500,
+        *,
+        hamlets: list[str] | None = None,
+        subscriber_ids: list[int] | None = None,
+    ) -> list[dict[str, object]]:
+        """The log, oldest first; ``hamlets`` / ``subscriber_ids`` narrow it (None: all)."""
         sql = (
             "SELECT o.id, o.key, o.alert_id, o.hamlet, o.phase, o.channel, o.status, o.origin,"
-            " o.attempts,"
-            " o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name FROM outbox o"
-            " JOIN subscriber s ON s.id=o.subscriber_id"
+            " o.attempts, o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name,"
+            " o.text FROM outbox o LEFT JOIN subscriber s ON s.id=o.subscriber_id WHERE 1"
         )
-        args: tuple[object, ...] = ()
+        args: list[object] = []
         if alert_id is not None:
-            sql += " WHERE o.alert_id=?"
-            args = (alert_id,)
+            sql += " AND o.alert_id=?"
+            args.append(alert_id)
+        for col, values in (("o.hamlet", hamlets), ("o.subscriber_id", subscriber_ids)):
+            if values is not None:
+                sql += f" AND {col} IN (SELECT value FROM json_each(?))"
+                args.append(json.dumps(values))
         sql += " ORDER BY o.id LIMIT ?"
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
