@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from server import registry
 from server.auth import Principal
 from server.deps import Caller, State, deny
-from server.notify.model import AlertEvent, Phase, Severity
+from server.notify.model import TEST_RULE, AlertEvent, Phase, Severity
 from server.notify.scope import NOTHING, NotifyScope, scope_of
 from server.notify.service import Notifier
 from server.notify.store import Subscriber, Subscription
@@ -295,7 +295,7 @@ async def test_message(
         raise deny(caller)
     now = time.time()
     ev = AlertEvent(
-        alert_id=f"test:{int(now * 1000)}", rule="test", severity=Severity.WARNING,
+        alert_id=f"test:{int(now * 1000)}", rule=TEST_RULE, severity=Severity.WARNING,
         hamlet=body.hamlet, phase=Phase.START, at_ms=int(now * 1000),
         message_vi=body.text_vi, message_en=body.text_en,
     )  # fmt: skip

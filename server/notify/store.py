@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from hamlet.edgeplan import EdgePlan
 from hamlet.sms.pdu import normalize_number
-from server.notify.model import AlertEvent, Channel, Phase, Severity
+from server.notify.model import TEST_RULE, AlertEvent, Channel, Phase, Severity
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -361,6 +361,13 @@ class NotifyStore:
             rows = db.execute(
                 "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
                 " WHERE s.active=1 AND s.staff=1 AND u.hamlet=?",
+                (ev.hamlet,),
+            ).fetchall()
+            return [_subscriber(r) for r in rows]
+        if ev.rule == TEST_RULE:  # an installer's test message: everyone of the hamlet
+            rows = db.execute(
+                "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+                " WHERE s.active=1 AND u.hamlet=?",
                 (ev.hamlet,),
             ).fetchall()
             return [_subscriber(r) for r in rows]
