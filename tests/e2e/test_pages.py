@@ -518,9 +518,16 @@ def test_staff_manage_alert_subscriptions_and_a_farmer_stops_their_own(
             r = c.post(f"/admin/alerts/subscribers/{other['id']}/remove",
                        headers={"Origin": url})  # fmt: skip
             assert r.status_code == 404
+            for bad in ({"rule": "nope"}, {"min_severity": "huge"}, {"device": "not-here"}):
+                r = c.post(f"/admin/alerts/subscribers/{sub['id']}/subscriptions",
+                           data={"hamlet": HAMLET, **bad}, headers={"Origin": url})  # fmt: skip
+                assert r.status_code == 400, bad
             c.headers["Authorization"] = admin["Authorization"]
-            names = [s["name"] for s in c.get("/api/v1/notify/subscribers").json()]
+            listed = c.get("/api/v1/notify/subscribers").json()
+            names = [s["name"] for s in listed]
             assert names.count("Bảy tự đăng ký") == names.count("Người xã khác") == 1
+            (bay,) = [s for s in listed if s["name"] == "Chú Bảy"]
+            assert len(bay["subscriptions"]) == 1  # none of the refused ones was added
 
 
 def _admin_token(w: World) -> str:
