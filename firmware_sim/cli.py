@@ -541,14 +541,17 @@ def modem(
         Path | None, typer.Option(help="Append each SMS sent as a JSON line here (fsynced).")
     ] = None,
     duration_s: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    unanswered_sends: Annotated[
+        int, typer.Option(help="The first N sends go out but are never answered (a crash).")
+    ] = 0,
 ) -> None:
     """A GSM modem (SIM7600-like AT commands) on a pty; prints each SMS it sends.
     / Modem GSM mô phỏng; in ra mỗi tin nhắn gửi đi."""
-    raise typer.Exit(asyncio.run(_modem(link, record, duration_s)))
+    raise typer.Exit(asyncio.run(_modem(link, record, duration_s, unanswered_sends)))
 
 
-async def _modem(link: Path, record: Path | None, duration_s: float | None) -> int:
-    from firmware_sim.gsm_modem import GsmModemSim
+async def _modem(link: Path, record: Path | None, duration_s: float | None, unanswered: int) -> int:
+    from firmware_sim.gsm_modem import GsmModemSim, ModemState
     from firmware_sim.ptylink import PtyError
 
     stop = asyncio.Event()
@@ -556,7 +559,7 @@ async def _modem(link: Path, record: Path | None, duration_s: float | None) -> i
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with GsmModemSim(link) as sim:
+        async with GsmModemSim(link, ModemState(unanswered_sends=unanswered)) as sim:
             print(f"modem ready on {link}", flush=True)
             stopping = asyncio.create_task(stop.wait())
             deadline = None if duration_s is None else loop.time() + duration_s

@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS outbox (
   status TEXT NOT NULL,  -- pending | sending | sent | failed
   origin TEXT NOT NULL DEFAULT 'server',  -- server | gateway (sent by the edge)
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
-  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
+  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL,
+  note TEXT);  -- what the log should tell about it (e.g. resent after a crash)
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
 CREATE INDEX IF NOT EXISTS subscription_of ON subscription(subscriber_id);
 CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -123,7 +124,12 @@ class Batch:
 
     @property
     def key(self) -> str:
-        return self.rows[0].key if len(self.rows) == 1 else f"digest:{self.rows[0].id}"
+        """The same messages give the same key (a receiver drops a repeat); any other set of
+        messages a different one (a receiver never drops a digest holding something new)."""
+        if len(self.rows) == 1:
+            return self.rows[0].key
+        keys = "\n".join(sorted(r.key for r in self.rows))
+        return "digest:" + hashlib.sha256(keys.encode()).hexdigest()[:24]
 
     def text(self) -> str:
         if len(self.rows) == 1:
@@ -161,8 +167,19 @@ def _subscription(r: sqlite3.Row) -> Subscription:
     )  # fmt: skip
 
 
-# Columns added after the first release: (name, declaration); added when missing.
-_ADDED_COLUMNS = (("hamlet", "TEXT"), ("user_id", "INTEGER"))
+# Columns added after the first release: (table, name, declaration); added when missing.
+_ADDED_COLUMNS = (
+    ("subscriber", "hamlet", "TEXT"),
+    ("subscriber", "user_id", "INTEGER"),
+    ("outbox", "note", "TEXT"),
+)
+# Said in the delivery log of a message whose send a crash cut off, by channel: what the
+# person may see. SMS has no idempotency key (at least once); the others carry the same key.
+RESENT_NOTE = {
+    Channel.SMS: "resent after the server stopped mid-send: the phone may get it twice",
+    Channel.WEBHOOK: "resent after the server stopped mid-send, with the same Idempotency-Key",
+    Channel.EMAIL: "resent after the server stopped mid-send, with the same Message-ID",
+}
 # What a subscriber's owner may change (PATCH); everything else is fixed at creation.
 EDITABLE = frozenset({"name", "phone", "email", "language", "quiet", "active", "staff"})
 
@@ -187,13 +204,17 @@ class NotifyStore:
             self._db.close()
 
     def _add_columns(self) -> None:
-        have = {r["name"] for r in self._db.execute("PRAGMA table_info(subscriber)")}
-        missing = [(n, d) for n, d in _ADDED_COLUMNS if n not in have]
+        have = {
+            (t, r["name"])
+            for t in ("subscriber", "outbox")
+            for r in self._db.execute(f"PRAGMA table_info({t})")
+        }
+        missing = [(t, n, d) for t, n, d in _ADDED_COLUMNS if (t, n) not in have]
         if not missing:
             return
         with self._tx() as db:
-            for name, decl in missing:
-                db.execute(f"ALTER TABLE subscriber ADD COLUMN {name} {decl}")
+            for table, name, decl in missing:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
             # Older files: a subscriber belongs to the hamlet of their first subscription.
             db.execute(
                 "UPDATE subscriber SET hamlet=(SELECT hamlet FROM subscription u WHERE"
@@ -437,12 +458,17 @@ class NotifyStore:
             return cur.rowcount > 0
 
     def recover(self, now: float) -> int:
-        """Claims whose lease ran out (their process died) go again (same key)."""
+        """Claims whose lease ran out (their process died) go again, as the same batch with
+        the same key; the log notes it (an SMS may reach the phone twice)."""
         with self._tx() as db:
-            return db.execute(
-                "UPDATE outbox SET status='pending' WHERE status='sending' AND lease_until<=?",
-                (now,),
-            ).rowcount
+            n = 0
+            for channel, note in RESENT_NOTE.items():
+                n += db.execute(
+                    "UPDATE outbox SET status='pending', note=? WHERE status='sending'"
+                    " AND lease_until<=? AND channel=?",
+                    (note, now, str(channel)),
+                ).rowcount
+            return n
 
     def claim(
         self, now: float, rate_limit: int, rate_window_s: float, lease_s: float = 300.0
@@ -479,26 +505,27 @@ class NotifyStore:
                     rows = [r for r in rows if r["severity"] >= Severity.DANGER]
                     if not rows:
                         continue
-                ids = [r["id"] for r in rows]
                 hold = self._rate_hold(db, sub.id, channel, now=now, limit=rate_limit,
                                        window=rate_window_s)  # fmt: skip
                 if hold is not None:
                     db.executemany(
-                        "UPDATE outbox SET next_at=? WHERE id=?", [(hold, i) for i in ids]
+                        "UPDATE outbox SET next_at=? WHERE id=?", [(hold, r["id"]) for r in rows]
                     )
                     continue
-                db.executemany(
-                    "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
-                    " lease_until=? WHERE id=?",
-                    [(ids[0], now + lease_s, i) for i in ids],
-                )
-                batches.append(
-                    Batch(sub, Channel(channel), [
-                        Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"], r["phase"],
-                            r["severity"], r["text"], r["attempts"] + 1)
-                        for r in rows
-                    ])
-                )  # fmt: skip
+                for part in _same_batches(rows):
+                    ids = [r["id"] for r in part]
+                    db.executemany(
+                        "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
+                        " lease_until=? WHERE id=?",
+                        [(ids[0], now + lease_s, i) for i in ids],
+                    )
+                    batches.append(
+                        Batch(sub, Channel(channel), [
+                            Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"],
+                                r["phase"], r["severity"], r["text"], r["attempts"] + 1)
+                            for r in part
+                        ])
+                    )  # fmt: skip
         return batches
 
     def _rate_hold(
@@ -633,8 +660,8 @@ class NotifyStore:
         """The log, oldest first; ``hamlets`` / ``subscriber_ids`` narrow it (None: all)."""
         sql = (
             "SELECT o.id, o.key, o.alert_id, o.hamlet, o.phase, o.channel, o.status, o.origin,"
-            " o.attempts, o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name,"
-            " o.text FROM outbox o LEFT JOIN subscriber s ON s.id=o.subscriber_id WHERE 1"
+            " o.attempts, o.last_error, o.note, o.created_at, o.sent_at, o.subscriber_id,"
+            " s.name, o.text FROM outbox o LEFT JOIN subscriber s ON s.id=o.subscriber_id WHERE 1"
         )
         args: list[object] = []
         if alert_id is not None:
@@ -647,6 +674,19 @@ class NotifyStore:
         sql += " ORDER BY o.id LIMIT ?"
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
+
+
+def _same_batches(rows: list[sqlite3.Row]) -> list[list[sqlite3.Row]]:
+    """Rows tried before go again in the batch they went in (the same digest and key, so a
+    receiver that got it before recognises it); rows never tried form one new batch."""
+    old: dict[int, list[sqlite3.Row]] = {}
+    new: list[sqlite3.Row] = []
+    for r in rows:
+        if r["attempts"] and r["batch"] is not None:
+            old.setdefault(r["batch"], []).append(r)
+        else:
+            new.append(r)
+    return [*old.values(), *([new] if new else [])]
 
 
 def _dump(ev: AlertEvent) -> str:
