@@ -7,6 +7,7 @@ plain same-origin HTML forms, which the CSRF middleware checks (``server/securit
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -19,9 +20,17 @@ from hamlet.contract import is_ident
 from server import registry
 from server.admin_pages import _form, gate
 from server.notify.model import Severity
-from server.notify.routes import SubscriberIn, create_subscriber, managed, view, visible_log
+from server.notify.routes import (
+    SubscriberIn,
+    create_subscriber,
+    managed,
+    view,
+    visible_log,
+    visible_replies,
+)
 from server.notify.scope import NOTHING, NotifyScope, scope_of
 from server.notify.service import Notifier
+from server.notify.store import VN
 from server.pagekit import render
 from server.views import Viewer, _ctx, _viewer
 
@@ -58,6 +67,7 @@ _WORDS: Final = {
     "nobody": {"vi": "Chưa có người nhận.", "en": "No recipients yet."},
     "log": {"vi": "Nhật ký gửi (theo tin nhắn)", "en": "Delivery log (by message)"},
     "no_log": {"vi": "Chưa gửi tin nào.", "en": "Nothing sent yet."},
+    "replies": {"vi": "Bà con nhắn lại", "en": "Replies from farmers"},
     "saved": {"vi": "Đã lưu", "en": "Saved"},
     "forbidden": {
         "vi": "Tài khoản của bạn không quản lý cảnh báo.",
@@ -155,6 +165,8 @@ async def _page(request: Request, v: Viewer, *, error: str = "", status: int = 2
         rule_word={r.id: _pick((r.vi, r.en), v.lang) for r in RULES.values()},
         hhmm=_hhmm,
         messages=_messages(log, v.lang),
+        replies=(await visible_replies(n, sc))[:LOG_MESSAGES],
+        when=lambda t: datetime.fromtimestamp(float(t), VN).strftime("%d/%m %H:%M"),
         error=error,
         saved=request.query_params.get("saved", ""),
     )

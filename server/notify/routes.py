@@ -285,6 +285,24 @@ async def deliveries(
     return await visible_log(_notifier(request), sc, alert_id)
 
 
+async def visible_replies(n: Notifier, sc: NotifyScope) -> list[dict[str, object]]:
+    """Staff: replies from their hamlets' subscribers; a farmer: their own; admin: all (also
+    from numbers that are nobody's)."""
+    if sc.own_user is not None:
+        own = [s.id for s in await asyncio.to_thread(n.store.subscribers) if sc.manages(s)]
+        return await asyncio.to_thread(lambda: n.store.replies(subscriber_ids=own))
+    hamlets = sc.log_hamlets()
+    return await asyncio.to_thread(lambda: n.store.replies(hamlets=hamlets))
+
+
+@router.get("/api/v1/notify/replies")
+async def replies(request: Request, caller: Caller, state: State) -> list[dict[str, object]]:
+    """What farmers wrote back to the modem other than STOP / HUY, newest first (the last
+    1,000 are kept)."""
+    sc = await scope(state, caller)
+    return await visible_replies(_notifier(request), sc)
+
+
 @router.post("/api/v1/notify/test-message", status_code=202)
 async def test_message(
     body: TestMessageIn, request: Request, caller: Caller, state: State

@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS outbox (
   note TEXT);  -- what the log should tell about it (e.g. resent after a crash)
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
 CREATE INDEX IF NOT EXISTS subscription_of ON subscription(subscriber_id);
+CREATE TABLE IF NOT EXISTS reply (  -- what farmers wrote back that was not STOP, for staff
+  id INTEGER PRIMARY KEY, received_at REAL NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+  subscriber_id INTEGER, hamlet TEXT);  -- whose phone it is, when it is a subscriber's
 CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS escalation (
   alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
@@ -181,6 +184,7 @@ RESENT_NOTE = {
     Channel.EMAIL: "resent after the server stopped mid-send, with the same Message-ID",
 }
 # What a subscriber's owner may change (PATCH); everything else is fixed at creation.
+MAX_REPLIES_KEPT = 1000  # the oldest replies go beyond this (bounded, kept for inspection)
 EDITABLE = frozenset({"name", "phone", "email", "language", "quiet", "active", "staff"})
 
 
@@ -370,6 +374,58 @@ class NotifyStore:
             # What was waiting for them does not go either.
             self._drop_waiting(db, "unsubscribed")
         return cur.rowcount
+
+    # -- replies ------------------------------------------------------------------------------
+    def add_reply(self, sender: str, text: str, now: float | None = None) -> int:
+        """Keep a farmer's reply (committed before the modem deletes it: a crash between the
+        two keeps it twice, never loses it); the oldest beyond ``MAX_REPLIES_KEPT`` go."""
+        now = time.time() if now is None else now
+        want = normalize_number(sender)
+        with self._tx() as db:
+            owner = next(
+                (
+                    r
+                    for r in db.execute(
+                        "SELECT id, phone, hamlet FROM subscriber WHERE phone IS NOT NULL"
+                        " ORDER BY active DESC, id"
+                    )
+                    if normalize_number(r["phone"]) == want
+                ),
+                None,
+            )
+            cur = db.execute(
+                "INSERT INTO reply(received_at, sender, text, subscriber_id, hamlet)"
+                " VALUES (?,?,?,?,?)",
+                (now, sender, text[:1000], owner["id"] if owner else None,
+                 owner["hamlet"] if owner else None),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM reply WHERE id <= (SELECT id FROM reply ORDER BY id DESC"
+                " LIMIT 1 OFFSET ?)",
+                (MAX_REPLIES_KEPT,),
+            )
+        return int(cur.lastrowid or 0)
+
+    def replies(
+        self,
+        *,
+        hamlets: list[str] | None = None,
+        subscriber_ids: list[int] | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, object]]:
+        """Newest first; ``hamlets`` / ``subscriber_ids`` narrow it (None: all)."""
+        sql = (
+            "SELECT r.id, r.received_at, r.sender, r.text, r.subscriber_id, r.hamlet, s.name"
+            " FROM reply r LEFT JOIN subscriber s ON s.id=r.subscriber_id WHERE 1"
+        )
+        args: list[object] = []
+        for col, values in (("r.hamlet", hamlets), ("r.subscriber_id", subscriber_ids)):
+            if values is not None:
+                sql += f" AND {col} IN (SELECT value FROM json_each(?))"
+                args.append(json.dumps(values))
+        sql += " ORDER BY r.id DESC LIMIT ?"
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
 
     def subscriber(self, sid: int) -> Subscriber:
         return _subscriber(

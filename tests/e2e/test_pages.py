@@ -463,8 +463,17 @@ def test_staff_manage_alert_subscriptions_and_a_farmer_stops_their_own(
             r = c.post("/api/v1/notify/test-message", json={"hamlet": HAMLET})
             assert r.json() == {"queued": 1}
             log = c.get("/api/v1/notify/deliveries").json()
+        from server.notify.store import NotifyStore
+
+        kept = NotifyStore(w.server.data_dir / "notify.sqlite3")
+        try:  # as the SMS channel keeps a reply it read from the modem
+            kept.add_reply("0912345678", "Đã đóng cống rồi")
+        finally:
+            kept.close()
         page.goto(f"{url}/admin/alerts?lang=vi")
         assert "Người xã khác" not in page.locator("main").inner_text()
+        assert "Chú Bảy" in page.locator("li[data-reply]").inner_text()
+        assert "Đã đóng cống rồi" in page.locator("li[data-reply]").inner_text()
         # The delivery log, message by message, with each recipient's status.
         msg = page.locator("details[data-message]").first
         assert "Tin nhắn thử" in msg.inner_text()

@@ -351,8 +351,14 @@ async def test_a_stop_reply_stops_the_next_message(
         )
     assert len(sim.sent) == 1
     assert "STOP" in str(store.deliveries()[1]["last_error"])
-    assert [r.text for r in sender.replies] == ["Đúng rồi"]
     assert sim.inbox == {}
+    # The other reply is kept durably for staff (a new connection reads it), with its sender.
+    again = NotifyStore(store.path)
+    try:
+        kept = again.replies()
+    finally:
+        again.close()
+    assert [(r["text"], r["name"]) for r in kept] == [("Đúng rồi", "Chú Bảy")]
 
 
 def test_alert_engine_rows_become_events_with_natural_ids(store: NotifyStore) -> None:

@@ -147,6 +147,7 @@ MATRIX: list[tuple[str, str, object, dict[str, int]]] = [
       "webhook_secret": "s" * 16},
      _expect(403, staff_c1=201, admin=201)),
     ("GET", "/api/v1/notify/deliveries", None, _expect(200)),
+    ("GET", "/api/v1/notify/replies", None, _expect(200)),
     ("POST", "/api/v1/notify/test-message", {"hamlet": "h1"},
      _expect(403, staff_c1=202, admin=202)),
 ]  # fmt: skip
@@ -247,3 +248,38 @@ def test_cli_as_applies_the_same_scope(world: World) -> None:
     assert json.loads(out)["id"] > 0
     rows = [json.loads(x) for x in cli("deliveries", "--as", STAFF1).splitlines()]
     assert all(r["hamlet"] == "h1" for r in rows)
+
+
+def test_farmer_replies_are_shown_to_whom_they_concern(world: World) -> None:
+    """Replies are kept in notify.sqlite3 (written here as the SMS channel writes them) and
+    each caller reads those of the subscribers they manage."""
+    from server.notify.store import NotifyStore
+
+    w = world
+    phones = {STAFF1: "0977000001", STAFF2: "0977000002"}
+    for who, phone in phones.items():
+        with httpx.Client(base_url=w.srv.url, headers=w.h(who)) as c:
+            hamlet = "h1" if who == STAFF1 else "h2"
+            who_ = {"name": f"nhắn {hamlet}", "phone": phone, "hamlet": hamlet}
+            r = c.post("/api/v1/notify/subscribers", json=who_)
+            assert r.status_code == 201
+    store = NotifyStore(w.srv.data_dir / "notify.sqlite3")
+    try:
+        store.add_reply("+84977000001", "Nước mặn rồi, cảm ơn")
+        store.add_reply("84977000002", "Đã đóng cống")
+        store.add_reply("0912000001", "Cảm ơn")  # farmer-h1's own phone
+        store.add_reply("+84999999999", "Ai đây?")  # nobody's
+    finally:
+        store.close()
+    with httpx.Client(base_url=w.srv.url) as c:
+
+        def texts(who: str) -> list[str]:
+            r = c.get("/api/v1/notify/replies", headers=w.h(who))
+            assert r.status_code == 200, r.text
+            return [x["text"] for x in r.json()]
+
+        assert texts(STAFF1) == ["Cảm ơn", "Nước mặn rồi, cảm ơn"]
+        assert texts(STAFF2) == ["Đã đóng cống"]
+        assert texts(FARMER1) == ["Cảm ơn"]
+        assert texts(FARMER2) == []
+        assert texts(ADMIN) == ["Ai đây?", "Cảm ơn", "Đã đóng cống", "Nước mặn rồi, cảm ơn"]
