@@ -283,3 +283,26 @@ def test_farmer_replies_are_shown_to_whom_they_concern(world: World) -> None:
         assert texts(FARMER1) == ["Cảm ơn"]
         assert texts(FARMER2) == []
         assert texts(ADMIN) == ["Ai đây?", "Cảm ơn", "Đã đóng cống", "Nước mặn rồi, cảm ơn"]
+
+
+def test_staff_link_a_subscriber_to_a_farmer_login_of_their_hamlets_only(world: World) -> None:
+    w = world
+    body = {"name": "Chú Bảy (tài khoản)", "phone": "0966000001", "hamlet": "h1",
+            "user": FARMER1}  # fmt: skip
+    with httpx.Client(base_url=w.srv.url) as c:
+        r = c.post("/api/v1/notify/subscribers", headers=w.h(STAFF2), json=body)
+        assert r.status_code == 403  # h1 is not c2's
+        r = c.post("/api/v1/notify/subscribers", headers=w.h(STAFF2),
+                   json={**body, "hamlet": "h2"})  # fmt: skip
+        assert r.status_code == 422  # farmer-h1's login is not in c2's hamlets
+        r = c.post("/api/v1/notify/subscribers", headers=w.h(STAFF1), json=body)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
+        mine = c.get("/api/v1/notify/subscribers", headers=w.h(FARMER1)).json()
+        assert [s["mine"] for s in mine if s["id"] == sid] == [True]
+        # The farmer stops it themselves.
+        r = c.patch(f"/api/v1/notify/subscribers/{sid}", headers=w.h(FARMER1),
+                    json={"active": False})  # fmt: skip
+        assert r.status_code == 200
+        assert r.json()["active"] is False
+        assert c.get(f"/api/v1/notify/subscribers/{sid}", headers=w.h(FARMER2)).status_code == 404
