@@ -133,9 +133,22 @@ def _messages(rows: list[dict[str, object]], lang: str) -> list[dict[str, Any]]:
     return list(reversed(groups.values()))[:LOG_MESSAGES]
 
 
+# What went wrong, in the reader's language, before the specific reason (which names the
+# field or id at fault).
+_PROBLEM: Final = {
+    400: ("Chưa lưu: kiểm tra lại ô đã nhập", "Not saved: check the form"),
+    403: ("Tài khoản của bạn không được sửa mục này", "Your account may not change this"),
+    404: ("Không thấy mục này trong các ấp bạn quản lý", "Not found among what you manage"),
+    413: ("Biểu mẫu quá lớn", "The form is too large"),
+    422: ("Chưa lưu: thiếu thông tin", "Not saved: something is missing"),
+}
+
+
 async def _page(request: Request, v: Viewer, *, error: str = "", status: int = 200) -> Response:
     sc = await _scope(v)
     w = _w(v.lang)
+    if error and status in _PROBLEM:
+        error = f"{_pick(_PROBLEM[status], v.lang)} — {error}"
     if sc == NOTHING:
         ctx = _ctx(request, v, w=w, error=w("forbidden"), subscribers=[], scope=None)
         return render(request, "admin_alerts.html", ctx, status=403)

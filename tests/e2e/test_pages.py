@@ -531,6 +531,7 @@ def test_staff_manage_alert_subscriptions_and_a_farmer_stops_their_own(
                 r = c.post(f"/admin/alerts/subscribers/{sub['id']}/subscriptions",
                            data={"hamlet": HAMLET, **bad}, headers={"Origin": url})  # fmt: skip
                 assert r.status_code == 400, bad
+                assert "Chưa lưu: kiểm tra lại ô đã nhập" in r.text  # then the reason
             c.headers["Authorization"] = admin["Authorization"]
             listed = c.get("/api/v1/notify/subscribers").json()
             names = [s["name"] for s in listed]
