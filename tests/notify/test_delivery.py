@@ -27,7 +27,7 @@ from server.notify.channels import (
 from server.notify.config import NotifyConfig, SmtpConfig
 from server.notify.dispatcher import Dispatcher
 from server.notify.model import AlertEvent, Channel, Phase, Severity
-from server.notify.store import NotifyStore
+from server.notify.store import RESENT_NOTE, NotifyStore
 from tests.notify.receivers import smtp_server, webhook_receiver
 
 FARMER = "+84912345678"
@@ -351,8 +351,14 @@ async def test_a_stop_reply_stops_the_next_message(
         )
     assert len(sim.sent) == 1
     assert "STOP" in str(store.deliveries()[1]["last_error"])
-    assert [r.text for r in sender.replies] == ["Đúng rồi"]
     assert sim.inbox == {}
+    # The other reply is kept durably for staff (a new connection reads it), with its sender.
+    again = NotifyStore(store.path)
+    try:
+        kept = again.replies()
+    finally:
+        again.close()
+    assert [(r["text"], r["name"]) for r in kept] == [("Đúng rồi", "Chú Bảy")]
 
 
 def test_alert_engine_rows_become_events_with_natural_ids(store: NotifyStore) -> None:
@@ -394,3 +400,29 @@ def test_a_live_claim_is_not_taken_by_another_worker(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_a_digest_cut_off_by_a_crash_goes_again_unchanged_with_its_key(store: NotifyStore) -> None:
+    """Exactly once at a receiver that drops repeated Idempotency-Keys: the digest in flight at
+    a crash goes again with the same rows and key; an alert that came meanwhile goes with a key
+    of its own (merged into the old digest under the old key, a receiver would drop it)."""
+    sub = store.add_subscriber("Zalo OA", webhook_url="https://example.invalid/hook",
+                               webhook_secret="s" * 16, language="en")  # fmt: skip
+    store.subscribe(sub.id, "dinh-mon")
+    t = 1_000.0
+    for n in (1, 2):
+        store.enqueue(alert(n), 60, now=t)
+    (first,) = store.claim(t, rate_limit=5, rate_window_s=60, lease_s=10)
+    assert [r.alert_id for r in first.rows] == [alert(1).alert_id, alert(2).alert_id]
+    # The process dies mid-send; a third alert arrives; the lease runs out.
+    store.enqueue(alert(3), 60, now=t + 1)
+    assert store.recover(t + 11) == 2
+    again = store.claim(t + 11, rate_limit=5, rate_window_s=60, lease_s=10)
+    assert [[r.alert_id for r in b.rows] for b in again] == [
+        [alert(1).alert_id, alert(2).alert_id],
+        [alert(3).alert_id],
+    ]
+    assert again[0].key == first.key
+    assert again[1].key not in (first.key, again[0].key)
+    notes = [r["note"] for r in store.deliveries()]
+    assert notes == [RESENT_NOTE[Channel.WEBHOOK]] * 2 + [None]

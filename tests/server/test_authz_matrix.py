@@ -134,6 +134,11 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
         "/admin/hamlets",
         {**_expect(403, admin=200), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
     ),
+    (
+        "GET",
+        "/admin/alerts",  # installers have no share in alert subscriptions
+        {**_expect(200, installer=403), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
+    ),
     ("GET", "/login", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/openapi.json", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/api/v1/limits", dict.fromkeys(EVERYONE, 200)),  # contract figures, no data
