@@ -19,6 +19,9 @@ from tests.support.procs import ServerProcess, start_server
 from tests.support.pty import PtyPair, open_pty_pair
 
 STRICT = os.environ.get("HAMLET_STRICT_TESTS") == "1"
+# The repository root, for tests that read docs/, examples/ or templates (independent of
+# how deep the test file sits).
+REPO = Path(__file__).resolve().parent.parent
 
 
 def require_tool(name: str) -> str:
