@@ -15,7 +15,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hamlet.contract import Gap, GapReason, SeriesBlock, UplinkBatch
+from hamlet.contract import (
+    MAX_FUTURE_SKEW_MS,
+    MAX_SEQ,
+    MIN_PLAUSIBLE_TIME_MS,
+    Gap,
+    GapReason,
+    SeriesBlock,
+    UplinkBatch,
+)
 from server.classify import Classified, classify
 from server.ranges import RangeSet
 from server.registry import GatewayRow
@@ -70,22 +78,32 @@ def _outcome(c: Classified) -> tuple[object, ...]:
     )
 
 
+# Blocks that sit on every edge the fast path checks as a whole: seqs near 0 and near the
+# top of the range, times before 2020 and near the future-skew limit, values outside a
+# metric's range, beyond MAX_ABS_VALUE or not finite, unknown time qualities.
 series_blocks = st.builds(
-    lambda dev, metric, seqs, dt, vals, q: SeriesBlock.model_validate(
+    lambda dev, metric, seq0, seqs, t0, dt, vals, q: SeriesBlock.model_validate(
         {
             "device": dev,
             "metric": metric,
-            "seq": seqs,
-            "t": [NOW - 3_600_000, *dt[: len(seqs) - 1]],
+            "seq": [seq0 + seqs[0], *seqs[1:]],
+            "t": [t0, *dt[: len(seqs) - 1]],
             "v": vals[: len(seqs)],
             "q": q[: len(seqs)] if q else None,
         }
     ),
     st.sampled_from(["a", "b"]),
     st.sampled_from(["salinity", "rain", "gw.cpu"]),
+    st.sampled_from([0, 0, 0, MAX_SEQ - 20]),
     st.lists(st.integers(-3, 40), min_size=1, max_size=8),
+    st.sampled_from(
+        [NOW - 3_600_000] * 3 + [MIN_PLAUSIBLE_TIME_MS - 60_000, NOW + MAX_FUTURE_SKEW_MS - 60_000]
+    ),
     st.lists(st.integers(-60_000, 600_000), min_size=8, max_size=8),
-    st.lists(st.floats(-5, 60, allow_nan=False), min_size=8, max_size=8),
+    st.one_of(
+        st.lists(st.floats(-5, 60, allow_nan=False), min_size=8, max_size=8),
+        st.lists(st.one_of(st.floats(-5, 60), st.floats()), min_size=8, max_size=8),
+    ),
     st.one_of(st.none(), st.lists(st.sampled_from([0, 1, 2, 3, 7]), min_size=8, max_size=8)),
 )
 
