@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from bench.page_weight import first_load, hour_open
-from tests.conftest import STRICT, require_tool
+from tests.conftest import REPO, STRICT, require_tool
 from tests.server.helpers import batch, block, now_ms, post
 from tests.support.pages_world import GATEWAY, HAMLET, STAFF, World, pages_world
 from tests.support.procs import run_hamlet
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
+ARTIFACTS = REPO / "test-artifacts" / "pages"
 PHONE: ViewportSize = {"width": 360, "height": 740}
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

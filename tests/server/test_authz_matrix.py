@@ -12,6 +12,7 @@ import pytest
 
 from server import registry
 from server.registry import Role
+from tests.conftest import REPO
 from tests.server.helpers import batch, block, body, now_ms
 from tests.support.procs import ServerProcess, run_hamlet, start_server
 
@@ -289,7 +290,7 @@ def test_examples_validate() -> None:
     from hamlet.config import load_config
     from server.config import ENV_PREFIX, ServerConfig
 
-    examples = sorted(Path(__file__).parents[2].joinpath("examples").glob("server*.toml"))
+    examples = sorted(REPO.joinpath("examples").glob("server*.toml"))
     assert examples
     env = {
         "HAMLET_SERVER__AUTH__SECRET_KEY": "x" * 48,
