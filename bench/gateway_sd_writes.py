@@ -298,6 +298,7 @@ def run(
     seconds: float,
     receipts: int,
     code: tuple[str, Path | None] = ("", None),
+    idle_s: float = 0.0,
 ) -> dict[str, Any]:
     name, root = code
     gw_id = f"gw-sd-{load.replace('/', '')}-{str(window_s).replace('.', '-')}{name}"
@@ -345,6 +346,10 @@ def run(
                 raise RuntimeError("\n".join(tee.lines))
             time.sleep(0.05)
         time.sleep(2)  # start-up writes (schema, first heartbeat) are not the steady state
+        # A quiet hamlet first (nothing published): what wakes the gateway when nothing happens.
+        quiet0 = wakeups(pid)
+        time.sleep(idle_s)
+        quiet = wake_by_thread(pid, quiet0, wakeups(pid))
         pub = Publisher(port)
         st0 = status(sock)
         fsync_count = FsyncCount(pid, tmp / f"{gw_id}.perf")
@@ -386,6 +391,8 @@ def run(
             "cpu": cpu,
             "wake": wake,
             "wake_by": wake_by,
+            "idle_s": idle_s,
+            "quiet": quiet,
             "fsyncs": fsyncs,
             "fs": fs_of(data),
         }
@@ -404,6 +411,12 @@ def main() -> None:
     ap.add_argument("--with-fast", action="store_true", help="--quick: also 1,000 readings/s")
     ap.add_argument("--windows", default="0.2,default", help="durability windows, s")
     ap.add_argument("--seconds", type=float, help="hamlet span per window")
+    ap.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=0.0,
+        help="before the load, measure the wake-ups of a quiet hamlet over this span",
+    )
     ap.add_argument("--data-root", default="/var/tmp", help="a directory on a block device")
     ap.add_argument(
         "--code",
@@ -446,7 +459,7 @@ def main() -> None:
                     for code in codes:
                         results.append(
                             run(tmp, Path(args.data_root), broker.port, srv, w, load, span,
-                                receipts, code)
+                                receipts, code, args.idle_seconds)
                         )  # fmt: skip
     rows: list[tuple[str, str, str]] = [
         ("data directory on", results[0]["fs"], ""),
@@ -474,6 +487,14 @@ def main() -> None:
             ],
             ("  CPU-seconds per hour", f"{r['cpu'] * h:,.1f}", ""),
         ]
+        if r["idle_s"]:
+            qh = 3600 / r["idle_s"]
+            rows += [
+                ("  quiet hamlet: wake-ups per hour", f"{sum(r['quiet'].values()) * qh:,.0f}",
+                 f"nothing published for {r['idle_s']:g} s"),
+                *[(f"    {label}", f"{n * qh:,.0f}", "per hour")
+                  for label, n in r["quiet"].items()],
+            ]  # fmt: skip
         key = r["load"]
         if r["code"]:  # variants: the first code given is the baseline, window by window
             key = f"{r['load']}, window {r['window']:g} s"

@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The default durability window, sized for an SD card: see docs/store-and-forward.md,
 # "Durability window". At a hamlet's load (bench/gateway_sd_writes.py, 3.6 readings/s) 30 s
-# wrote 299 B a reading, 110 MB a day; 60 s writes 265 B, 83 MB a day (issue 17: <= 100 MB).
+# wrote 313 B a reading, 115 MB a day; 60 s writes 265 B, 83 MB a day (issue 17: <= 100 MB).
 DEFAULT_WINDOW_S = 60.0
 
 
