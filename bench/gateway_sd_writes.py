@@ -346,10 +346,6 @@ def run(
                 raise RuntimeError("\n".join(tee.lines))
             time.sleep(0.05)
         time.sleep(2)  # start-up writes (schema, first heartbeat) are not the steady state
-        # A quiet hamlet first (nothing published): what wakes the gateway when nothing happens.
-        quiet0 = wakeups(pid)
-        time.sleep(idle_s)
-        quiet = wake_by_thread(pid, quiet0, wakeups(pid))
         pub = Publisher(port)
         st0 = status(sock)
         fsync_count = FsyncCount(pid, tmp / f"{gw_id}.perf")
@@ -381,6 +377,11 @@ def run(
         wake = sum(wake_by.values())
         fsyncs = fsync_count.stop()
         records = int(st["counters"]["committed"]) - int(st0["counters"]["committed"])  # type: ignore[index]
+        # Then a quiet hamlet (nothing published, nobody asks for status): what still wakes
+        # the gateway once the load has been committed and uploaded.
+        quiet0 = wakeups(pid)
+        time.sleep(idle_s)
+        quiet = wake_by_thread(pid, quiet0, wakeups(pid))
         return {
             "code": name,
             "window": window_s,
@@ -415,7 +416,7 @@ def main() -> None:
         "--idle-seconds",
         type=float,
         default=0.0,
-        help="before the load, measure the wake-ups of a quiet hamlet over this span",
+        help="after the load, measure the wake-ups of a quiet hamlet over this span",
     )
     ap.add_argument("--data-root", default="/var/tmp", help="a directory on a block device")
     ap.add_argument(
