@@ -1,7 +1,7 @@
 """What the gateway writes to its SD card, how often it fsyncs and wakes, at a hamlet's load.
 
     python bench/gateway_sd_writes.py [--quick [--with-fast]] [--windows 0.2,default] [--seconds N]
-        [--code NAME=DIR ...]
+        [--idle-seconds N] [--code NAME=DIR ...]
 
 ``--code`` compares code in the same run: each load runs once per checkout given (the first
 is the baseline of the others; ``NAME=.`` is this one), prefilled by that checkout's code.
