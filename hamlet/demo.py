@@ -186,7 +186,7 @@ heartbeat_interval_s = 10
 sync = "always"
 
 [buffer]
-durability_window_s = 0.2  # a demo shows readings at once; a Pi keeps the default (30 s)
+durability_window_s = 0.2  # a demo shows readings at once; a Pi keeps the default (60 s)
 max_bytes = 67108864
 
 [uplink]

@@ -1,7 +1,7 @@
 """The durable buffer as the event loop sees it: group commit on one writer thread.
 
 ``await append(records)`` returns only once the records are committed (fsynced WAL). The
-commit happens at most ``durability_window_s`` after the first waiting record arrived (30 s
+commit happens at most ``durability_window_s`` after the first waiting record arrived (60 s
 by default: at a hamlet's few readings a second an SD card is written once per window, not
 once per reading), or as soon as the group is big enough to spread its fsync (see
 :meth:`DurableBuffer._window`). Sources acknowledge only after the commit, so the window is

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.normalize import Normalizer
@@ -40,6 +40,27 @@ _RAW_KEEP: Final = 2048
 _HEALTHY_AFTER_S: Final = 10.0
 _MAX_DEVICES: Final = 2000  # per-device detail kept in state (bounded against id floods)
 _MAX_ATTEMPTS: Final = 2  # a message whose processing failed this often is dead-lettered
+
+
+class _Client(mqtt.Client):
+    """paho's client whose network thread sleeps until traffic, not for at most a second.
+
+    ``loop_start`` runs ``loop_forever(timeout=1.0)``: a ``select`` that times out every
+    second only to check the keepalive, the gateway's one wake-up when a hamlet is quiet
+    (bench/gateway_sd_writes.py, wake-ups by thread). Anything to send (an ack, a publish,
+    ``disconnect``) wakes the thread through paho's socket pair, and incoming traffic
+    through the socket, so only the keepalive waits for the timeout: a quarter of it keeps
+    the PINGREQ well inside the interval the broker allows (1.5 keepalives).
+    """
+
+    def __init__(self, *args: Any, tick_s: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tick_s = tick_s
+
+    def loop_forever(
+        self, timeout: float = 1.0, retry_first_connection: bool = False
+    ) -> MQTTErrorCode:
+        return super().loop_forever(max(timeout, self._tick_s), retry_first_connection)
 
 
 class SourceFailed(Exception):
@@ -79,13 +100,14 @@ class MqttSource:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[_Msg] = asyncio.Queue()
         lost = asyncio.Event()
-        client = mqtt.Client(
+        client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.cfg.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
             manual_ack=True,
             reconnect_on_failure=False,  # we reconnect ourselves, with jitter
+            tick_s=self.cfg.keepalive_s / 4,
         )
         client.connect_timeout = self.cfg.connect_timeout_s
         if self.cfg.username is not None:

@@ -198,8 +198,8 @@ def test_status_and_tail_against_a_running_gateway(
     cfg = tmp_path / "gateway.toml"
     _hamlet(*_init_args(cfg, data, server.url, token, gw="gw-live"), "--mqtt-host",
             mqtt_broker.host, "--mqtt-port", str(mqtt_broker.port), check=True)  # fmt: skip
-    # The config as installed, with a 1 s durability window so the test need not wait 30 s
-    # for each commit (the default's reason is the SD card, not correctness).
+    # The config as installed, with a 1 s durability window so the test need not wait the
+    # default 60 s for each commit (the default's reason is the SD card, not correctness).
     quick = {"HAMLET_GATEWAY__BUFFER__DURABILITY_WINDOW_S": "1"}
     gw = ManagedProcess([*HAMLET, "gateway", "run", "-c", str(cfg)], env=quick).start()
     tailer: ManagedProcess | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -326,3 +328,45 @@ async def test_device_retransmission_is_kept_once(
     assert committed.buffer.counters.duplicates_recognised == 1
     # Both repeats of seq 8 are seen by the tracker: the copy, and the different content.
     assert src.state.counters["seq_repeats"] == 2
+
+
+def _wakeups(tid: int) -> int:
+    """Voluntary context switches of one thread of this process: each is a sleep that ended."""
+    text = Path(f"/proc/self/task/{tid}/status").read_text()
+    return int(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("voluntary_")))
+
+
+def _network_thread(client_id: str) -> threading.Thread:
+    return next(t for t in threading.enumerate() if t.name == f"paho-mqtt-client-{client_id}")
+
+
+async def test_network_thread_sleeps_while_the_hamlet_is_quiet(
+    mqtt_broker: Broker, committed: Committed
+) -> None:
+    """No polling: with nothing to send or receive, paho's network thread sleeps a quarter of
+    the keepalive, not a second at a time (paho's own loop_start wakes every second)."""
+    src = MqttSource(_cfg(mqtt_broker, "gw-quiet", keepalive_s=60))
+    async with running(src, committed):
+        await _until_running(src)
+        tid = _network_thread("gw-quiet").native_id
+        assert tid is not None
+        before = _wakeups(tid)
+        await asyncio.sleep(3.5)  # the span measured: a quiet hamlet, nothing happens
+        woke = _wakeups(tid) - before
+    assert woke <= 1  # every second, it was 3 or 4
+
+
+async def test_keepalive_holds_the_connection_while_the_thread_sleeps(
+    mqtt_broker: Broker, publisher: Publisher, committed: Committed
+) -> None:
+    """The longer sleep still pings in time: idle for longer than the broker allows without a
+    PINGREQ (1.5 keepalives), the connection stays up and still delivers."""
+    src = MqttSource(_cfg(mqtt_broker, "gw-ping", keepalive_s=5))
+    async with running(src, committed):
+        await _until_running(src)
+        await asyncio.sleep(9)  # 1.8 keepalives of silence: the broker would have cut us
+        assert src.state.status == SourceStatus.RUNNING
+        assert src.state.counters.get("reconnects", 0) == 0
+        publisher.publish("hamlet/sal-1/telemetry", _tele("sal-1", 1, salinity=0.8))
+        await committed.wait_until(lambda: len(committed.items) >= 1)
+    assert src.state.counters.get("reconnects", 0) == 0
