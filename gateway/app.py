@@ -24,7 +24,7 @@ from gateway.control import ControlServer
 from gateway.control_protocol import socket_path
 from gateway.heartbeat import Heartbeat
 from gateway.notify.trigger import EdgeTrigger
-from gateway.pipeline import Normalize, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.sources.base import Source, SourceStatus
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
@@ -44,18 +44,6 @@ _MAX_QUICK_FAILURES = 5
 _LAST_WORD_S = 5.0
 
 
-def _normalizer() -> tuple[Normalize | None, tuple[type[Exception], ...]]:
-    """Helper B's normalizer when present; identity otherwise (check_value still applies)."""
-    try:
-        from gateway.normalize import NormalizeError, Normalizer
-    except ImportError:
-        log.warning("gateway.normalize is not available: records pass through unnormalized")
-        return None, (ValueError,)
-    norm = Normalizer()
-    fn: Normalize = norm.normalize
-    return fn, (NormalizeError,)
-
-
 def _build_sources(config: GatewayConfig) -> list[Source]:
     from gateway.sources.registry import build_sources
 
@@ -70,17 +58,13 @@ class Gateway:
         config: GatewayConfig,
         *,
         sources: list[Source] | None = None,
-        normalize: Normalize | None = None,
         source_backoff_s: float = 1.0,
     ) -> None:
         self.config = config
         self._source_backoff_s = source_backoff_s
         self.clock = Clock(config.clock)
         self.buffer = DurableBuffer(config.buffer, config.data_dir, self.clock.boot_id)
-        norm_errors: tuple[type[Exception], ...] = (ValueError,)
-        if normalize is None:
-            normalize, norm_errors = _normalizer()
-        self.pipeline = Pipeline(self.buffer, self.clock, normalize, norm_errors)
+        self.pipeline = Pipeline(self.buffer, self.clock)
         self.uplink = Uplink(config.uplink, config.id, self.buffer, self.clock)
         self.sources: list[Source] = sources if sources is not None else _build_sources(config)
         self.started_mono = time.monotonic()
