@@ -21,7 +21,7 @@ class Worker(TaskOwner):
 
     def _start(self) -> None:
         self._spawn(self._forever(), "worker-forever")
-        self._spawn(self._maybe_crash(), "worker-crash")
+        self.crasher = self._spawn(self._maybe_crash(), "worker-crash")
 
     async def _forever(self) -> None:
         try:
@@ -48,11 +48,11 @@ async def test_tasks_start_on_entry_and_are_awaited_on_exit() -> None:
 
 
 async def test_a_crashed_task_is_raised_on_exit_not_swallowed() -> None:
-    w = Worker(crash=OSError(5, "Input/output error"))
+    w = await Worker(crash=OSError(5, "Input/output error")).__aenter__()
+    w.go.set()
+    await asyncio.wait([w.crasher])
     with pytest.raises(OSError, match="Input/output error"):
-        async with w:
-            w.go.set()
-            await asyncio.wait([w._tasks[1]])
+        await w.__aexit__(None, None, None)
     assert w.cleaned == ["forever"]  # the healthy task was still stopped
 
 
