@@ -29,6 +29,7 @@ from gateway.sources.base import Source, SourceStatus
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
 from hamlet.backoff import Backoff
+from hamlet.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -137,11 +138,7 @@ class Gateway:
                 await self.heartbeat.beat()
 
     async def _stop_sources(self) -> None:
-        for t in self._source_tasks:
-            t.cancel()
-        for t in self._source_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._source_tasks)
         for src in self.sources:
             src.state.set_status(SourceStatus.STOPPED)
 
