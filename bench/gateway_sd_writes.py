@@ -217,10 +217,9 @@ def steady_load(pub: Publisher, seconds: float, rate: float, stop: threading.Eve
 PREFILL = """
 import asyncio, sys, time
 from pathlib import Path
-from gateway.buffer import DurableBuffer
+from gateway.buffer import DurableBuffer, NewRecord
 from gateway.buffer.config import BufferConfig
 from gateway.buffer.identity import Receipt, receipt_key
-from gateway.buffer.store import NewRecord
 from hamlet.contract import RecordKind
 
 async def fill(data: Path, n: int) -> None:

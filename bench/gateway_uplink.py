@@ -107,7 +107,7 @@ async def baseline_post(url: str, token: str, total: int) -> float:
     """Readings/s posting the same content pre-encoded with bare httpx (no buffer)."""
     import httpx
 
-    from gateway.buffer.store import StoredRecord
+    from gateway.buffer import StoredRecord
     from gateway.uplink.encode import encode_batch
     from hamlet.contract import RecordKind
 

@@ -6,7 +6,9 @@ Two figures, against a running server seeded with a hamlet:
   * an hour with the page left open: the refresh schedule (every ``refresh_s``) asking for the
     live part with the ETag it holds, while a reading arrives every ``data_every_s``.
 Baseline in the same run: the same hour without ETag/304 and without gzip (what the old board
-paid), so the ratio shows what revalidation and compression save.
+paid), so the ratio shows what revalidation and compression save. Also the installer page's
+first load for an installer, before and after the gateway sends a full status report (three
+sources, ten dead letters of 2 KiB each: hamlet/status_report.py), and the ratio.
 
     .venv/bin/python -m bench.page_weight            # starts a seeded server itself
     .venv/bin/python -m bench.page_weight --quick    # 10 minutes instead of an hour
@@ -22,9 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin
 
 import httpx
+
+if TYPE_CHECKING:
+    from tests.support.procs import ServerProcess
 
 
 def wire_bytes(r: httpx.Response) -> int:
@@ -132,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             for k, v in sorted(ld.parts.items(), key=lambda kv: -kv[1]):
                 print(f"    {v:>7} B  {k}")
+        _installer_weight(w.server, w.token, gz)
         kw: dict[str, float] = {
             "refresh_s": args.refresh_s,
             "seconds": seconds,
@@ -146,6 +153,55 @@ def main(argv: list[str] | None = None) -> int:
         gz.close()
         plain.close()
     return 0
+
+
+def _installer_weight(server: ServerProcess, token: str, gz: httpx.Client) -> None:
+    """The installer page for an installer, without and then with a full status report."""
+    from gateway.control_protocol import DeadLetterInfo, DeadLetters, Health, SourceInfo
+    from gateway.sources.base import SourceStatus
+    from gateway.status_report import build_report
+    from hamlet.contract import EventRecord
+    from hamlet.status_report import REPORT_ATTR, STATUS_EVENT
+    from tests.server.helpers import batch, now_ms, post
+    from tests.support.pages_world import GATEWAY
+    from tests.support.procs import run_hamlet
+
+    pw = "bench-installer-pw"
+    run_hamlet(
+        "server", "add-user", "bench-installer", "--role", "installer", "--password-env", "PW",
+        "--data-dir", str(server.data_dir), env={"PW": pw},
+    )  # fmt: skip
+    with httpx.Client(base_url=server.url, headers={"Accept-Encoding": "gzip"}) as me:
+        me.post("/login", data={"username": "bench-installer", "password": pw})
+        before = first_load(me, "/installer").total
+        t = now_ms()
+        health = Health(components={"committer": "running"}, failures={}, previous_failure=None,
+                        components_failed=0, sources_failed=1, previous_run_failed=0)  # fmt: skip
+        sources = [
+            SourceInfo(name=n, kind=k, status=st, since=t / 1000, last_reading_at=t / 1000,
+                       last_error=err, counters={}, devices={})
+            for n, k, st, err in (
+                ("radio", "serial", SourceStatus.RECONNECTING,
+                 "cannot open /dev/serial/by-id/usb-FTDI-if00-port0: [Errno 2] No such file"),
+                ("rs485", "modbus", SourceStatus.RUNNING, None),
+                ("lan-mqtt", "mqtt", SourceStatus.RUNNING, None),
+            )
+        ]  # fmt: skip
+        letters = [
+            DeadLetterInfo(at=t / 1000, source="lan-mqtt", reason=f"bad_json: case {i}",
+                           raw=f"hamlet/kiosk-{i}/event " + f"{i:x}" * 1024)
+            for i in range(10)
+        ]  # fmt: skip
+        text = build_report(t, sources, health, DeadLetters(count=10, by_reason={}, recent=letters))
+        ev = EventRecord(seq=9_000_001, device=GATEWAY, name=STATUS_EVENT, t=t,
+                         attrs={REPORT_ATTR: text})  # fmt: skip
+        post(gz, token, batch(GATEWAY, events=[ev])).raise_for_status()
+        after = first_load(me, "/installer").total
+    print(
+        f"first load /installer (installer, gzip): {before / 1024:.1f} KB without a status "
+        f"report, {after / 1024:.1f} KB with a full one ({len(text.encode())} B of report; "
+        f"ratio {after / before:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

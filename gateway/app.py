@@ -26,6 +26,7 @@ from gateway.heartbeat import Heartbeat
 from gateway.notify.trigger import EdgeTrigger
 from gateway.pipeline import Pipeline
 from gateway.sources.base import Source, SourceStatus
+from gateway.status_report import StatusReporter
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
 from hamlet.backoff import Backoff
@@ -108,6 +109,10 @@ class Gateway:
                 Heartbeat(self, self.config.heartbeat_interval_s)
             )
             sv.watch("heartbeat", self.heartbeat.task)
+            self.status_report = await self._stack.enter_async_context(
+                StatusReporter(self, self.config.status_report)
+            )
+            sv.watch("status report", self.status_report.task)
             # Registered last, so it runs first on exit: sources stop before anything else.
             self._stack.push_async_callback(self._stop_sources)
             for src in self.sources:
@@ -136,6 +141,8 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_LAST_WORD_S):
                 await self.heartbeat.beat()
+                if "status report" not in self.supervision.failures:
+                    await self.status_report.send()  # which component died, for the page
 
     async def _stop_sources(self) -> None:
         await stop_tasks(self._source_tasks)

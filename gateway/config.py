@@ -13,6 +13,7 @@ from gateway.notify.config import EdgeAlertsConfig
 from gateway.sources.modbus.config import ModbusSourceConfig
 from gateway.sources.mqtt.config import MqttSourceConfig
 from gateway.sources.serial.config import SerialSourceConfig
+from gateway.status_report import StatusReportConfig
 from gateway.uplink.config import UplinkConfig
 from hamlet.config import load_config
 from hamlet.contract import Ident
@@ -40,6 +41,7 @@ class GatewayConfig(BaseModel):
     uplink: UplinkConfig
     sources: SourcesConfig = Field(default_factory=SourcesConfig)
     edge_alerts: EdgeAlertsConfig = Field(default_factory=EdgeAlertsConfig)
+    status_report: StatusReportConfig = Field(default_factory=StatusReportConfig)
 
 
 def load_gateway_config(path: Path | None) -> GatewayConfig:

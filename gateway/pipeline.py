@@ -64,6 +64,8 @@ class Pipeline:
         self.counters = PipelineCounters()
         self._subs: set[TailSubscriber] = set()
         self._anchored: Anchor | None = None
+        # Set on every dead letter, for whoever reports them (gateway/status_report.py).
+        self.dead_letter_added = asyncio.Event()
 
     # -- Sink -----------------------------------------------------------------------
     async def submit(self, records: Sequence[Record]) -> None:
@@ -105,11 +107,14 @@ class Pipeline:
         self.counters.committed += sum(1 for o in outcomes if o > 0)
         self.counters.duplicates += outcomes.count(DUPLICATE)
         self.counters.dead_lettered += outcomes.count(REFUSED)
+        if REFUSED in outcomes:
+            self.dead_letter_added.set()
         if self._subs:
             self._fan_out(outcomes, out, kept)
 
     def reject(self, source: str, reason: str, raw: bytes | str) -> None:
         self.counters.dead_lettered += 1
+        self.dead_letter_added.set()
         self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), source, reason, raw))
 
     # -- internals ------------------------------------------------------------------
@@ -169,6 +174,7 @@ class Pipeline:
 
     def _dead(self, rec: Record, reason: str) -> None:
         self.counters.dead_lettered += 1
+        self.dead_letter_added.set()
         raw = json.dumps(_record_json(rec), ensure_ascii=False, default=str)
         self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), rec.source, reason, raw))
 

@@ -28,6 +28,7 @@ from hamlet.contract import (
     seq_problem,
 )
 from hamlet.metrics import GATEWAY_METRIC_PREFIX, METRICS
+from hamlet.status_report import STATUS_EVENT, ReportError, parse_attrs
 from server.ranges import Range, RangeSet, compress, first_claims, merge
 
 _UNSYNCED: Final = int(TimeQuality.UNSYNCED)
@@ -100,9 +101,19 @@ class EventRow:
 
 
 @dataclass(slots=True)
+class StatusRow:
+    """A gateway's own status report (hamlet/status_report.py), validated and re-encoded."""
+
+    seq: int
+    t: int
+    report_json: str
+
+
+@dataclass(slots=True)
 class Classified:
     blocks: list[AcceptedBlock] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
+    statuses: list[StatusRow] = field(default_factory=list)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     duplicates: int = 0
     # Sequence ranges newly settled by stored or rejected records.
@@ -113,7 +124,7 @@ class Classified:
 
     @property
     def accepted(self) -> int:
-        return sum(len(b) for b in self.blocks) + len(self.events)
+        return sum(len(b) for b in self.blocks) + len(self.events) + len(self.statuses)
 
     @property
     def points(self) -> list[PointRow]:
@@ -378,6 +389,16 @@ def classify(
         bad = [k for k, a in ev.attrs.items() if isinstance(a, float) and not math.isfinite(a)]
         if bad:
             reject(seq, f"event attribute {bad[0]!r} is not finite")
+            continue
+        if ev.name == STATUS_EVENT and ev.device == batch.gateway:
+            try:
+                report = parse_attrs(ev.attrs)
+            except ReportError as err:
+                reject(seq, str(err))
+                continue
+            seen.add(seq)
+            taken.append(seq)
+            out.statuses.append(StatusRow(seq, ev.t, report.encode()))
             continue
         seen.add(seq)
         taken.append(seq)

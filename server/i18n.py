@@ -115,6 +115,40 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "since": {"vi": "bắt đầu", "en": "started"},
     "ended": {"vi": "kết thúc", "en": "ended"},
     "loading": {"vi": "Đang tải…", "en": "Loading…"},
+    "source_states": {"vi": "Trạng thái từng nguồn", "en": "Each source's state"},
+    "kind": {"vi": "Loại", "en": "Kind"},
+    "last_reading": {"vi": "Số liệu cuối", "en": "Last reading"},
+    "last_error": {"vi": "Lỗi gần nhất", "en": "Last error"},
+    "what_to_do": {"vi": "Việc cần làm", "en": "What to do"},
+    "components": {"vi": "Thành phần của gateway", "en": "Gateway components"},
+    "recent_dead": {"vi": "Bản ghi hỏng gần đây", "en": "Recent dead letters"},
+    "reason": {"vi": "Lý do", "en": "Reason"},
+    "source": {"vi": "Nguồn", "en": "Source"},
+    "excerpt": {"vi": "Dữ liệu nhận được (trích)", "en": "Bytes received (excerpt)"},
+    "report_at": {"vi": "Báo cáo trạng thái của gateway lúc", "en": "Gateway status report of"},
+    "no_report": {
+        "vi": "Gateway chưa gửi báo cáo trạng thái (cần bản cài đặt mới hơn).",
+        "en": "No status report from this gateway yet (it needs a newer release).",
+    },
+    "dev_failing": {"vi": "không trả lời, đang thử lại", "en": "not answering, retrying"},
+    "dev_dead": {
+        "vi": "mất liên lạc, thăm dò thưa dần",
+        "en": "gone silent, probed less often",
+    },
+    "omitted": {"vi": "nguồn khác không hiển thị", "en": "more sources not shown"},
+    "dead_login": {
+        "vi": "Đăng nhập với vai trò kỹ thuật viên để xem nội dung bản ghi hỏng.",
+        "en": "Log in as an installer to see what the dead letters held.",
+    },
+}
+
+# A source's state (gateway/sources/base.py), shown as colour, word and icon together.
+SOURCE_STATE_WORDS: Final[dict[str, dict[str, str]]] = {
+    "running": {"vi": "Đang chạy", "en": "Running", "icon": "✓", "class": "safe"},
+    "starting": {"vi": "Đang khởi động", "en": "Starting", "icon": "…", "class": "unknown"},
+    "reconnecting": {"vi": "Đang kết nối lại", "en": "Reconnecting", "icon": "⚠", "class": "watch"},
+    "failed": {"vi": "Hỏng", "en": "Failed", "icon": "✖", "class": "danger"},
+    "stopped": {"vi": "Đã dừng", "en": "Stopped", "icon": "■", "class": "unknown"},
 }
 
 # A status is never shown by colour alone: words and an icon go with it.

@@ -16,19 +16,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from hamlet.vncalendar import day_bounds_ms, local_day
-from server import board, registry
+from server import board, registry, source_advice
 from server.alerts.routes import AlertOut, list_alerts
 from server.alerts.routes import Status as AlertStatus
 from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
 from server.auth import readable_hamlets as _readable
-from server.i18n import Lang
+from server.i18n import SOURCE_STATE_WORDS, Lang
 from server.indicators.card import ReportCard, build_card
 from server.indicators.compute import Level, Period, gather, summarize
 from server.indicators.source import ScopeError
 from server.models import Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
-from server.store import ledger
+from server.store import gw_status, ledger
+from server.store.gw_status import LatestReport
 from server.timeparam import parse_month
 
 router = APIRouter(include_in_schema=False)
@@ -213,6 +214,36 @@ async def field_view(
     )
 
 
+def _status_view(latest: LatestReport | None, lang: Lang, manage: bool) -> dict[str, Any] | None:
+    """A gateway's latest status report as the installer page shows it: each source's state
+    in words, icon and colour with what to do; dead letters' contents only to installers."""
+    if latest is None:
+        return None
+    r = latest.report
+    sources = []
+    for s in r.sources:
+        words = SOURCE_STATE_WORDS[s.state]
+        sources.append(
+            {
+                "s": s,
+                "cls": words["class"],
+                "words": words[lang],
+                "icon": words["icon"],
+                "advice": source_advice.advice(s, lang),
+                "device_advice": source_advice.device_advice(s, lang),
+            }
+        )
+    return {
+        "at": r.at,
+        "received_ms": latest.received_ms,
+        "sources": sources,
+        "omitted": r.sources_omitted,
+        "components": [c for c in r.components if c.state == "failed"],
+        "dead": r.dead,
+        "letters": r.dead.recent if manage else [],
+    }
+
+
 @router.get("/installer", response_class=HTMLResponse)
 async def installer(request: Request) -> Response:
     v = await _viewer(request)
@@ -220,6 +251,7 @@ async def installer(request: Request) -> Response:
     gws = await db.read(registry.list_gateways, v.allowed)
     acct = {a.id: a for a in await v.st.store.accounting(gws)}
     manage = can_manage_gateways(v.p)
+    reports = await db.read(gw_status.latest, [g.num for g in gws])
     rows = []
     for g in gws:
         a = acct.get(g.id)
@@ -244,6 +276,7 @@ async def installer(request: Request) -> Response:
                 "dead_lettered": figures.pop("dead_lettered", None),
                 "figures": dict(sorted(figures.items())),
                 "rejections": rejections,
+                "status": _status_view(reports.get(g.num), v.lang, manage),
             }
         )
     devices = sorted(await v.st.store.devices(v.allowed), key=lambda d: (d.hamlet, d.id))

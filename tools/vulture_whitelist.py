@@ -44,7 +44,6 @@ _.is_open
 # Left for later (the owning areas are being reworked on other branches; issue 15 item 7).
 _.aggregates  # gateway/buffer/budget.py, store.py
 _.as_dict  # gateway/buffer/store.py
-_.used_bytes  # gateway/buffer/store.py
 _.enforce_budget  # gateway/buffer/store.py
 _day_sql  # server/indicators/source.py
 set_user_disabled  # server/registry.py

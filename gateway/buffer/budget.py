@@ -31,11 +31,13 @@ aggregates (min/mean/max/n per ``aggregate_interval_s``), then dropped; then agg
 heartbeats, events and alerts, which are kept longest. Every seq that goes is declared as a
 gap (``aggregated`` or ``dropped``) so the server can explain it.
 
-One batch in flight: the uplink reads one batch at a time (``Store.read_batch``) and settles
-it (``confirm``, ``give_up`` or ``release``) before it reads the next. The records of that
-batch, the span from its first to its last seq, are never aggregated or dropped: the server
-may be storing them right now. Every stage skips that span and carries on with the records
-after it; a stage never gives up because its oldest records are in flight.
+One batch in flight (the rule is written down in gateway/buffer/store.py): the records of
+that batch, the span from its first to its last seq, are never aggregated or dropped: the
+server may be storing them right now. Every stage skips that span and carries on with the
+records after it; a stage never gives up because its oldest records are in flight.
+
+Kinds are stored as :class:`KindCode` (``rec.kind``); an aggregate is folded as an
+:class:`Aggregate`, in the layout of the server's rollups.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, IntEnum
 from typing import TYPE_CHECKING, Final
 
 from gateway.clock import PENDING
@@ -53,7 +55,8 @@ from hamlet.contract import GapReason, RecordKind
 
 if TYPE_CHECKING:
     from gateway import deadletter
-    from gateway.buffer.store import NewRecord, Store
+    from gateway.buffer.records import NewRecord
+    from gateway.buffer.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +65,7 @@ log = logging.getLogger(__name__)
 # was 4 KiB on the SD card (measured 464 -> 274 bytes per reading, bench/gateway_sd_writes.py).
 # New files only: SQLite cannot change the page size of a WAL database, so a file made with
 # another size (4 KiB before) keeps it and the budget is computed from what the file has
-# (``Budget.for_max(..., page_size)``, ``Store._configure``).
+# (``Budget.for_max(..., page_size)``, ``gateway.buffer.schema.configure``).
 PAGE_SIZE: Final = 1024
 WAL_HEADER: Final = 32
 FRAME_HEADER: Final = 24
@@ -81,14 +84,20 @@ ROW_BYTES: Final = 48
 FILL: Final = 0.75
 SLACK_PAGES: Final = 8
 
-KIND_CODE: Final[dict[RecordKind, int]] = {
-    RecordKind.READING: 0,
-    RecordKind.AGGREGATE: 1,
-    RecordKind.HEARTBEAT: 2,
-    RecordKind.EVENT: 3,
-    RecordKind.ALERT: 4,
-}
-CODE_KIND: Final[dict[int, RecordKind]] = {v: k for k, v in KIND_CODE.items()}
+
+class KindCode(IntEnum):
+    """A record kind as stored in ``rec.kind``: fixed forever (files outlive releases)."""
+
+    READING = 0
+    AGGREGATE = 1
+    HEARTBEAT = 2
+    EVENT = 3
+    ALERT = 4
+
+
+# The lookups every row goes through (plain ints bound and read), derived from the enum.
+KIND_CODE: Final[dict[RecordKind, int]] = {RecordKind[c.name]: c.value for c in KindCode}
+CODE_KIND: Final[dict[int, RecordKind]] = {c.value: RecordKind[c.name] for c in KindCode}
 
 
 class Action(Enum):
@@ -115,6 +124,35 @@ STAGES: Final = (
 RANK: Final[dict[RecordKind, int]] = {
     k: min(i for i, s in enumerate(STAGES) if s.kind == k) for k in RecordKind
 }
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """Readings of one series in one ``aggregate_interval_s`` bucket, folded in the layout of
+    the server's rollups (``n, sum, min, max``: its ``hourly`` table, server/store/schema.py),
+    stamped with the first reading's time."""
+
+    n: int
+    sum: float
+    min: float
+    max: float
+    wall_ms: int
+    tq: int
+    boot: int
+    mono_ns: int
+
+    def add(self, value: float, tq: int) -> None:
+        self.n += 1
+        self.sum += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+        # PENDING (not yet anchored) wins: the aggregate is re-anchored with the rest.
+        self.tq = max(self.tq, tq) if PENDING not in (self.tq, tq) else PENDING
+
+    @property
+    def mean(self) -> float:
+        # Within its own bounds, whatever the float sum's rounding.
+        return min(max(self.sum / self.n, self.min), self.max)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,32 +359,25 @@ def _aggregate_chunk(store: Store, kind: RecordKind) -> int:
     if not rows:
         return 0
     width = store.cfg.aggregate_interval_s * 1000
-    groups: dict[tuple[int, int], list[float]] = {}
-    meta: dict[tuple[int, int], tuple[int, int, int, int]] = {}
+    groups: dict[tuple[int, int], Aggregate] = {}
     for _seq, sid, value, wall, tq, boot, mono in rows:
         key = (sid, wall // width)
         g = groups.get(key)
         v = float(value)
         if g is None:
-            groups[key] = [v, v, v, 1.0]
-            meta[key] = (wall, tq, boot, mono)
+            groups[key] = Aggregate(1, v, v, v, wall, tq, boot, mono)
         else:
-            g[0] = min(g[0], v)
-            g[1] = max(g[1], v)
-            g[2] += v
-            g[3] += 1
-            w0, tq0, b0, m0 = meta[key]
-            meta[key] = (w0, max(tq0, tq) if PENDING not in (tq0, tq) else PENDING, b0, m0)
+            g.add(v, tq)
     if len(groups) * 2 > len(rows):
         # Too sparse to gain space (an aggregate row is bigger than a raw one):
         # leave them raw; the drop stage takes over.
         return 0
     seq_runs = runs([r[0] for r in rows])
-    seq0 = store.next_seq
+    seq0 = store.seqs.next
     try:
-        new_rows = _replace_with_aggregates(store, groups, meta, seq_runs)
+        new_rows = _replace_with_aggregates(store, groups, seq_runs)
     except BaseException:
-        store.next_seq = seq0
+        store.seqs.next = seq0
         raise
     store.depth += len(new_rows) - len(rows)
     store.counters.aggregated += len(rows)
@@ -361,29 +392,27 @@ def _aggregate_chunk(store: Store, kind: RecordKind) -> int:
 
 def _replace_with_aggregates(
     store: Store,
-    groups: dict[tuple[int, int], list[float]],
-    meta: dict[tuple[int, int], tuple[int, int, int, int]],
+    groups: dict[tuple[int, int], Aggregate],
     seq_runs: list[tuple[int, int]],
 ) -> list[tuple[object, ...]]:
     new_rows: list[tuple[object, ...]] = []
     con = store.con
     with store._txn():
         first = store._take_seqs(len(groups))
-        for i, (key, (lo, hi, total, cnt)) in enumerate(groups.items()):
-            wall, tq, boot, mono = meta[key]
+        for i, ((sid, _bucket), g) in enumerate(groups.items()):
             new_rows.append(
                 (
                     first + i,
                     KIND_CODE[RecordKind.AGGREGATE],
-                    key[0],
-                    min(max(total / cnt, lo), hi),
-                    wall,
-                    tq,
-                    boot,
-                    mono,
-                    lo,
-                    hi,
-                    int(cnt),
+                    sid,
+                    g.mean,
+                    g.wall_ms,
+                    g.tq,
+                    g.boot,
+                    g.mono_ns,
+                    g.min,
+                    g.max,
+                    g.n,
                 )
             )
         con.executemany(
@@ -396,7 +425,7 @@ def _replace_with_aggregates(
             new_rows,
         )
         declare(con, seq_runs, GapReason.AGGREGATED)
-        store._set_meta("last_seq", store.next_seq - 1)
+        store._set_meta("last_seq", store.seqs.next - 1)
     return new_rows
 
 
@@ -448,15 +477,15 @@ def commit_when_full(
             except sqlite3.DatabaseError as err:
                 if getattr(err, "sqlite_errorname", "") != "SQLITE_FULL":
                     raise
-    seq0 = store.next_seq
+    seq0 = store.seqs.next
     try:
         with store._txn():
             first = store._take_seqs(len(records))
             if records:
                 declare(store.con, [(first, first + len(records) - 1)], GapReason.DROPPED)
-            store._set_meta("last_seq", store.next_seq - 1)
+            store._set_meta("last_seq", store.seqs.next - 1)
     except BaseException:
-        store.next_seq = seq0
+        store.seqs.next = seq0
         raise
     store.counters.dropped += len(records)
     log.error(

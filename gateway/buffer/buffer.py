@@ -23,18 +23,18 @@ from types import TracebackType
 from typing import ParamSpec, TypeVar
 
 from gateway import deadletter
+from gateway.buffer.budget import Budget
 from gateway.buffer.config import BufferConfig
-from gateway.buffer.store import (
+from gateway.buffer.records import (
     DUPLICATE,
     REFUSED,
     BufferError,
-    Counters,
     NewRecord,
     PendingGap,
-    Store,
     StoredRecord,
-    refused_letter,
 )
+from gateway.buffer.refusal import refused_letter
+from gateway.buffer.store import Counters, Store
 from gateway.clock import Anchor
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,16 @@ __all__ = [
 
 
 class DurableBuffer:
-    """Async facade over :class:`Store`; an async context manager owning its commit task."""
+    """Async facade over :class:`Store`; an async context manager owning its commit task.
+
+    The store is not exposed: callers outside gateway/buffer/ use the methods below, so all
+    SQLite work stays on the buffer's one thread.
+    """
 
     def __init__(self, config: BufferConfig, data_dir: Path, boot_id: str) -> None:
         self.config = config
-        self.store = Store(config, data_dir, boot_id)
+        # Private: everything outside the package goes through the typed methods below.
+        self._store = Store(config, data_dir, boot_id)
         self._exec: ThreadPoolExecutor | None = None
         self._task: asyncio.Task[None] | None = None
         self._pending: list[tuple[Sequence[NewRecord], asyncio.Future[list[int]]]] = []
@@ -78,7 +83,7 @@ class DurableBuffer:
     async def __aenter__(self) -> DurableBuffer:
         self._exec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hamlet-buffer")
         try:
-            await self._run(self.store.open)
+            await self._run(self._store.open)
         except BaseException:
             self._exec.shutdown(wait=True)
             raise
@@ -110,7 +115,7 @@ class DurableBuffer:
             finally:
                 if self._exec is not None:
                     await asyncio.get_running_loop().run_in_executor(
-                        self._exec, self.store.shutdown
+                        self._exec, self._store.shutdown
                     )
                     self._exec.shutdown(wait=True)
                     self._exec = None
@@ -126,7 +131,7 @@ class DurableBuffer:
         """Commit ``records``; returns the first seq assigned (or the next one, if none was)."""
         outcomes = await self.store_records(records)
         stored = [o for o in outcomes if o > 0]
-        return stored[0] if stored else self.store.next_seq
+        return stored[0] if stored else self._store.seqs.next
 
     async def store_records(self, records: Sequence[NewRecord]) -> list[int]:
         """Commit ``records``; one outcome per record: its seq, DUPLICATE or REFUSED."""
@@ -201,7 +206,7 @@ class DurableBuffer:
             self._committing = True
             try:
                 try:
-                    outcomes = await self._run(self.store.commit, records, dead)
+                    outcomes = await self._run(self._store.commit, records, dead)
                 except (BufferError, OSError):
                     raise
                 except Exception as err:  # noqa: BLE001 - isolated and dead-lettered below
@@ -237,17 +242,17 @@ class DurableBuffer:
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
     ) -> list[int]:
         """On the buffer thread: commit each record alone; one that fails again is refused."""
-        self.store.commit([], dead)
+        self._store.commit([], dead)
         outcomes: list[int] = []
         for r in records:
             try:
-                outcomes.extend(self.store.commit([r], []))
+                outcomes.extend(self._store.commit([r], []))
             except (BufferError, OSError):
                 raise
             except Exception as err:  # noqa: BLE001 - the second failure: dead-letter it
                 reason = f"failed_twice: committing raised {type(err).__name__}: {err}"
-                self.store.commit([], [refused_letter(r, reason)])
-                self.store.counters.refused += 1
+                self._store.commit([], [refused_letter(r, reason)])
+                self._store.counters.refused += 1
                 outcomes.append(REFUSED)
         return outcomes
 
@@ -255,47 +260,56 @@ class DurableBuffer:
     async def read_batch(
         self, after: int, upto: int | None, limit: int, *, hold_pending: bool
     ) -> tuple[list[StoredRecord], list[PendingGap]]:
-        return await self._run(self.store.read_batch, after, upto, limit, hold_pending)
+        return await self._run(self._store.read_batch, after, upto, limit, hold_pending)
 
     async def confirm(self, seqs: Sequence[int], gap_firsts: Sequence[int]) -> int:
-        return await self._run(self.store.confirm, seqs, gap_firsts)
+        return await self._run(self._store.confirm, seqs, gap_firsts)
 
     async def give_up(self, seqs: Sequence[int], dead: Sequence[deadletter.DeadLetter]) -> int:
-        return await self._run(self.store.give_up, seqs, dead)
+        return await self._run(self._store.give_up, seqs, dead)
 
     async def release(self) -> None:
-        await self._run(self.store.release)
+        await self._run(self._store.release)
 
     async def reanchor(self, anchor: Anchor) -> int:
-        return await self._run(self.store.reanchor, anchor)
+        return await self._run(self._store.reanchor, anchor)
 
     async def mark_unsynced(self) -> int:
-        return await self._run(self.store.mark_unsynced)
+        return await self._run(self._store.mark_unsynced)
 
     @property
     def last_seq(self) -> int:
-        return self.store.next_seq - 1
+        return self._store.seqs.next - 1
 
     @property
     def depth(self) -> int:
-        return self.store.depth
+        return self._store.depth
 
     @property
     def counters(self) -> Counters:
-        return self.store.counters
+        return self._store.counters
+
+    @property
+    def budget(self) -> Budget:
+        """How ``max_bytes`` is split, sized by the open file's own page size."""
+        return self._store.budget
 
     async def oldest(self) -> tuple[int, str, int, int] | None:
-        return await self._run(self.store.oldest)
+        return await self._run(self._store.oldest)
 
     async def file_bytes(self) -> int:
-        return await self._run(self.store.file_bytes)
+        return await self._run(self._store.file_bytes)
+
+    async def used_bytes(self) -> int:
+        """Bytes of the database file's pages in use (free pages not counted)."""
+        return await self._run(self._store.used_bytes)
 
     async def dead_summary(
         self, n: int = 20
     ) -> tuple[int, dict[str, int], list[deadletter.DeadLetter]]:
         if self._dead:
             await self.flush()
-        return await self._run(self.store.dead_summary, n)
+        return await self._run(self._store.dead_summary, n)
 
     async def flush(self) -> None:
         """Wait until everything queued so far (records, dead letters) is committed."""
@@ -306,7 +320,8 @@ class DurableBuffer:
             await self.append([])
 
     async def pending_gaps(self) -> list[PendingGap]:
-        return await self._run(self.store.pending_gaps)
+        return await self._run(self._store.pending_gaps)
 
-    async def count_kinds(self) -> dict[str, int]:
-        return await self._run(self.store.count_kinds)
+    async def count_kinds(self, device: str | None = None) -> dict[str, int]:
+        """Records buffered per kind; of one device only, when ``device`` is given."""
+        return await self._run(self._store.count_kinds, device)

@@ -25,11 +25,6 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Final
 
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL);
-"""
-# The first layout (keyed by the digest); converted on open.
-_KEYED: Final = "CREATE TABLE receipt (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
 # Evict in steps, not one row per commit: one DELETE per this many records stored.
 _EVICT_SLACK: Final = 1000
 
@@ -75,8 +70,7 @@ class Receipts:
         self._removed: list[int] = []
 
     def load(self, con: sqlite3.Connection) -> None:
-        _convert(con)
-        con.executescript(SCHEMA)
+        """Load the committed keys (the table and its conversion: gateway/buffer/schema.py)."""
         self._keys = {}
         for (key,) in con.execute("SELECT key FROM receipt"):
             self._keys[key] = self._keys.get(key, 0) + 1
@@ -120,19 +114,3 @@ class Receipts:
 
     def rolled_back(self) -> None:
         self._added, self._removed = [], []
-
-
-def _convert(con: sqlite3.Connection) -> None:
-    """A file with the keyed table: rewrite it as the log, in the caller's open()."""
-    row = con.execute("SELECT sql FROM sqlite_master WHERE name = 'receipt'").fetchone()
-    if row is None or " ".join(str(row[0]).split()) != _KEYED:
-        return
-    con.executescript(
-        "BEGIN IMMEDIATE;"
-        "DROP INDEX IF EXISTS receipt_seq;"
-        "ALTER TABLE receipt RENAME TO receipt_keyed;"
-        "CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL);"
-        "INSERT INTO receipt(seq, key) SELECT seq, key FROM receipt_keyed ORDER BY seq;"
-        "DROP TABLE receipt_keyed;"
-        "COMMIT;"
-    )

@@ -4,7 +4,7 @@ A corrupt file is rarely corrupt everywhere. Before the gateway declares a loss 
 what it can from the moved file, each part on its own (a part that fails is unknown, never
 guessed): the last seq it had handed out (``meta``), the seqs of the records it still held
 (``rec``) and the gaps it had queued for the server (``gap``). With those the loss is
-declared exactly; without them, from the seq state file (see ``Store._start_after_loss``).
+declared exactly; without them, from the seq state file (see ``recovery.plan_resume``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class Salvage:
 
 
 @contextlib.contextmanager
-def _open(path: Path) -> Iterator[sqlite3.Connection]:
+def read_only(path: Path) -> Iterator[sqlite3.Connection]:
+    """A buffer file no store holds, opened read-only (a moved file; tests' closed files)."""
     # Read-only: the moved file is evidence, not a database we go on using. Without a WAL
     # beside it, immutable: SQLite then creates no -wal/-shm files next to it either.
     wal = Path(f"{path}-wal").exists()
@@ -49,7 +50,7 @@ def read(path: Path) -> Salvage:
     held: list[tuple[int, int]] | None = None
     gaps: list[tuple[int, int, GapReason]] | None = None
     try:
-        with _open(path) as con:
+        with read_only(path) as con:
             try:
                 row = con.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
                 last = None if row is None else int(row[0])

@@ -1,6 +1,8 @@
-"""The sequence high-water mark, kept outside the database so it survives a corrupt file.
+"""Seq allocation, and its high-water mark kept outside the database so it survives a
+corrupt file.
 
-Sequence numbers are reserved in blocks: before any seq at or above ``reserved`` is used,
+Seqs are handed out by :class:`Seqs` on the buffer's one thread, and only grow. They are
+reserved in blocks: before any seq at or above ``reserved`` is used,
 a new block is written here (write, fsync, rename, fsync the directory). If the database is
 lost, the gateway resumes at ``reserved`` and reports ``[floor, reserved - 1]`` as lost, so
 seq only ever grows, even across a replaced file.
@@ -10,8 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
+
+# Seqs reserved per write of the state file: at 10,000 readings/s one small fsync every 5 s.
+SEQ_BLOCK: Final = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +53,29 @@ def write_state(path: Path, state: SeqState) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+@dataclass(slots=True)
+class Seqs:
+    """The next seq to hand out, and the reservation written before any seq reaches it.
+
+    A transaction that rolls back puts ``next`` back where it was (its seqs were never
+    used); the reservation stays, so a seq never goes to two records.
+    """
+
+    path: Path
+    next: int = 1
+    reserved: int = 0
+
+    def take(self, n: int, floor: Callable[[], int]) -> int:
+        """``n`` consecutive seqs; the first. ``floor`` is asked only when a block is due."""
+        first = self.next
+        if first + n > self.reserved:
+            self.reserve(first + n, floor())
+        self.next += n
+        return first
+
+    def reserve(self, upto: int, floor: int) -> None:
+        reserved = upto + SEQ_BLOCK
+        write_state(self.path, SeqState(reserved, floor))
+        self.reserved = reserved

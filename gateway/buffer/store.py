@@ -1,39 +1,65 @@
-"""The SQLite side of the durable buffer. Every method runs on the buffer's one thread.
+"""The record store: the SQLite side of the durable buffer. Every method runs on the
+buffer's one thread.
 
 One connection, one thread: no "database is locked", no reader holding the WAL open. Rows
 are keyed by the gateway's sequence number (``seq`` is the rowid), which only grows; every
 ordering, expiry and deletion is by seq, never by wall time.
+
+The store itself is the insert/commit path (group commit, receipts through
+gateway/buffer/identity.py, refusals through gateway/buffer/refusal.py), the uplink's reads
+and the deletes after upload. Its helpers, one job each: seq allocation
+(gateway/buffer/seqstate.py), the byte budget (gateway/buffer/budget.py), corruption
+recovery (gateway/buffer/recovery.py, gateway/buffer/salvage.py), and the file's settings
+and tables (gateway/buffer/schema.py).
+
+One batch in flight
+-------------------
+The uplink reads one batch (:meth:`Store.read_batch`) and settles it (:meth:`Store.confirm`,
+:meth:`Store.give_up` or :meth:`Store.release`) before it reads the next; ``inflight`` holds
+that batch's seq runs. Why: the server may be storing those records right now, so the
+budget must neither aggregate nor drop them (an aggregate or a gap over a seq the server
+then also stores would count it twice or contradict it), and a confirmation can be matched
+to exactly the rows it settles (which lets a small confirmed batch be deleted with the next
+group commit instead of in a transaction of its own). Who enforces it: the uplink
+(gateway/uplink/client.py), by construction: it is the buffer's only reader, and settles each
+batch it read before reading again. The store does not check it (``read_batch`` replaces
+``inflight``, so a second reader would leave the first batch unprotected); the budget
+(gateway/buffer/budget.py) relies on it and skips the span from the batch's first to its
+last seq.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import sqlite3
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
 from gateway import deadletter
 from gateway.buffer import budget as policy
-from gateway.buffer import salvage
-from gateway.buffer.budget import CODE_KIND, KIND_CODE, PAGE_SIZE, Budget, runs
+from gateway.buffer import recovery, salvage, schema
+from gateway.buffer.budget import CODE_KIND, KIND_CODE, Budget, runs
 from gateway.buffer.config import BufferConfig
-from gateway.buffer.identity import Receipt, Receipts
-from gateway.buffer.seqstate import SeqState, read_state, write_state
+from gateway.buffer.identity import Receipts
+from gateway.buffer.records import (
+    DUPLICATE,
+    REFUSED,
+    BufferError,
+    NewRecord,
+    PendingGap,
+    StoredRecord,
+)
+from gateway.buffer.refusal import DATA_ERRORS, refused_letter, unstorable
+from gateway.buffer.schema import DB_NAME
+from gateway.buffer.seqstate import Seqs, SeqState, read_state, write_state
 from gateway.clock import PENDING, Anchor
-from hamlet.contract import GapReason, RecordKind, TimeQuality
+from hamlet.contract import GapReason, TimeQuality
 
 log = logging.getLogger(__name__)
 
-DB_NAME: Final = "buffer.db"
 SEQ_NAME: Final = "buffer.seq"
-# Seqs reserved per write of the state file: at 10,000 readings/s one small fsync every 5 s.
-SEQ_BLOCK: Final = 50_000
 MAX_GAPS_PER_BATCH: Final = 1000
 # Free pages kept for reuse after a drain: handing them back and growing the file again for
 # every batch would only wear the SD card.
@@ -42,91 +68,6 @@ KEEP_FREE_PAGES: Final = 256
 # in one of its own: at a hamlet's load that saves a transaction and its fsync per window
 # (bench/gateway_sd_writes.py). Bigger ones (a backlog draining) are deleted at once.
 DEFER_MAX_ROWS: Final = 1000
-_CORRUPT_ERRORS: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
-
-SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY, device TEXT NOT NULL, metric TEXT NOT NULL,
-    UNIQUE (device, metric)
-);
-CREATE TABLE IF NOT EXISTS boots (id INTEGER PRIMARY KEY, boot_id TEXT NOT NULL UNIQUE);
-CREATE TABLE IF NOT EXISTS rec (
-    seq INTEGER PRIMARY KEY,
-    kind INTEGER NOT NULL,
-    sid INTEGER NOT NULL,
-    value REAL,
-    wall_ms INTEGER NOT NULL,
-    tq INTEGER NOT NULL,
-    boot INTEGER NOT NULL,
-    mono_ns INTEGER NOT NULL,
-    vmin REAL,
-    vmax REAL,
-    n INTEGER,
-    attrs TEXT
-);
-CREATE TABLE IF NOT EXISTS gap (
-    first INTEGER PRIMARY KEY, last INTEGER NOT NULL, reason TEXT NOT NULL
-);
-"""
-
-
-class BufferError(Exception):
-    """The buffer could not commit; the caller must not acknowledge its source."""
-
-
-# Per-record outcomes of a commit besides a seq (seqs start at 1).
-DUPLICATE: Final = 0
-REFUSED: Final = -1
-# What one record's data (not the database) can make SQLite or the driver raise.
-_DATA_ERRORS: Final = (
-    UnicodeError,
-    ValueError,
-    TypeError,
-    OverflowError,
-    sqlite3.InterfaceError,
-    sqlite3.IntegrityError,
-    sqlite3.ProgrammingError,  # "Error binding parameter": a value of a type SQLite refuses
-)
-_I64: Final = 2**63
-
-
-@dataclass(frozen=True, slots=True)
-class NewRecord:
-    """A stamped record on its way into the buffer (the pipeline builds these)."""
-
-    kind: RecordKind
-    device: str
-    metric: str  # metric name, or event name for events/alerts
-    value: float | None
-    wall_ms: int
-    tq: int
-    mono_ns: int
-    attrs: str | None = None  # JSON object, events only
-    receipt: Receipt | None = None  # identity as received: a copy gets no new seq
-    source: str = ""  # for the dead letter, should the record prove unstorable
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    seq: int
-    kind: RecordKind
-    device: str
-    metric: str
-    value: float | None
-    wall_ms: int
-    tq: int
-    vmin: float | None = None
-    vmax: float | None = None
-    n: int | None = None
-    attrs: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class PendingGap:
-    first: int
-    last: int
-    reason: GapReason
 
 
 @dataclass
@@ -160,14 +101,13 @@ class Store:
     boot_id: str
     counters: Counters = field(default_factory=Counters)
     budget: Budget = field(init=False)
-    next_seq: int = field(init=False, default=1)
+    seqs: Seqs = field(init=False)
     depth: int = field(init=False, default=0)
     inflight: list[tuple[int, int]] = field(default_factory=list)
     _con: sqlite3.Connection | None = field(init=False, default=None)
     _series: dict[tuple[str, str], int] = field(init=False, default_factory=dict)
     _series_rev: dict[int, tuple[str, str]] = field(init=False, default_factory=dict)
     _boot_idx: int = field(init=False, default=0)
-    _reserved: int = field(init=False, default=0)
     _boot_of: dict[int, str] = field(init=False, default_factory=dict)
     _anchor: Anchor | None = field(init=False, default=None)
     # Confirmed by the server, deleted with the next commit (see DEFER_MAX_ROWS). Until
@@ -178,6 +118,7 @@ class Store:
 
     def __post_init__(self) -> None:
         self.budget = Budget.for_max(self.cfg.max_bytes)
+        self.seqs = Seqs(self.seq_path)
         # Dead letters cannot give way to the budget, so they get a bounded share of it.
         dead_bytes = min(self.cfg.dead_letter_max_bytes, self.budget.dead_letter_bytes)
         self.cfg = self.cfg.model_copy(update={"dead_letter_max_bytes": dead_bytes})
@@ -209,13 +150,9 @@ class Store:
             self._connect()
             healthy = existed and self._meta("last_seq") is not None
         except sqlite3.DatabaseError as err:
-            if getattr(err, "sqlite_errorname", "") == "SQLITE_BUSY":
-                # Held by another process: not corrupt, and never to be moved aside.
-                raise BufferError(
-                    f"{self.db_path} is in use by another process: is another gateway "
-                    "running with this data_dir? Stop it first. / Tệp bộ đệm đang được một "
-                    "tiến trình khác dùng: hãy dừng gateway kia trước."
-                ) from err
+            busy = recovery.in_use(self.db_path, err)
+            if busy is not None:
+                raise busy from err
             lost = self._quarantine(f"cannot open or check: {err}")
             self._connect()
             healthy = False
@@ -223,14 +160,14 @@ class Store:
         self.counters.duplicates_recognised = self._meta("duplicates_recognised") or 0
         if healthy:
             last = self._meta("last_seq") or 0
-            self.next_seq = last + 1
+            self.seqs.next = last + 1
             self.depth = int(self.con.execute("SELECT count(*) FROM rec").fetchone()[0])
         else:
             self._start_after_loss(state, existed, lost)
-        if state is None or state.reserved <= self.next_seq:
-            self._reserve(self.next_seq)
+        if state is None or state.reserved <= self.seqs.next:
+            self._reserve(self.seqs.next)
         else:
-            self._reserved = state.reserved
+            self.seqs.reserved = state.reserved
         # Records of an earlier boot that never saw sync can no longer be re-anchored.
         policy.in_steps(
             self, "tq = ?", (int(TimeQuality.UNSYNCED),), "tq = ? AND boot != ?",
@@ -245,121 +182,37 @@ class Store:
             self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def _connect(self) -> None:
-        con = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
+        """Open and configure the file (settings and tables: gateway/buffer/schema.py)."""
+        con, self.budget = schema.connect(self.db_path, self.budget)
         try:
-            self._configure(con)
+            self.receipts.load(con)
         except BaseException:
             con.close()
             raise
         self._con = con
 
-    def _configure(self, con: sqlite3.Connection) -> None:
-        # One connection, holding the file exclusively: the WAL index then lives in this
-        # process's memory, not in a -shm file the kernel writes back to the SD card after
-        # every commit (bench/gateway_sd_writes.py). Must precede the first read. Another
-        # process (a second gateway, `doctor`) gets SQLITE_BUSY while this one runs.
-        con.execute("PRAGMA locking_mode = EXCLUSIVE")
-        # page_size and auto_vacuum only take effect on a new file (before any table).
-        con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        con.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.DatabaseError(f"cannot enable WAL (got {mode})")
-        # A file made with another page size keeps it (WAL): size the budget by the file.
-        page = int(con.execute("PRAGMA page_size").fetchone()[0])
-        if page != self.budget.page_size:
-            self.budget = Budget.for_max(self.cfg.max_bytes, page)
-        # FULL: the WAL is fsynced at every commit, so "committed" survives a power cut.
-        con.execute("PRAGMA synchronous = FULL")
-        # The WAL's share of the budget: see gateway/buffer/budget.py.
-        ckpt = self.budget.checkpoint_frames
-        con.execute(f"PRAGMA wal_autocheckpoint = {ckpt}")
-        con.execute(f"PRAGMA journal_size_limit = {ckpt * self.budget.wal_frame}")
-        con.execute("PRAGMA cache_size = -4096")  # 4 MB page cache: bounded RSS
-        con.execute("PRAGMA mmap_size = 0")
-        con.execute("PRAGMA temp_store = MEMORY")
-        check = con.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {check}")
-        con.executescript(SCHEMA + deadletter.SCHEMA)
-        # The database file's share: SQLite refuses to grow it further (SQLITE_FULL). It
-        # cannot be set below the current size; open() shrinks a file that outgrew it.
-        con.execute(f"PRAGMA max_page_count = {self.budget.db_pages}")
-        self.receipts.load(con)
-
     def _quarantine(self, why: str) -> salvage.Salvage:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        moved = self.data_dir / f"{DB_NAME}.corrupt-{stamp}"
-        for suffix in ("", "-wal", "-shm"):
-            src = Path(str(self.db_path) + suffix)
-            if src.exists():
-                os.replace(src, Path(str(moved) + suffix))
         self.counters.corrupt_files += 1
-        found = salvage.read(moved)
-        log.error(
-            "buffer: %s is corrupt (%s); moved aside to %s and starting a new buffer. "
-            "Records not yet uploaded from it are reported to the server as lost. / "
-            "Tệp bộ đệm bị hỏng, đã chuyển sang %s và tạo tệp mới.",
-            self.db_path,
-            why,
-            moved.name,
-            moved.name,
-        )
-        kept = sorted(
-            p
-            for p in self.data_dir.glob(f"{DB_NAME}.corrupt-*")
-            if not p.name.endswith(("-wal", "-shm"))
-        )
-        for old in kept[: max(len(kept) - self.cfg.keep_corrupt_files, 0)]:
-            for suffix in ("", "-wal", "-shm"):
-                Path(str(old) + suffix).unlink(missing_ok=True)
-        return found
+        return recovery.quarantine(self.data_dir, self.cfg.keep_corrupt_files, why)
 
     def _start_after_loss(
         self, state: SeqState | None, existed: bool, lost: salvage.Salvage
     ) -> None:
-        """A fresh file. Resume above every seq handed out before; declare what was lost.
-
-        Exactly, where the moved file still tells (its unsent records' seqs, its queued gaps,
-        its last seq); else the range it used (``floor`` to its last seq, the rest of the
-        reservation ``unused``); else, with nothing readable, the whole reserved range.
-        """
-        if state is None and lost.last_seq is None:
-            self.next_seq = 1
-            if existed:
-                log.error("buffer: replaced a corrupt file and no seq state survived; seq restarts")
-        else:
-            top = lost.last_seq if lost.last_seq is not None else 0
-            self.next_seq = max(state.reserved if state else 1, top + 1, 1)
-            floor = state.floor if state else 1
-            gaps: list[tuple[int, int, GapReason]] = []
-            if lost.exact:
-                gaps += [(a, b, GapReason.CORRUPT) for a, b in lost.held or []]
-                gaps += lost.gaps or []
-                used = top
-            elif lost.last_seq is not None:
-                used = top
-                if floor <= used:
-                    gaps.append((floor, used, GapReason.CORRUPT))
-            else:
-                used = self.next_seq - 1
-                if floor <= used:
-                    gaps.append((floor, used, GapReason.CORRUPT))
-            if used + 1 <= self.next_seq - 1:
-                gaps.append((used + 1, self.next_seq - 1, GapReason.UNUSED))
-            for a, b, reason in gaps:
-                if reason is GapReason.CORRUPT:
-                    self.counters.lost_corrupt += b - a + 1
-                elif reason is GapReason.UNUSED:
-                    self.counters.unused += b - a + 1
-                log.error("buffer: seqs %d..%d declared %s (buffer file lost)", a, b, reason)
+        """A fresh file: resume and declare the loss as planned by recovery.plan_resume."""
+        plan = recovery.plan_resume(state, existed, lost)
+        self.seqs.next = plan.next_seq
+        self.counters.lost_corrupt += plan.count(GapReason.CORRUPT)
+        self.counters.unused += plan.count(GapReason.UNUSED)
+        if plan.gaps:
             with self._txn():
                 for reason in GapReason:
                     policy.declare(
-                        self.con, [(a, b) for a, b, r in gaps if r is reason and a >= 1], reason
+                        self.con,
+                        [(a, b) for a, b, r in plan.gaps if r is reason and a >= 1],
+                        reason,
                     )
         with self._txn():
-            self._set_meta("last_seq", self.next_seq - 1)
+            self._set_meta("last_seq", self.seqs.next - 1)
         self.depth = 0
 
     def recover_runtime(self, err: sqlite3.DatabaseError) -> None:
@@ -369,7 +222,7 @@ class Store:
         except sqlite3.DatabaseError:
             old = read_state(self.seq_path)
             floor = old.floor if old else 1
-        state = SeqState(self._reserved, floor)
+        state = SeqState(self.seqs.reserved, floor)
         self.inflight = []
         self._settled = []
         self.close()
@@ -379,7 +232,7 @@ class Store:
         self._connect()
         self._load_caches()
         self._start_after_loss(state, True, lost)
-        self._reserve(self.next_seq)
+        self._reserve(self.seqs.next)
 
     def _load_caches(self) -> None:
         for sid, dev, met in self.con.execute("SELECT id, device, metric FROM series"):
@@ -402,10 +255,10 @@ class Store:
         if self._con is not None:
             try:
                 self._delete_settled_now()
-                write_state(self.seq_path, SeqState(self.next_seq, self._floor()))
+                write_state(self.seq_path, SeqState(self.seqs.next, self._floor()))
             except sqlite3.DatabaseError as err:
                 log.warning("buffer: seq state left as reserved (%s)", err)
-            self._reserved = self.next_seq
+            self.seqs.reserved = self.seqs.next
         self.close()
 
     def close(self) -> None:
@@ -416,24 +269,19 @@ class Store:
                 self._con = None
 
     # -- helpers --------------------------------------------------------------------
-    def _txn(self) -> _Txn:
-        return _Txn(self.con)
+    def _txn(self) -> schema.Txn:
+        return schema.Txn(self.con)
 
     def _meta(self, key: str) -> int | None:
-        row = self.con.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else int(row[0])
+        return schema.meta(self.con, key)
 
     def _set_meta(self, key: str, value: int) -> None:
-        # UPDATE leaves the key's index page alone: one page less per commit than REPLACE
-        # (which deletes and reinserts the row), a quarter of a commit's WAL frames.
-        cur = self.con.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
-        if cur.rowcount == 0:
-            self.con.execute("INSERT INTO meta(key, value) VALUES (?, ?)", (key, value))
+        schema.set_meta(self.con, key, value)
 
     def _floor(self) -> int:
         row = self.con.execute("SELECT min(seq) FROM rec").fetchone()
         grow = self.con.execute("SELECT min(first) FROM gap").fetchone()
-        cands = [self.next_seq]
+        cands = [self.seqs.next]
         if row[0] is not None:
             cands.append(int(row[0]))
         if grow[0] is not None:
@@ -441,10 +289,7 @@ class Store:
         return min(cands)
 
     def _reserve(self, upto: int) -> None:
-        reserved = upto + SEQ_BLOCK
-        floor = self._floor() if self._con is not None else self.next_seq
-        write_state(self.seq_path, SeqState(reserved, floor))
-        self._reserved = reserved
+        self.seqs.reserve(upto, self._floor() if self._con is not None else self.seqs.next)
 
     def _sid(self, device: str, metric: str) -> int:
         key = (device, metric)
@@ -457,11 +302,7 @@ class Store:
         return sid
 
     def _take_seqs(self, n: int) -> int:
-        first = self.next_seq
-        if first + n > self._reserved:
-            self._reserve(first + n)
-        self.next_seq += n
-        return first
+        return self.seqs.take(n, self._floor)
 
     # -- append (group commit) -----------------------------------------------------
     def commit(
@@ -514,7 +355,7 @@ class Store:
                     return policy.commit_when_full(self, records, dead)
             except sqlite3.DatabaseError as again:
                 raise BufferError(f"cannot commit to {self.db_path}: {again}") from again
-            if name not in _CORRUPT_ERRORS:
+            if not recovery.is_corrupt(err):
                 raise BufferError(f"cannot commit to {self.db_path}: {err}") from err
             self.recover_runtime(err)
             return self._commit(records, dead)
@@ -522,11 +363,11 @@ class Store:
     def _commit(
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
     ) -> list[int]:
-        seq0, changed0 = self.next_seq, self.receipts.count
+        seq0, changed0 = self.seqs.next, self.receipts.count
         try:
             try:
                 outcomes, letters, evicted = self._insert(records, dead, isolate=False)
-            except _DATA_ERRORS:
+            except DATA_ERRORS:
                 # One record SQLite cannot take must not sink the group: redo it with a
                 # savepoint per record, so only the culprit is refused.
                 self._rolled_back(seq0, changed0)
@@ -550,7 +391,7 @@ class Store:
 
     def _rolled_back(self, seq0: int, receipts0: int) -> None:
         """After a ROLLBACK: these seqs were never used; caches may hold rolled-back rows."""
-        self.next_seq = seq0
+        self.seqs.next = seq0
         self.receipts.rolled_back()
         self.receipts.count = receipts0
         self._series.clear()
@@ -588,7 +429,7 @@ class Store:
                     letters.append(refused_letter(r, problem))
                     continue
                 if isolate:
-                    seq = self.next_seq - 1
+                    seq = self.seqs.next - 1
                 else:
                     seq = self._take_seqs(1)
                     rows.append(self._row(seq, r))
@@ -603,7 +444,7 @@ class Store:
                     rows,
                 )
             self.receipts.remember(self.con, keys)
-            self._set_meta("last_seq", self.next_seq - 1)
+            self._set_meta("last_seq", self.seqs.next - 1)
             copies = outcomes.count(DUPLICATE)
             if copies:
                 # Cumulative across restarts, so the heartbeat tells the server the total.
@@ -630,7 +471,7 @@ class Store:
     def _insert_one(self, r: NewRecord) -> str | None:
         """Insert one record under a savepoint; the reason it was refused, or None."""
         self.con.execute("SAVEPOINT one")
-        seq0 = self.next_seq
+        seq0 = self.seqs.next
         try:
             seq = self._take_seqs(1)
             self.con.execute(
@@ -638,10 +479,10 @@ class Store:
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 self._row(seq, r),
             )
-        except _DATA_ERRORS as err:
+        except DATA_ERRORS as err:
             self.con.execute("ROLLBACK TO one")
             self.con.execute("RELEASE one")
-            self.next_seq = seq0
+            self.seqs.next = seq0
             self._series.clear()
             self._series_rev.clear()
             self._load_caches()
@@ -823,74 +664,13 @@ class Store:
         stored, by = deadletter.counts(self.con)
         return stored, by, deadletter.recent(self.con, n)
 
-    def count_kinds(self) -> dict[str, int]:
-        return {
-            CODE_KIND[int(k)].value: int(c)
-            for k, c in self.con.execute("SELECT kind, count(*) FROM rec GROUP BY kind")
-        }
-
-    @staticmethod
-    def attrs_json(attrs: dict[str, object]) -> str:
-        return json.dumps(attrs, separators=(",", ":"), ensure_ascii=False)
-
-
-class _Txn:
-    """BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error (autocommit connection)."""
-
-    def __init__(self, con: sqlite3.Connection) -> None:
-        self._con = con
-
-    def __enter__(self) -> None:
-        self._con.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._con.execute("COMMIT")
-        elif self._con.in_transaction:
-            self._con.execute("ROLLBACK")
-
-
-def unstorable(r: NewRecord) -> str | None:
-    """Why ``r`` cannot be stored as it is (checked before SQL sees it), or None."""
-    if r.kind not in KIND_CODE:
-        return f"bad_kind: {r.kind!r} is not a record kind"
-    for what, text in (("device", r.device), ("name", r.metric), ("attrs", r.attrs)):
-        if not isinstance(text, str):
-            continue  # not text at all: SQLite decides (and refuses it alone, see _commit)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as err:
-            return (
-                f"bad_text: {what} holds {text[err.start : err.end]!r} at {err.start}, "
-                "which is not valid text (a lone surrogate)"
+    def count_kinds(self, device: str | None = None) -> dict[str, int]:
+        if device is None:
+            rows = self.con.execute("SELECT kind, count(*) FROM rec GROUP BY kind")
+        else:
+            rows = self.con.execute(
+                "SELECT kind, count(*) FROM rec WHERE sid IN "
+                "(SELECT id FROM series WHERE device = ?) GROUP BY kind",
+                (device,),
             )
-        if "\x00" in text and what != "attrs":
-            return f"bad_text: {what} holds a NUL character"
-    if r.value is not None and (
-        not isinstance(r.value, float) or r.value != r.value or abs(r.value) == float("inf")
-    ):
-        return f"bad_value: {r.value!r} is not a finite number"
-    for what, n in (("wall_ms", r.wall_ms), ("mono_ns", r.mono_ns)):
-        if not isinstance(n, int) or not -_I64 <= n < _I64:
-            return f"bad_time: {what}={n} does not fit 64 bits"
-    return None
-
-
-def refused_letter(r: NewRecord, reason: str) -> deadletter.DeadLetter:
-    raw = json.dumps(
-        {
-            "kind": r.kind.value,
-            "device": r.device,
-            "name": r.metric,
-            "value": r.value,
-            "attrs": r.attrs,
-            "wall_ms": r.wall_ms,
-        },
-        ensure_ascii=True,  # escapes lone surrogates and NULs: the raw stays readable
-        default=repr,  # whatever it holds, the letter can be written
-    )
-    return deadletter.make(now_ms(), r.source or "buffer", reason, raw)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+        return {CODE_KIND[int(k)].value: int(c) for k, c in rows}

@@ -21,7 +21,7 @@ from gateway.config import GatewayConfig, load_gateway_config
 from hamlet.config import ConfigError
 from hamlet.contract import UplinkBatch
 
-BUFFER_DB = "buffer.db"  # gateway/buffer/store.py DB_NAME
+BUFFER_DB = "buffer.db"  # gateway/buffer/schema.py DB_NAME
 HEALTH_PATH = "/healthz"
 # Free space we want beyond the buffer's byte budget (SQLite WAL, logs, updates).
 _DISK_MARGIN = 256 * 1024 * 1024

@@ -23,8 +23,7 @@ from types import TracebackType
 import httpx
 
 from gateway import deadletter
-from gateway.buffer import DurableBuffer, StoredRecord
-from gateway.buffer.store import PendingGap
+from gateway.buffer import DurableBuffer, PendingGap, StoredRecord
 from gateway.clock import Clock
 from gateway.control_protocol import UplinkInfo, UplinkState
 from gateway.uplink.config import UplinkConfig

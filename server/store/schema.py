@@ -80,6 +80,10 @@ CREATE TABLE IF NOT EXISTS events (
     kind TEXT NOT NULL, name TEXT NOT NULL, t INTEGER NOT NULL, q INTEGER NOT NULL,
     attrs TEXT NOT NULL, PRIMARY KEY (gw, seq)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_device ON events(hamlet, device, t);
+-- The latest status report of each gateway (hamlet/status_report.py): its highest seq wins.
+CREATE TABLE IF NOT EXISTS gw_status (
+    gw INTEGER PRIMARY KEY, seq INTEGER NOT NULL, t INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL, report TEXT NOT NULL);
 
 -- Indicator rollups, kept for both backends (server/indicators/rollups.py): minutes a device
 -- was heard (60-bit mask per hour, and the count per local day), the measurement -> arrival

@@ -16,7 +16,7 @@ from server.classify import Classified, DeviceGate, classify, seq_bounds
 from server.indicators import rollups as indicator_rollups
 from server.ranges import Range, RangeSet
 from server.registry import GatewayRow
-from server.store import ledger
+from server.store import gw_status, ledger
 from server.store import sqlite_series as ss
 
 log = logging.getLogger("hamlet.server.ingest")
@@ -99,6 +99,7 @@ def settle_batch(
         rollups=rollups,
     )
     insert_events(conn, gateway.hamlet, gateway.num, c)
+    gw_status.save(conn, gateway.num, c.statuses, now_ms)
     indicator_rollups.fold(conn, gateway.hamlet, gateway.id, batch, c, now_ms=now_ms)
     ledger.save(conn, gateway.num, c, loaded, now_ms)
     ledger.record_rejections(conn, gateway.num, c, now_ms, keep_rejections)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gateway.buffer import NewRecord
 from gateway.buffer.config import BufferConfig
+from gateway.buffer.salvage import read_only
+from gateway.buffer.schema import DB_NAME
 from hamlet.contract import RecordKind, TimeQuality
 
 if TYPE_CHECKING:
@@ -51,6 +56,14 @@ def file_sizes(data_dir: Path) -> dict[str, int]:
         except FileNotFoundError:
             out[name] = 0
     return out
+
+
+@contextlib.contextmanager
+def closed_buffer(data_dir: Path) -> Iterator[sqlite3.Connection]:
+    """The buffer file in ``data_dir``, read-only, after its DurableBuffer closed (while open
+    the store holds the file exclusively, and the buffer does not expose its store)."""
+    with read_only(data_dir / DB_NAME) as con:
+        yield con
 
 
 def db_files(data_dir: Path) -> int:

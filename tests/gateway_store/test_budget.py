@@ -16,6 +16,7 @@ from gateway.app import Gateway
 from gateway.buffer import DurableBuffer, NewRecord
 from gateway.buffer import budget as policy
 from gateway.buffer.budget import Budget
+from gateway.buffer.store import Store
 from gateway.config import GatewayConfig
 from gateway.records import Event, Reading, Record
 from hamlet.contract import GapReason, RecordKind, UplinkBatch
@@ -23,6 +24,7 @@ from tests.gateway_store.conftest import (
     FileWatch,
     accounting_for,
     buffer_config,
+    closed_buffer,
     db_files,
     gateway_config,
     reading,
@@ -126,15 +128,12 @@ async def six_times_the_budget(gw: Gateway, watch: FileWatch) -> None:
         kinds = await gw.buffer.count_kinds()
         # Readings (raw, or as aggregates) still there: they give way before heartbeats.
         assert kinds.get("reading", 0) + kinds.get("aggregate", 0) > 0
-        kinds = Counter(
-            policy.CODE_KIND[k].value
-            for k, _, _ in await gw.buffer._run(
-                lambda: gw.buffer.store.con.execute(OURS).fetchall()
-            )
-        )
-        assert kinds.get("heartbeat") == (block + 1) * HEARTBEATS, (block, kinds)
-        assert kinds.get("event") == (block + 1) * EVENTS, (block, kinds)
-        assert kinds.get("alert") == (block + 1) * ALERTS, (block, kinds)
+        # The test's own (the gateway adds heartbeats of its own, under its id).
+        kiosk = await gw.buffer.count_kinds(device="kiosk-1")
+        gateway = await gw.buffer.count_kinds(device="gw-test")
+        assert kiosk.get("heartbeat") == (block + 1) * HEARTBEATS, (block, kiosk)
+        assert kiosk.get("event") == (block + 1) * EVENTS, (block, kiosk)
+        assert gateway.get("alert") == (block + 1) * ALERTS, (block, gateway)
 
 
 def assert_each_file_within_its_share(watch: FileWatch) -> None:
@@ -392,22 +391,27 @@ async def test_budget_aggregates_then_drops_and_accounts_every_seq(
     assert counters.committed == 120 * 501
 
 
-async def test_aggregates_carry_min_mean_max_count(tmp_path: Path) -> None:
+def test_aggregates_carry_min_mean_max_count(tmp_path: Path) -> None:
     cfg = buffer_config(max_bytes=MAX, aggregate_interval_s=3600)
     t0 = 1_764_300_000_000
-    async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
+    # The policy on the store itself (synchronously, as the buffer's thread runs it).
+    store = Store(cfg, tmp_path, "boot-a")
+    store.open()
+    try:
         values = [float(v % 10) for v in range(600)]
-        await buf.append([reading(value=v, wall_ms=t0 + i) for i, v in enumerate(values)])
+        store.commit([reading(value=v, wall_ms=t0 + i) for i, v in enumerate(values)], [])
         # Aggregate exactly what is there (one series, one hour bucket).
-        n = await buf._run(policy._aggregate_chunk, buf.store, RecordKind.READING)
+        n = policy._aggregate_chunk(store, RecordKind.READING)
         assert n == 600
-        recs, _ = await buf.read_batch(0, None, 10_000, hold_pending=False)
+        recs, _ = store.read_batch(0, None, 10_000, hold_pending=False)
         aggs = [r for r in recs if r.kind == RecordKind.AGGREGATE]
         assert len(aggs) == 1
         a = aggs[0]
         assert (a.vmin, a.vmax, a.n) == (min(values), max(values), n)
         assert abs((a.value or 0) - sum(values) / n) < 1e-9
         assert a.seq == 601
+    finally:
+        store.shutdown()
 
 
 def test_budget_split_is_within_max() -> None:
@@ -423,6 +427,19 @@ def test_budget_split_is_within_max() -> None:
         assert b.wal_bytes // policy.WAL_FRAME < 4062
         assert b.db_pages * policy.PAGE_SIZE + b.wal_bytes + b.shm_bytes <= m
         assert b.txn_bytes > 0
+
+
+def test_every_record_kind_has_its_fixed_stored_code() -> None:
+    """Files outlive releases: each kind keeps its code in ``rec.kind``, one code a kind."""
+    assert [(c.name, c.value) for c in policy.KindCode] == [
+        ("READING", 0),
+        ("AGGREGATE", 1),
+        ("HEARTBEAT", 2),
+        ("EVENT", 3),
+        ("ALERT", 4),
+    ]
+    assert [policy.KIND_CODE[k] for k in RecordKind] == [0, 1, 2, 3, 4]
+    assert [policy.CODE_KIND[c] for c in range(5)] == list(RecordKind)
 
 
 def test_stages_give_way_in_the_written_order() -> None:
@@ -466,12 +483,9 @@ async def test_dead_letters_get_a_bounded_share(tmp_path: Path) -> None:
         for i in range(200):
             buf.put_dead(deadletter.make(T0, "mqtt", "bad_json: x", b"z" * 2000 + bytes([i])))
         await buf.flush()
-        size = await buf._run(
-            lambda: buf.store.con.execute(
-                "SELECT sum(length(raw) + length(reason)) FROM dead"
-            ).fetchone()[0]
-        )
         counters = buf.counters
+    with closed_buffer(tmp_path) as con:
+        size = con.execute("SELECT sum(length(raw) + length(reason)) FROM dead").fetchone()[0]
     assert size <= MAX // 16
     assert counters.dead_evicted > 0
 
@@ -488,7 +502,7 @@ async def test_readings_meeting_a_full_file_never_push_out_events(tmp_path: Path
     with FileWatch(tmp_path) as watch:
         async with DurableBuffer(cfg, tmp_path, "boot-a") as buf:
             await buf.append(events)
-            used = await buf._run(lambda: policy.used_pages(buf.store.con))
+            used = await buf.used_bytes() // budget.page_size
             assert budget.low * 3 // 4 < used <= budget.low
             await buf.append([reading(value=float(i % 7)) for i in range(12_000)])
             kinds = await buf.count_kinds()
@@ -523,8 +537,7 @@ async def test_a_file_made_with_4_kib_pages_keeps_them_and_its_budget(tmp_path: 
         con.close()
     with FileWatch(tmp_path) as watch:
         async with DurableBuffer(cfg, tmp_path, "boot-b") as buf:
-            store = buf.store
-            assert store.budget == Budget.for_max(MAX, 4096)
+            assert buf.budget == Budget.for_max(MAX, 4096)
             recs, _ = await buf.read_batch(0, None, 1000, hold_pending=False)
             assert [r.value for r in recs] == [float(i) for i in range(100)]
             await buf.release()
@@ -535,7 +548,8 @@ async def test_a_file_made_with_4_kib_pages_keeps_them_and_its_budget(tmp_path: 
                     [reading(value=float(i), wall_ms=t + i * 1000) for i in range(1000)]
                 )
             counters = buf.counters
-            page = await buf._run(lambda: store.con.execute("PRAGMA page_size").fetchone()[0])
+    with closed_buffer(tmp_path) as con:
+        page = con.execute("PRAGMA page_size").fetchone()[0]
     assert page == 4096
     assert counters.over_budget == 0
     assert counters.aggregated + counters.dropped > 0

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import DurableBuffer
-from gateway.buffer.store import BufferError, Store
-from tests.gateway_store.conftest import buffer_config, reading
+from gateway.buffer import BufferError, DurableBuffer
+from gateway.buffer.store import Store
+from tests.gateway_store.conftest import buffer_config, closed_buffer, reading
 
 
 async def test_seq_grows_across_reopen_and_confirm(tmp_path: Path) -> None:
@@ -132,12 +132,9 @@ async def test_drained_buffer_gives_space_back(tmp_path: Path) -> None:
         while recs := (await buf.read_batch(0, None, 100_000, hold_pending=False))[0]:
             confirmed += await buf.confirm([r.seq for r in recs], [])
         assert confirmed == 100_000
-        pages, free = await buf._run(
-            lambda: (
-                buf.store.con.execute("PRAGMA page_count").fetchone()[0],
-                buf.store.con.execute("PRAGMA freelist_count").fetchone()[0],
-            )
-        )
+    with closed_buffer(tmp_path) as con:
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        free = con.execute("PRAGMA freelist_count").fetchone()[0]
     # A few pages stay free for reuse; the rest went back to the file system.
     assert free <= 256
     assert pages < 400

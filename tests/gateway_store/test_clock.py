@@ -11,7 +11,7 @@ from gateway.clock import PENDING, Clock, ClockConfig
 from gateway.pipeline import Pipeline
 from gateway.records import Event, Reading
 from hamlet.contract import MAX_FUTURE_SKEW_MS, TimeQuality
-from tests.gateway_store.conftest import buffer_config
+from tests.gateway_store.conftest import buffer_config, closed_buffer
 
 YEAR_MS = 365 * 86400 * 1000
 
@@ -50,9 +50,8 @@ async def test_records_before_sync_are_reanchored(tmp_path: Path) -> None:
         anchor = clock.anchor
         assert anchor is not None
         recs, _ = await buf.read_batch(0, None, 10, hold_pending=False)
-        monos = await buf._run(
-            lambda: [r[0] for r in buf.store.con.execute("SELECT mono_ns FROM rec ORDER BY seq")]
-        )
+    with closed_buffer(tmp_path / "buf") as con:
+        monos = [r[0] for r in con.execute("SELECT mono_ns FROM rec ORDER BY seq")]
     assert [r.seq for r in recs] == [1, 2, 3]
     assert [r.tq for r in recs] == [
         TimeQuality.REANCHORED,

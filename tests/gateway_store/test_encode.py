@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer.store import PendingGap, StoredRecord
+from gateway.buffer import PendingGap, StoredRecord
 from gateway.clock import PENDING
 from gateway.uplink.encode import encode_batch
 from hamlet.contract import GapReason, RecordKind, TimeQuality, UplinkBatch

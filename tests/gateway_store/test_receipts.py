@@ -13,7 +13,7 @@ from typing import cast
 from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
 from gateway.buffer.identity import Receipt, receipt_key, receipts_for
 from hamlet.contract import RecordKind
-from tests.gateway_store.conftest import buffer_config, reading
+from tests.gateway_store.conftest import buffer_config, closed_buffer, reading
 
 BOOT = "boot-1"
 
@@ -63,10 +63,11 @@ async def test_window_forgets_the_oldest(tmp_path: Path) -> None:
     async with DurableBuffer(cfg, tmp_path, BOOT) as buf:
         for b in range(25):
             await buf.store_records([r for k in range(100) for r in _with(b * 100 + k, 1)])
-        n = int(buf.store.con.execute("SELECT count(*) FROM receipt").fetchone()[0])
-        assert 1000 <= n <= 2000
         assert await buf.store_records(_with(2499, 1)) == [DUPLICATE]
         assert (await buf.store_records(_with(0, 1)))[0] > 0  # forgotten: stored anew
+    with closed_buffer(tmp_path) as con:
+        n = int(con.execute("SELECT count(*) FROM receipt").fetchone()[0])
+    assert 1000 <= n <= 2000
 
 
 async def test_unstorable_record_is_refused_alone(tmp_path: Path) -> None:
