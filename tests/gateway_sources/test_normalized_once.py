@@ -13,17 +13,20 @@ import asyncio
 import json
 import os
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from gateway.app import Gateway
+from gateway.buffer.identity import receipt_key, receipts_for
 from gateway.config import SourcesConfig
 from gateway.normalize import practical_salinity
 from gateway.pipeline import TailSubscriber
+from gateway.records import Reading
 from gateway.sources.base import SourceStatus
 from gateway.sources.serial.protocol import encode_frame
-from tests.gateway_sources.conftest import Publisher
+from tests.gateway_sources.conftest import Committed, Publisher
 from tests.gateway_sources.modbus_bus import rtu_slaves
 from tests.gateway_store.conftest import gateway_config
 from tests.support.broker import Broker
@@ -116,3 +119,20 @@ async def test_every_source_kind_is_normalized_exactly_once(
             got = await collecting
             gw.pipeline.unsubscribe(sub)
     assert got == EXPECTED
+
+
+async def test_a_retransmitted_frame_derives_no_second_salinity(committed: Committed) -> None:
+    """The derived reading has a receipt of its own, made from its EC reading's: a copy of
+    the frame (radio retransmission, MQTT redelivery) stores nothing again, salinity included."""
+    frame = [
+        Reading("sal-9", "ec_us", 3600, source="lora"),
+        Reading("sal-9", "water_temp", 25.0, source="lora"),
+    ]
+    receipts = receipts_for(receipt_key("lora", "sal-9", 7), len(frame), check=True)
+    copy = [replace(r, receipt=rc) for r, rc in zip(frame, receipts, strict=True)]
+    await committed.submit(copy)
+    await committed.submit(copy)
+    stored = [(i["device"], i["metric"], round(i["value"], 4)) for i in committed.readings]
+    assert sorted(stored) == [("sal-9", "ec", 3.6), ("sal-9", "salinity", SAL_25C),
+                              ("sal-9", "water_temp", 25.0)]  # fmt: skip
+    assert committed.pipeline.counters.duplicates == 3
