@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (only python3 >= 3.11 and make needed):
 #   make demo   - a whole simulated hamlet on embedded defaults, dashboard in the browser
-#   make test   - the whole test suite
+#   make test   - the whole test suite (make test-fast: the inner loop, without the slow tests)
 # Flags pass through: make demo ARGS="--port 9000 --minutes 5", make test ARGS="-k serial".
 
 PYTHON ?= python3
@@ -9,12 +9,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: demo test lint format bench lock dist clean help
+.PHONY: demo test test-fast lint format bench lock dist clean help
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make demo   run a simulated hamlet end to end (dashboard URL printed)"
 	@echo "make test   run the whole test suite"
+	@echo "make test-fast  the inner loop: the suite without the slow tests (see tests/support/slowness.py)"
 	@echo "make lint   ruff + mypy --strict + import rules + dead code"
 	@echo "make bench  run the benchmarks and print one table"
 	@echo "make dist   build the release wheel and sdist into dist/ (what a Pi installs)"
@@ -35,6 +36,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# Leaves out the tests marked slow; which those are is decided in tests/support/slowness.py.
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m 'not slow' $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -323,7 +323,7 @@ def main() -> None:
             prof = Path(args.profile) if args.profile else None
             one = run_gateway(tmp, broker.port, srv, one_files, messages, 1, prof)
             four = run_gateway(tmp, broker.port, srv, four_files, messages // 4 * 4, 4)
-            from tests.gateway_store.conftest import accounting_for
+            from tests.gateway.conftest import accounting_for
 
             accs = [accounting_for(srv.url, str(r["gw"])) for r in (one, four)]
             acc = {k: sum(a[k] for a in accs) for k in ("missing", "duplicates", "received")}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -531,3 +532,67 @@ def profiles() -> None:
         for r in p.registers:
             kind = "int16" if r.signed else "uint16"
             typer.echo(f"  holding {r.address}: {r.metric} = raw × {r.scale:g} {r.unit} ({kind})")
+
+
+@app.command()
+def modem(
+    link: Annotated[Path, typer.Option(help="Where the modem appears (a symlink to its pty).")],
+    record: Annotated[
+        Path | None, typer.Option(help="Append each SMS sent as a JSON line here (fsynced).")
+    ] = None,
+    duration_s: Annotated[float | None, typer.Option(help="Stop after this long.")] = None,
+    unanswered_sends: Annotated[
+        int, typer.Option(help="The first N sends go out but are never answered (a crash).")
+    ] = 0,
+) -> None:
+    """A GSM modem (SIM7600-like AT commands) on a pty; prints each SMS it sends.
+    / Modem GSM mô phỏng; in ra mỗi tin nhắn gửi đi."""
+    raise typer.Exit(asyncio.run(_modem(link, record, duration_s, unanswered_sends)))
+
+
+async def _modem(link: Path, record: Path | None, duration_s: float | None, unanswered: int) -> int:
+    from firmware_sim.gsm_modem import GsmModemSim, ModemState
+    from firmware_sim.ptylink import PtyError
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with GsmModemSim(link, ModemState(unanswered_sends=unanswered)) as sim:
+            print(f"modem ready on {link}", flush=True)
+            stopping = asyncio.create_task(stop.wait())
+            deadline = None if duration_s is None else loop.time() + duration_s
+            shown = 0
+            while not stop.is_set():
+                sent = asyncio.create_task(sim.wait_sent(len(sim.sent) + 1, timeout=1e9))
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                await asyncio.wait({sent, stopping}, timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                sent.cancel()
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await sent
+                messages = sim.messages()
+                for number, text in messages[shown:]:
+                    _record_sms(record, number, text)
+                    print(f"modem sms to {number}: {text}", flush=True)
+                shown = len(messages)
+                if deadline is not None and loop.time() >= deadline:
+                    break
+            stopping.cancel()
+    except PtyError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _record_sms(record: Path | None, number: str, text: str) -> None:
+    """One line per complete message, on disk before it is printed: a test counting what a
+    phone received must see every one, whatever happens to the processes around it."""
+    if record is None:
+        return
+    line = json.dumps({"number": number, "text": text, "at": time.time()}, ensure_ascii=False)
+    with record.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())

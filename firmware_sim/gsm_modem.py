@@ -56,6 +56,9 @@ class ModemState:
     responsive: bool = True  # False: powered off / wrong baud — says nothing
     # What the next sends answer, in order: a +CMS code, or None for a send that goes through.
     send_errors: deque[int | None] = field(default_factory=deque)
+    # The next N sends reach the network but their +CMGS answer never comes back (the host
+    # died, or the USB link dropped, between the send and the answer).
+    unanswered_sends: int = 0
 
 
 class GsmModemSim:
@@ -324,8 +327,11 @@ class GsmModemSim:
                 mr=self._mr,
             )
         )
-        self._final(f"+CMGS: {self._mr}", "OK")
         self._sent_event.set()
+        if self.state.unanswered_sends > 0:
+            self.state.unanswered_sends -= 1
+            return
+        self._final(f"+CMGS: {self._mr}", "OK")
 
     def _text_mode(self, number: str, body: str) -> DecodedSubmit:
         if self._cscs == "UCS2":

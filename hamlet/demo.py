@@ -76,6 +76,11 @@ SCENARIO_MOMENTS: Final[dict[str, str]] = {
     "dry-season-salinity": "2026-03-15T14:00:00",
 }
 REPLAY_DAYS: Final = 3.0
+# The demo's subscriber: a farmer who gets the hamlets' alerts by SMS through the simulated
+# modem (firmware_sim/gsm_modem.py on a pty), as the server would through a real SIM7600.
+DEMO_PHONE: Final = "+84912345678"
+DEMO_SUBSCRIBER: Final = "Chú Bảy (demo)"
+SMS_WAIT_S: Final = 60.0  # how long a scenario run waits to show its first SMS
 # Salinity and field-water sensors are judged for rice, the Delta's main crop.
 _DEMO_CROP: Final = {"salinity": "rice", "field_water": "rice"}
 _KIND: Final = {"kiosk": "kiosk", "radio": "radio", "hotspot": "wifi"}
@@ -325,6 +330,37 @@ async def replay_scenario(
     return Replay(sorted(creds), stats.records)
 
 
+def subscribe_demo_farmer(data_dir: Path, hamlets: list[str]) -> None:
+    """The demo subscriber, subscribed to the danger alerts of ``hamlets`` (what
+    `hamlet server notify add-subscriber` / `subscribe` write)."""
+    from server.notify.model import Severity
+    from server.notify.store import NotifyStore
+
+    store = NotifyStore(data_dir / "notify.sqlite3")
+    try:
+        subs = [s for s in store.subscribers() if s.phone == DEMO_PHONE]
+        sub = subs[0] if subs else store.add_subscriber(
+            DEMO_SUBSCRIBER, phone=DEMO_PHONE, hamlet=hamlets[0]
+        )  # fmt: skip
+        have = {u.hamlet for u in store.subscriptions(sub.id)}
+        for h in hamlets:
+            if h not in have:
+                store.subscribe(sub.id, h, min_severity=Severity.DANGER)
+    finally:
+        store.close()
+
+
+def sms_delivered(data_dir: Path) -> list[dict[str, object]]:
+    """SMS rows of the server's delivery log that the modem took."""
+    from server.notify.store import NotifyStore
+
+    store = NotifyStore(data_dir / "notify.sqlite3")
+    try:
+        return [r for r in store.deliveries() if r["channel"] == "sms" and r["status"] == "sent"]
+    finally:
+        store.close()
+
+
 @dataclass
 class Figures:
     received: int = 0
@@ -362,6 +398,23 @@ def _status_line(fig: Figures, started: float, url: str) -> Text:
     t.append(f"missing/thiếu {fig.missing}  ", style="red" if fig.missing else "dim")
     t.append(f"{up // 60:02d}:{up % 60:02d}", style="dim")
     return t
+
+
+async def _show_first_sms(modem: Child, data_dir: Path, console: Console) -> None:
+    """The scenario's alerts reach the demo farmer's phone: show the first SMS the modem sent
+    and its row in the server's delivery log (or say that none came, and where to look)."""
+    try:
+        m = await modem.wait_for(r"^modem sms to (\S+): (.*)$", timeout=SMS_WAIT_S)
+    except DemoError:
+        console.print(f"  [yellow]no SMS within {SMS_WAIT_S:.0f}s[/yellow] (see logs/modem.log)")
+        return
+    rows = await asyncio.to_thread(sms_delivered, data_dir)
+    status = (
+        f"delivery log: {len(rows)} alert message(s) sent by SMS"
+        if rows
+        else "delivery log: not settled yet"
+    )
+    console.print(f"  [bold]SMS sent / đã gửi SMS[/bold] to {m.group(1)}: {m.group(2)}  ({status})")
 
 
 @contextlib.asynccontextmanager
@@ -408,6 +461,20 @@ async def run_demo(
             DEMO_DEVICES, commune=("dinh-mon", "Xã Định Môn"),
         )  # fmt: skip
         token = creds[HAMLET_ID][1]
+        subscribe_demo_farmer(run_dir / "server", [HAMLET_ID])
+
+        modem_link = run_dir / "tty-modem"
+        modem = Child(
+            "modem",
+            [*hamlet, "sim", "modem", "--link", str(modem_link),
+             "--record", str(logs / "sms-sent.jsonl")],
+            env, logs / "modem.log",
+        )  # fmt: skip
+        children.append(modem)
+        await modem.start()
+        await modem.wait_for(r"^modem ready")
+        env = dict(env, HAMLET_SERVER__NOTIFY__MODEM__PORT=str(modem_link))
+        console.print(f"  GSM modem (simulated SIM7600) on {modem_link}: SMS to {DEMO_PHONE}")
 
         server = Child(
             "server",
@@ -420,11 +487,19 @@ async def run_demo(
         await server.wait_for(r"listening on http://")
         console.print(f"  server on {url}")
         if scenario and scenario != "demo":
+            from firmware_sim.scenario import ScenarioError, load_scenario
+
+            try:
+                scenario_hamlets = [h.id for h in load_scenario(scenario).hamlets]
+            except ScenarioError as err:
+                raise DemoError(str(err)) from err
+            subscribe_demo_farmer(run_dir / "server", scenario_hamlets)
             replay = await replay_scenario(url, run_dir / "server", scenario)
             pages = "  ".join([*(f"{url}/h/{h}" for h in replay.hamlets), f"{url}/staff"])
             console.print(
                 f"  scenario {scenario}: {replay.records:,} records replayed to end now — {pages}"
             )
+            await _show_first_sms(modem, run_dir / "server", console)
 
         serial, modbus = run_dir / "tty-serial", run_dir / "tty-modbus"
         sim = Child(

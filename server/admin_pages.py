@@ -5,6 +5,7 @@ here; plain HTML forms posted to this origin (the CSRF checks see a same-origin 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import parse_qs, quote
 
@@ -14,10 +15,10 @@ from pydantic import ValidationError
 
 from hamlet.thresholds import CROP_SALINITY
 from server import registry
-from server.auth import PrincipalKind, can_edit_devices, is_admin
+from server.auth import PrincipalKind, is_admin
 from server.i18n import Lang
 from server.models import DeviceIn, DeviceKind
-from server.pagekit import render
+from server.pagekit import read_form_body, render
 from server.views import Viewer, _ctx, _viewer
 
 router = APIRouter(include_in_schema=False)
@@ -65,11 +66,9 @@ def w(key: str, lang: Lang) -> str:
 
 
 async def _form(request: Request) -> dict[str, str] | None:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return None
+    raw = await read_form_body(request, MAX_FORM_BYTES)
+    if raw is None:
+        return None
     parsed = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=20, keep_blank_values=True)
     return {k: v[0] for k, v in parsed.items()}
 
@@ -88,9 +87,8 @@ def gate(v: Viewer, path: str) -> Response | None:
 
 
 async def _editable(v: Viewer) -> list[str]:
-    hamlets = await v.st.store.db.read(registry.list_hamlets)
-    db = v.st.store.db
-    return [h.id for h in hamlets if await db.read(can_edit_devices, v.p, h.id)]
+    reg = v.st.registry
+    return [h.id for h in await reg.hamlets() if await reg.can_edit_devices(v.p, h.id)]
 
 
 async def _devices_page(
@@ -101,20 +99,41 @@ async def _devices_page(
         [d for d in await v.st.store.devices(hamlets) if d.hamlet in hamlets],
         key=lambda d: (d.confirmed, d.hamlet, d.id),
     )
-    gw_ids = {g.id for g in await v.st.store.db.read(registry.list_gateways, hamlets)}
-    ctx = _ctx(
+    gw_ids = {g.id for g in await v.st.registry.gateways(hamlets)}
+    return form_page(
         request,
         v,
+        "admin_devices.html",
+        error=error,
+        status=status,
         devices=[d for d in devices if d.id not in gw_ids],
         kinds=[k.value for k in DeviceKind],
         crops=[(c.crop, c.vi if v.lang == "vi" else c.en) for c in CROP_SALINITY.values()],
         intervals=[(s, vi if v.lang == "vi" else en) for s, vi, en in INTERVALS],
         hours=[(t, vi if v.lang == "vi" else en) for t, vi, en in SERVICE_HOURS],
-        w=lambda k: w(k, v.lang),
+    )
+
+
+def form_page(
+    request: Request,
+    v: Viewer,
+    template: str,
+    *,
+    words: Callable[[str, Lang], str] = w,
+    error: str,
+    status: int,
+    **extra: Any,
+) -> Response:
+    """An admin form page: its words, the error to show, and what was just saved."""
+    ctx = _ctx(
+        request,
+        v,
+        w=lambda k: words(k, v.lang),
         error=error,
         saved=request.query_params.get("saved", ""),
+        **extra,
     )
-    return render(request, "admin_devices.html", ctx, status=status)
+    return render(request, template, ctx, status=status)
 
 
 @router.get("/admin/devices", response_class=HTMLResponse)
@@ -158,14 +177,14 @@ async def save_device(request: Request, hamlet_id: str, device_id: str) -> Respo
     v = await _viewer(request)
     if (stop := gate(v, "/admin/devices")) is not None:
         return stop
-    if not await v.st.store.db.read(can_edit_devices, v.p, hamlet_id):
+    if not await v.st.registry.can_edit_devices(v.p, hamlet_id):
         return await _devices_page(request, v, error=w("forbidden", v.lang), status=403)
     form = await _form(request)
     if form is None:
         return await _devices_page(request, v, error="form too large", status=413)
     try:
         dev = _device_in(device_id, form)
-        await v.st.store.db.write(registry.upsert_device, hamlet_id, dev)
+        await v.st.registry.upsert_device(hamlet_id, dev)
     except (ValueError, ValidationError, registry.RegistryError) as err:
         return await _devices_page(request, v, error=f"{device_id}: {err}", status=400)
     return RedirectResponse(
@@ -177,15 +196,8 @@ async def save_device(request: Request, hamlet_id: str, device_id: str) -> Respo
 async def _hamlets_page(
     request: Request, v: Viewer, *, error: str = "", status: int = 200
 ) -> Response:
-    ctx: dict[str, Any] = _ctx(
-        request,
-        v,
-        hamlets=await v.st.store.db.read(registry.list_hamlets),
-        w=lambda k: w(k, v.lang),
-        error=error,
-        saved=request.query_params.get("saved", ""),
-    )
-    return render(request, "admin_hamlets.html", ctx, status=status)
+    hamlets = await v.st.registry.hamlets()
+    return form_page(request, v, "admin_hamlets.html", error=error, status=status, hamlets=hamlets)
 
 
 @router.get("/admin/hamlets", response_class=HTMLResponse)
@@ -210,12 +222,10 @@ async def save_hamlet(request: Request) -> Response:
         return await _hamlets_page(request, v, error="form too large", status=413)
     hid = (form.get("id") or "").strip()
     commune = (form.get("commune") or "").strip() or None
-    db = v.st.store.db
     try:
         if commune is not None:
-            await db.write(registry.add_commune, commune, form.get("commune_name", "")[:200])
-        await db.write(
-            registry.add_hamlet,
+            await v.st.registry.add_commune(commune, form.get("commune_name", "")[:200])
+        await v.st.registry.add_hamlet(
             hid,
             commune=commune,
             name=(form.get("name") or "").strip()[:200],

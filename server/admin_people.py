@@ -5,16 +5,13 @@ farmer (viewer) accounts of their commune's hamlets. The same functions as the p
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any, Final
+from typing import Final
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import audit, people, registry
-from server.admin_pages import _form, gate
-from server.audit import Action
+from server.admin_pages import _form, form_page, gate
 from server.auth import is_admin
 from server.clientaddr import client_address
 from server.i18n import Lang
@@ -65,7 +62,7 @@ def w(key: str, lang: Lang) -> str:
 
 async def _scope(v: Viewer) -> tuple[list[str], list[str], list[Role]] | None:
     """(hamlets, communes, roles) this person may give accounts; None: may not manage."""
-    hamlets = await v.st.store.db.read(registry.list_hamlets)
+    hamlets = await v.st.registry.hamlets()
     if is_admin(v.p):
         communes = sorted({h.commune for h in hamlets if h.commune})
         return [h.id for h in hamlets], communes, list(Role)
@@ -86,26 +83,24 @@ async def _page(request: Request, v: Viewer, *, error: str = "", status: int = 2
         denied |= {"users": [], "scope": None}
         return render(request, "admin_people.html", denied, status=403)
     admin = is_admin(v.p)
-    users = [
-        u for u in await v.st.store.db.read(registry.list_users) if _may_touch(scope, u, admin)
-    ]
+    users = [u for u in await v.st.registry.users() if _may_touch(scope, u, admin)]
     hamlets, communes, roles = scope
-    ctx: dict[str, Any] = _ctx(
+    return form_page(
         request,
         v,
-        w=lambda k: w(k, v.lang),
+        "admin_people.html",
+        words=w,
+        error=error,
+        status=status,
         users=users,
         scope=scope,
         hamlets=hamlets,
         communes=communes,
         roles=[(str(r), ROLE_WORDS[r][0 if v.lang == "vi" else 1]) for r in roles],
         role_words={str(r): ROLE_WORDS[r][0 if v.lang == "vi" else 1] for r in Role},
-        error=error,
-        saved=request.query_params.get("saved", ""),
         min_pw=MIN_PASSWORD_LEN,
         me=v.p.user.name if v.p.user else "",
     )
-    return render(request, "admin_people.html", ctx, status=status)
 
 
 @router.get("/admin/people", response_class=HTMLResponse)
@@ -120,11 +115,33 @@ def _done(v: Viewer, name: str) -> Response:
     return RedirectResponse(f"/admin/people?lang={v.lang}&saved={quote(name)}", status_code=303)
 
 
-@router.post("/admin/people")
-async def create(request: Request) -> Response:
+async def _editor(request: Request) -> tuple[Viewer, str] | Response:
+    """The logged-in person managing accounts, with their name; or where to send them."""
     v = await _viewer(request)
     if (stop := gate(v, "/admin/people")) is not None or v.p.user is None:
         return stop or RedirectResponse("/login", status_code=303)
+    return v, v.p.user.name
+
+
+async def _editor_of(request: Request, name: str) -> tuple[Viewer, str] | Response:
+    """As ``_editor``, for an account this person may look after (a 403 page otherwise)."""
+    got = await _editor(request)
+    if isinstance(got, Response):
+        return got
+    v = got[0]
+    scope = await _scope(v)
+    user = await v.st.registry.user(name)
+    if scope is None or user is None or not _may_touch(scope, user, is_admin(v.p)):
+        return await _page(request, v, error=w("forbidden", v.lang), status=403)
+    return got
+
+
+@router.post("/admin/people")
+async def create(request: Request) -> Response:
+    got = await _editor(request)
+    if isinstance(got, Response):
+        return got
+    v, actor = got
     scope = await _scope(v)
     form = await _form(request)
     if scope is None or form is None:
@@ -151,76 +168,48 @@ async def create(request: Request) -> Response:
     if role == Role.STAFF and commune is None:
         return await _page(request, v, error="a staff account needs its commune", status=400)
     if len(password) < MIN_PASSWORD_LEN:
-        return await _page(
-            request,
-            v,
-            error=f"password too short: at least {MIN_PASSWORD_LEN} characters",
-            status=400,
-        )
-    actor = v.p.user.name
-    address = client_address(request, v.st.trusted_proxies)
-
-    def run(conn: sqlite3.Connection) -> None:
-        registry.add_user(
-            conn, name, role, password,
+        return await _page(request, v, error=_SHORT, status=400)
+    try:
+        await v.st.registry.create_user(
+            name,
+            role,
+            password,
             commune=commune if role == Role.STAFF else None,
             hamlet=hamlet if role == Role.VIEWER else None,
-        )  # fmt: skip
-        people.mark_must_change(conn, name)
-        audit.record(conn, actor, Action.USER_CREATED, name, address=address, detail=str(role))
-
-    try:
-        await v.st.store.db.write(run)
+            actor=actor,
+            address=client_address(request, v.st.trusted_proxies),
+        )
     except (RegistryError, ValueError) as err:
         return await _page(request, v, error=str(err), status=400)
     return _done(v, name)
 
 
-async def _target(request: Request, v: Viewer, name: str) -> UserRow | Response:
-    scope = await _scope(v)
-    user = await v.st.store.db.read(registry.user_by_name, name)
-    if scope is None or user is None or not _may_touch(scope, user, is_admin(v.p)):
-        return await _page(request, v, error=w("forbidden", v.lang), status=403)
-    return user
-
-
 @router.post("/admin/people/{name}/password")
 async def reset(request: Request, name: str) -> Response:
-    v = await _viewer(request)
-    if (stop := gate(v, "/admin/people")) is not None or v.p.user is None:
-        return stop or RedirectResponse("/login", status_code=303)
-    target = await _target(request, v, name)
-    if isinstance(target, Response):
-        return target
+    got = await _editor_of(request, name)
+    if isinstance(got, Response):
+        return got
+    v, actor = got
     form = await _form(request) or {}
     password = form.get("password") or ""
     if len(password) < MIN_PASSWORD_LEN:
-        return await _page(
-            request,
-            v,
-            error=f"password too short: at least {MIN_PASSWORD_LEN} characters",
-            status=400,
-        )
+        return await _page(request, v, error=_SHORT, status=400)
     address = client_address(request, v.st.trusted_proxies)
-    await v.st.store.db.write(
-        people.reset_password, name, password, actor=v.p.user.name, address=address
-    )
+    await v.st.registry.reset_password(name, password, actor=actor, address=address)
     return _done(v, name)
 
 
 @router.post("/admin/people/{name}/disabled")
 async def disable(request: Request, name: str) -> Response:
-    v = await _viewer(request)
-    if (stop := gate(v, "/admin/people")) is not None or v.p.user is None:
-        return stop or RedirectResponse("/login", status_code=303)
-    target = await _target(request, v, name)
-    if isinstance(target, Response):
-        return target
-    if name == v.p.user.name:
+    got = await _editor_of(request, name)
+    if isinstance(got, Response):
+        return got
+    v, actor = got
+    if name == actor:
         return await _page(request, v, error="you cannot disable yourself", status=409)
     form = await _form(request) or {}
     address = client_address(request, v.st.trusted_proxies)
-    await v.st.store.db.write(
-        people.set_disabled, name, form.get("disabled") == "1", actor=v.p.user.name, address=address
+    await v.st.registry.set_disabled(
+        name, form.get("disabled") == "1", actor=actor, address=address
     )
     return _done(v, name)

@@ -16,12 +16,11 @@ from hamlet.contract import (
     IngestResult,
     UplinkBatch,
 )
-from server import audit, registry
 from server.audit import Action
-from server.auth import can_edit_devices, can_manage_gateways, is_admin
+from server.auth import can_manage_gateways, is_admin
 from server.body import BodyError, read_bounded
 from server.clientaddr import client_address
-from server.deps import Caller, State, deny, readable, require_hamlet
+from server.deps import Caller, State, deny, readable, registry_refusals, require_hamlet
 from server.errors import ErrorOut, ValidationErrorOut, validation_body
 from server.models import (
     DeviceIn,
@@ -36,8 +35,7 @@ from server.models import (
     Resolution,
     SeriesResult,
 )
-from server.registry import GatewayRow, RegistryError
-from server.store import ledger
+from server.registry import RegistryError
 from server.store.base import StoreError
 from server.timeparam import TimeParamError, TimeQ, time_range
 
@@ -48,6 +46,8 @@ HamletId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["dinh-phuoc"])]
 GatewayId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["gw-dinh-phuoc"])]
 DeviceId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["salinity-1"])]
 MAX_SERIES_LIMIT: Final = 100_000
+SeriesLimit = Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)]
+IdentQ = Annotated[str | None, Query(pattern=IDENT_PATTERN)]
 _extra = UplinkBatch.model_config.get("json_schema_extra")
 _examples = _extra.get("examples") if isinstance(_extra, dict) else None
 INGEST_EXAMPLE: Final[object] = _examples[0] if isinstance(_examples, list) and _examples else {}
@@ -74,6 +74,18 @@ def _err(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+async def readable_range(
+    state: State, caller: Caller, hamlet_id: str, start: str | None, end: str | None
+) -> tuple[int, int]:
+    """The asked time range in ms (422 if it is not one), for a caller who may read the
+    hamlet (401/403 otherwise)."""
+    await require_hamlet(state, caller, hamlet_id)
+    try:
+        return time_range(start, end, now_ms())
+    except TimeParamError as err:
+        raise HTTPException(422, str(err)) from err
 
 
 def _error(status: int, detail: object, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -122,7 +134,7 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
         return _error(
             401, "send Authorization: Bearer <gateway token>", {"WWW-Authenticate": "Bearer"}
         )
-    gw: GatewayRow | None = await state.store.db.read(registry.gateway_by_token, token)
+    gw = await state.registry.gateway_by_token(token)
     if gw is None or gw.revoked:
         return _error(
             401,
@@ -186,7 +198,7 @@ async def _ingest(request: Request, state: State) -> IngestResult | JSONResponse
 )
 async def gateways(state: State, caller: Caller) -> list[GatewayAccounting]:
     allowed = await readable(state, caller)
-    gws = await state.store.db.read(registry.list_gateways, allowed)
+    gws = await state.registry.gateways(allowed)
     return await state.store.accounting(gws)
 
 
@@ -203,7 +215,7 @@ async def add_gateway(
     if not can_manage_gateways(caller):
         raise deny(caller)
     try:
-        token = await state.store.db.write(registry.add_gateway, body.id, body.hamlet)
+        token = await state.registry.add_gateway(body.id, body.hamlet)
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
     await _audit(request, state, caller, Action.GATEWAY_ADDED, body.id)
@@ -215,7 +227,7 @@ async def _audit(
 ) -> None:
     actor = caller.user.name if caller.user else "anonymous"
     address = client_address(request, state.trusted_proxies)
-    await state.store.db.write(audit.record, actor, action, target, address=address)
+    await state.registry.audit(actor, action, target, address=address)
 
 
 @router.post(
@@ -229,10 +241,8 @@ async def revoke_gateway(
 ) -> None:
     if not is_admin(caller):
         raise deny(caller)
-    try:
-        await state.store.db.write(registry.revoke_gateway, gateway_id)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
+    with registry_refusals():
+        await state.registry.revoke_gateway(gateway_id)
     await _audit(request, state, caller, Action.GATEWAY_REVOKED, gateway_id)
 
 
@@ -250,10 +260,10 @@ async def gateway_rejections(
 ) -> list[RejectionOut]:
     if not can_manage_gateways(caller):
         raise deny(caller)
-    gw = await state.store.db.read(registry.gateway_by_id, gateway_id)
+    gw = await state.registry.gateway(gateway_id)
     if gw is None:
         raise HTTPException(404, f"no gateway {gateway_id!r}")
-    rows = await state.store.db.read(ledger.rejections, gw.num, limit)
+    rows = await state.registry.rejections(gw, limit)
     return [RejectionOut(seq=s, reason=r, at=t) for s, r, t in rows]
 
 
@@ -264,9 +274,7 @@ async def gateway_rejections(
     responses=_err(401, 403),
 )
 async def hamlets(state: State, caller: Caller) -> list[HamletOut]:
-    allowed = await readable(state, caller)
-    rows = await state.store.db.read(registry.list_hamlets)
-    return [h for h in rows if allowed is None or h.id in allowed]
+    return await state.registry.hamlets(await readable(state, caller))
 
 
 @router.get(
@@ -300,16 +308,12 @@ async def hamlet_devices(state: State, caller: Caller, hamlet_id: HamletId) -> l
 async def put_device(
     state: State, caller: Caller, hamlet_id: HamletId, device_id: DeviceId, body: DeviceIn
 ) -> DeviceOut:
-    if not await state.store.db.read(can_edit_devices, caller, hamlet_id):
+    if not await state.registry.can_edit_devices(caller, hamlet_id):
         raise deny(caller)
     if body.id != device_id:
         raise HTTPException(422, "device id in the path and the body differ")
-    try:
-        await state.store.db.write(registry.upsert_device, hamlet_id, body)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
-    except RegistryError as err:
-        raise HTTPException(422, str(err)) from err
+    with registry_refusals(invalid=422):
+        await state.registry.upsert_device(hamlet_id, body)
     devs = await state.store.devices([hamlet_id])
     return next(d for d in devs if d.id == device_id)
 
@@ -339,13 +343,9 @@ async def series(  # noqa: PLR0917 -- FastAPI passes them by name
     start: TimeQ = None,
     end: TimeQ = None,
     resolution: Resolution = Resolution.AUTO,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
+    limit: SeriesLimit = 10_000,
 ) -> SeriesResult:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise HTTPException(422, str(err)) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     return await state.store.series(
         hamlet_id, device, metric, start=a, end=b, resolution=resolution, limit=limit
     )
@@ -363,15 +363,11 @@ async def events(  # noqa: PLR0917 -- FastAPI passes them by name
     hamlet_id: HamletId,
     start: TimeQ = None,
     end: TimeQ = None,
-    device: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
+    device: IdentQ = None,
     name: Annotated[str | None, Query(pattern=IDENT_PATTERN, examples=["rating"])] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = 10_000,
+    limit: SeriesLimit = 10_000,
 ) -> list[EventOut]:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise HTTPException(422, str(err)) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     return await state.store.events(
         hamlet_id, start=a, end=b, device=device, name=name, limit=limit
     )

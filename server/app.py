@@ -36,6 +36,7 @@ from server.clientaddr import parse_networks
 from server.config import ServerConfig
 from server.models import Health
 from server.notify import edge_routes as notify_edge_routes
+from server.notify import pages as notify_pages
 from server.notify import routes as notify_routes
 from server.notify.feed import AlertFeed
 from server.notify.service import open_notifier
@@ -156,6 +157,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.include_router(views.router)
     app.include_router(admin_pages.router)
     app.include_router(admin_people.router)
+    app.include_router(notify_pages.router)
 
     if config.docs_enabled:
 

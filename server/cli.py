@@ -13,12 +13,15 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from server.indicators.report_cli import report as _report_command
 from server.notify.cli import app as _notify_app
+
+if TYPE_CHECKING:
+    from server.registry import Role
 
 app = typer.Typer(no_args_is_help=True, help="Run and administer the backend server.")
 app.command("report")(_report_command)
@@ -36,6 +39,16 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(2)
+
+
+def _role(text: str) -> Role:
+    """The role named by ``text``, or exit naming the choices."""
+    from server.registry import Role
+
+    try:
+        return Role(text)
+    except ValueError as err:
+        raise _fail(f"role must be one of: {', '.join(x.value for x in Role)}") from err
 
 
 def _admin_config(config: Path | None, data_dir: Path | None) -> Path:
@@ -302,10 +315,7 @@ def add_user(  # noqa: PLR0917 -- typer passes options by name
     """Add a person. The password is asked for (or read from --password-env)."""
     from server import registry
 
-    try:
-        r = registry.Role(role)
-    except ValueError as err:
-        raise _fail(f"role must be one of: {', '.join(x.value for x in registry.Role)}") from err
+    r = _role(role)
     password: str | None = None if no_password else _password(password_env)
     with _db(config, data_dir) as conn, _registry_errors():
         registry.add_user(conn, name, r, password, commune=commune, hamlet=hamlet)
@@ -440,12 +450,9 @@ def set_role(  # noqa: PLR0917 -- typer passes options by name
     data_dir: DataDirOpt = None,
 ) -> None:
     """Change a person's role and scope (their sessions end)."""
-    from server import people, registry
+    from server import people
 
-    try:
-        r = registry.Role(role)
-    except ValueError as err:
-        raise _fail(f"role must be one of: {', '.join(x.value for x in registry.Role)}") from err
+    r = _role(role)
     with _db(config, data_dir) as conn, _registry_errors():
         people.set_role(conn, name, r, commune=commune, hamlet=hamlet, actor="cli")
     typer.echo(f"user {name} is now {r}")

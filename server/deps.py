@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from server.auth import SESSION_COOKIE, AuthProblem, Principal, PrincipalKind, identify
-from server.auth import readable_hamlets as _readable
+from server.auth import SESSION_COOKIE, AuthProblem, Principal, PrincipalKind
+from server.registry import NotFound, RegistryError
 from server.state import AppState
 
 # What a person with a temporary password may still reach through their session.
@@ -22,13 +24,17 @@ def get_state(request: Request) -> AppState:
 State = Annotated[AppState, Depends(get_state)]
 
 
-async def get_principal(request: Request, state: State) -> Principal:
-    p = await state.store.db.read(
-        identify,
+async def principal_of(request: Request, state: AppState) -> Principal:
+    """Who sends this request (bearer token or session cookie), with no checks."""
+    return await state.registry.principal(
         state.config.secret,
         request.headers.get("authorization"),
         request.cookies.get(SESSION_COOKIE),
     )
+
+
+async def get_principal(request: Request, state: State) -> Principal:
+    p = await principal_of(request, state)
     if p.problem == AuthProblem.BAD_TOKEN:
         raise HTTPException(
             401, "unknown, revoked or malformed token", headers={"WWW-Authenticate": "Bearer"}
@@ -48,7 +54,21 @@ Caller = Annotated[Principal, Depends(get_principal)]
 
 
 async def readable(state: AppState, p: Principal) -> list[str] | None:
-    return await state.store.db.read(_readable, p, bool(state.config.auth.open_read))
+    return await state.registry.readable_hamlets(p, open_read=bool(state.config.auth.open_read))
+
+
+@contextlib.contextmanager
+def registry_refusals(*, invalid: int | None = None) -> Iterator[None]:
+    """The registry's refusals as HTTP errors: ``NotFound`` as 404 and, with ``invalid``,
+    any other ``RegistryError`` as that status (without, it propagates)."""
+    try:
+        yield
+    except NotFound as err:
+        raise HTTPException(404, str(err)) from err
+    except RegistryError as err:
+        if invalid is None:
+            raise
+        raise HTTPException(invalid, str(err)) from err
 
 
 def deny(p: Principal) -> HTTPException:

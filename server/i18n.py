@@ -86,6 +86,7 @@ STRINGS: Final[dict[str, dict[str, str]]] = {
     "crop": {"vi": "Cây trồng", "en": "Crop"},
     "limit_line": {"vi": "vạch đỏ: ngưỡng nguy hiểm", "en": "red line: danger level"},
     "manage": {"vi": "Quản lý", "en": "Manage"},
+    "alert_subscriptions": {"vi": "Nhận cảnh báo", "en": "Alert messages"},
     "staff": {"vi": "Cán bộ xã", "en": "Commune staff"},
     "commune": {"vi": "Xã", "en": "Commune"},
     "state": {"vi": "Tình trạng", "en": "State"},

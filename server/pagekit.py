@@ -140,3 +140,13 @@ class CompressExceptIngest:
             await self.app(scope, receive, send)
             return
         await self.gzip(scope, receive, send)
+
+
+async def read_form_body(request: Request, limit: int) -> bytes | None:
+    """A posted form's body, read up to ``limit`` bytes; None if it is larger."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            return None
+    return raw

@@ -8,12 +8,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from server import audit, people, registry
 from server.audit import Action
-from server.auth import SESSION_COOKIE, Principal, identify
+from server.auth import SESSION_COOKIE, Principal
 from server.clientaddr import client_address
+from server.deps import principal_of
 from server.i18n import Lang, t
-from server.pagekit import TEMPLATES, page_lang
+from server.pagekit import TEMPLATES, page_lang, read_form_body
 from server.secrets_ import MIN_PASSWORD_LEN, verify_password
 from server.state import AppState
 
@@ -35,11 +35,13 @@ def _state(request: Request) -> AppState:
     return st
 
 
-def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
-    html = _TEMPLATES.get_template("login.html").render(
-        lang=lang, t=lambda k: t(k, lang), error=error
-    )
+def _form_page(template: str, lang: Lang, error: str | None, status: int) -> HTMLResponse:
+    html = _TEMPLATES.get_template(template).render(lang=lang, t=lambda k: t(k, lang), error=error)
     return HTMLResponse(html, status_code=status, headers=_HEADERS)
+
+
+def _login_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
+    return _form_page("login.html", lang, error, status)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -51,12 +53,9 @@ async def login_form(request: Request) -> HTMLResponse:
 async def login(request: Request) -> Response:
     st = _state(request)
     lang = page_lang(request)
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return _login_page(lang, "form too large", 413)
-    form = parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)
+    form = await _read_form(request)
+    if form is None:
+        return _login_page(lang, "form too large", 413)
     name = (form.get("username") or [""])[0][:64]
     password = (form.get("password") or [""])[0][:1024]
     client = client_address(request, st.trusted_proxies)
@@ -65,17 +64,13 @@ async def login(request: Request) -> Response:
         busy = _login_page(lang, t("too_many", lang), 429)
         busy.headers["Retry-After"] = str(max(1, round(wait)))
         return busy
-    user = await st.store.db.read(registry.user_by_name, name)
+    user = await st.registry.user(name)
     ok = await _verify(user.pw_hash if user and not user.disabled else None, password)
     if user is None or not ok:
-        await st.store.db.write(
-            audit.record, name or "?", Action.LOGIN_FAILED, name, address=client
-        )
+        await st.registry.audit(name or "?", Action.LOGIN_FAILED, name, address=client)
         return _login_page(lang, t("bad_login", lang), 401)
     st.login_throttle.succeeded(client, name)
-    session = await st.store.db.write(
-        people.create_session, user, st.config.auth.session_hours, client
-    )
+    session = await st.registry.create_session(user, st.config.auth.session_hours, client)
     after = "/password" if user.must_change_password else "/"
     resp = RedirectResponse(f"{after}?lang={lang}", status_code=303)
     resp.set_cookie(
@@ -103,27 +98,18 @@ async def logout(request: Request) -> Response:
     if cookie:
         # Ends the session on the server: a copied cookie stops working at once.
         address = client_address(request, st.trusted_proxies)
-        await st.store.db.write(people.end_session, cookie, address)
+        await st.registry.end_session(cookie, address)
     resp = RedirectResponse("/", status_code=303)
     resp.delete_cookie(SESSION_COOKIE)
     return resp
 
 
 async def _caller(request: Request) -> Principal:
-    st = _state(request)
-    return await st.store.db.read(
-        identify,
-        st.config.secret,
-        request.headers.get("authorization"),
-        request.cookies.get(SESSION_COOKIE),
-    )
+    return await principal_of(request, _state(request))
 
 
 def _password_page(lang: Lang, error: str | None = None, status: int = 200) -> HTMLResponse:
-    html = _TEMPLATES.get_template("password.html").render(
-        lang=lang, t=lambda k: t(k, lang), error=error
-    )
-    return HTMLResponse(html, status_code=status, headers=_HEADERS)
+    return _form_page("password.html", lang, error, status)
 
 
 @router.get("/password", response_class=HTMLResponse)
@@ -158,16 +144,12 @@ async def password_change(request: Request) -> Response:
     if not await _verify(p.user.pw_hash, current):
         return _password_page(lang, t("bad_login", lang), 403)
     st.login_throttle.succeeded(client, p.user.name)
-    await st.store.db.write(
-        people.change_own_password, p.user.id, new, keep_session=p.session, address=client
-    )
+    await st.registry.change_own_password(p.user.id, new, keep_session=p.session, address=client)
     return RedirectResponse(f"/?lang={lang}", status_code=303)
 
 
 async def _read_form(request: Request) -> dict[str, list[str]] | None:
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return None
+    raw = await read_form_body(request, MAX_FORM_BYTES)
+    if raw is None:
+        return None
     return parse_qs(raw.decode("utf-8", "replace"), max_num_fields=10)

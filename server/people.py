@@ -18,7 +18,9 @@ from server.registry import (
     RegistryError,
     Role,
     UserRow,
+    add_user,
     check_ident,
+    list_users,
     transaction,
     user_by_id,
     user_by_name,
@@ -86,6 +88,28 @@ def session_count(conn: sqlite3.Connection, user_id: int) -> int:
 
 
 # --- administration -----------------------------------------------------------------------
+
+
+def users_with_sessions(conn: sqlite3.Connection) -> list[tuple[UserRow, int]]:
+    """Every person with their number of open sessions."""
+    return [(u, session_count(conn, u.id)) for u in list_users(conn)]
+
+
+def create_user(
+    conn: sqlite3.Connection,
+    name: str,
+    role: Role,
+    password: str,
+    *,
+    commune: str | None,
+    hamlet: str | None,
+    actor: str,
+    address: str = "",
+) -> None:
+    """A new account whose ``password`` is temporary (changed at first login), audited."""
+    add_user(conn, name, role, password, commune=commune, hamlet=hamlet)
+    mark_must_change(conn, name)
+    audit.record(conn, actor, Action.USER_CREATED, name, address=address, detail=str(role))
 
 
 def _existing(conn: sqlite3.Connection, name: str) -> UserRow:

@@ -19,7 +19,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from hamlet.contract import IDENT_PATTERN
-from server.api import MAX_SERIES_LIMIT, _err, now_ms
+from server.api import (
+    MAX_SERIES_LIMIT,
+    HamletId,
+    IdentQ,
+    SeriesLimit,
+    _err,
+    now_ms,
+    readable_range,
+)
 from server.deps import Caller, State, deny, readable, require_hamlet
 from server.indicators import render
 from server.indicators.card import ReportCard, build_card
@@ -28,18 +36,17 @@ from server.indicators.config import Where, target_for
 from server.indicators.definitions import BY_KEY, met
 from server.indicators.source import ScopeError
 from server.models import Resolution
-from server.registry import hamlets_of_commune
-from server.timeparam import TimeParamError, TimeQ, iso_local, parse_day, parse_month, time_range
+from server.timeparam import TimeParamError, TimeQ, iso_local, parse_day, parse_month
 
 router = APIRouter(prefix="/api/v1", tags=["indicators and reports"])
 
 CommuneId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["dinh-mon"])]
-HamletId = Annotated[str, Path(pattern=IDENT_PATTERN, examples=["dinh-phuoc"])]
 MonthQ = Annotated[
     str | None,
     Query(max_length=7, description="YYYY-MM; default: this month", examples=["2026-03"]),
 ]
 CSV_MEDIA: Final = "text/csv; charset=utf-8"
+_CSV_RESPONSES: Final = {**_err(401, 403, 422), 200: {"content": {CSV_MEDIA: {}}}}
 
 
 class IndicatorValue(BaseModel):
@@ -63,7 +70,7 @@ def _bad(err: Exception) -> HTTPException:
 
 
 async def _require_commune(state: State, caller: Caller, commune: str) -> list[str]:
-    hamlets = await state.store.db.read(hamlets_of_commune, commune)
+    hamlets = await state.registry.hamlets_of_commune(commune)
     if not hamlets:
         raise HTTPException(
             404, f"no commune {commune!r} with hamlets; add one with 'hamlet server add-hamlet'"
@@ -205,7 +212,7 @@ def _csv(rows: list[list[object]], header: list[str], filename: str) -> Response
     "/hamlets/{hamlet_id}/readings.csv",
     summary="One series as CSV (Vietnam time and epoch ms columns)",
     response_class=Response,
-    responses={**_err(401, 403, 422), 200: {"content": {CSV_MEDIA: {}}}},
+    responses=_CSV_RESPONSES,
 )
 async def readings_csv(  # noqa: PLR0917 -- FastAPI passes them by name
     state: State,
@@ -216,13 +223,9 @@ async def readings_csv(  # noqa: PLR0917 -- FastAPI passes them by name
     start: TimeQ = None,
     end: TimeQ = None,
     resolution: Resolution = Resolution.RAW,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = MAX_SERIES_LIMIT,
+    limit: SeriesLimit = MAX_SERIES_LIMIT,
 ) -> Response:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise _bad(err) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     res = await state.store.series(
         hamlet_id, device, metric, start=a, end=b, resolution=resolution, limit=limit
     )
@@ -240,7 +243,7 @@ async def readings_csv(  # noqa: PLR0917 -- FastAPI passes them by name
     "/hamlets/{hamlet_id}/events.csv",
     summary="Events of a hamlet as CSV (kiosk sessions, dossiers, ratings, broadcasts)",
     response_class=Response,
-    responses={**_err(401, 403, 422), 200: {"content": {CSV_MEDIA: {}}}},
+    responses=_CSV_RESPONSES,
 )
 async def events_csv(  # noqa: PLR0917 -- FastAPI passes them by name
     state: State,
@@ -248,15 +251,11 @@ async def events_csv(  # noqa: PLR0917 -- FastAPI passes them by name
     hamlet_id: HamletId,
     start: TimeQ = None,
     end: TimeQ = None,
-    device: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
-    name: Annotated[str | None, Query(pattern=IDENT_PATTERN)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_SERIES_LIMIT)] = MAX_SERIES_LIMIT,
+    device: IdentQ = None,
+    name: IdentQ = None,
+    limit: SeriesLimit = MAX_SERIES_LIMIT,
 ) -> Response:
-    await require_hamlet(state, caller, hamlet_id)
-    try:
-        a, b = time_range(start, end, now_ms())
-    except TimeParamError as err:
-        raise _bad(err) from err
+    a, b = await readable_range(state, caller, hamlet_id, start, end)
     evs = await state.store.events(hamlet_id, start=a, end=b, device=device, name=name, limit=limit)
     rows: list[list[object]] = [
         [

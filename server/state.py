@@ -12,6 +12,7 @@ from server.clientaddr import Network
 from server.config import ServerConfig
 from server.ratelimit import LoginThrottle, TokenBucket
 from server.registry import GatewayRow
+from server.registry_access import RegistryAccess
 from server.store.base import Store
 
 
@@ -55,3 +56,8 @@ class AppState:
     on_settled: list[SettledHook] = field(default_factory=list)
     # Called after an alert is acknowledged: escalation to staff stops for it.
     on_alert_acked: list[AckHook] = field(default_factory=list)
+
+    @property
+    def registry(self) -> RegistryAccess:
+        """The registry, people and audit log as typed calls (over ``store.db``)."""
+        return RegistryAccess(self.store.db)

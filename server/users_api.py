@@ -4,18 +4,16 @@ passwords and end sessions, and read the audit log; everyone changes their own p
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from hamlet.contract import IDENT_PATTERN, Ident
-from server import audit, people, registry
 from server.audit import Action, AuditEntry
 from server.auth import Principal, is_admin
 from server.clientaddr import client_address
-from server.deps import Caller, State, deny
+from server.deps import Caller, State, deny, registry_refusals
 from server.errors import ErrorOut, ValidationErrorOut
 from server.registry import RegistryError, Role
 from server.secrets_ import MIN_PASSWORD_LEN, verify_password
@@ -82,7 +80,12 @@ def _admin(caller: Principal) -> str:
     return caller.user.name
 
 
-def _user_out(conn: sqlite3.Connection) -> list[UserOut]:
+def _admin_at(request: Request, state: State, caller: Principal) -> tuple[str, str]:
+    """The admin's name and the address they act from (403 for anyone else)."""
+    return _admin(caller), client_address(request, state.trusted_proxies)
+
+
+async def _user_out(state: State) -> list[UserOut]:
     return [
         UserOut(
             name=u.name,
@@ -91,14 +94,14 @@ def _user_out(conn: sqlite3.Connection) -> list[UserOut]:
             hamlet=u.hamlet,
             disabled=u.disabled,
             must_change_password=u.must_change_password,
-            sessions=people.session_count(conn, u.id),
+            sessions=sessions,
         )
-        for u in registry.list_users(conn)
+        for u, sessions in await state.registry.users_with_sessions()
     ]
 
 
 async def _one(state: State, name: str) -> UserOut:
-    users = await state.store.db.read(_user_out)
+    users = await _user_out(state)
     for u in users:
         if u.name == name:
             return u
@@ -110,7 +113,7 @@ async def _one(state: State, name: str) -> UserOut:
 )
 async def list_users(state: State, caller: Caller) -> list[UserOut]:
     _admin(caller)
-    return await state.store.db.read(_user_out)
+    return await _user_out(state)
 
 
 @router.post(
@@ -121,20 +124,17 @@ async def list_users(state: State, caller: Caller) -> list[UserOut]:
     responses=_err(401, 403, 409, 422),
 )
 async def add_user(request: Request, state: State, caller: Caller, body: UserIn) -> UserOut:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
-
-    def run(conn: sqlite3.Connection) -> None:
-        registry.add_user(
-            conn, body.name, body.role, body.password, commune=body.commune, hamlet=body.hamlet
-        )
-        people.mark_must_change(conn, body.name)
-        audit.record(
-            conn, actor, Action.USER_CREATED, body.name, address=address, detail=str(body.role)
-        )
-
+    actor, address = _admin_at(request, state, caller)
     try:
-        await state.store.db.write(run)
+        await state.registry.create_user(
+            body.name,
+            body.role,
+            body.password,
+            commune=body.commune,
+            hamlet=body.hamlet,
+            actor=actor,
+            address=address,
+        )
     except RegistryError as err:
         raise HTTPException(409, str(err)) from err
     return await _one(state, body.name)
@@ -149,17 +149,15 @@ async def add_user(request: Request, state: State, caller: Caller, body: UserIn)
 async def change_user(
     request: Request, state: State, caller: Caller, name: UserName, body: UserChange
 ) -> UserOut:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
+    actor, address = _admin_at(request, state, caller)
     if body.disabled and caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot disable yourself")
-    current = await state.store.db.read(registry.user_by_name, name)
+    current = await state.registry.user(name)
     if current is None:
         raise HTTPException(404, f"no user {name!r}")
-    try:
+    with registry_refusals(invalid=422):
         if body.role is not None or body.commune is not None or body.hamlet is not None:
-            await state.store.db.write(
-                people.set_role,
+            await state.registry.set_role(
                 name,
                 body.role or current.role,
                 commune=body.commune if body.commune is not None else current.commune,
@@ -168,13 +166,7 @@ async def change_user(
                 address=address,
             )
         if body.disabled is not None:
-            await state.store.db.write(
-                people.set_disabled, name, body.disabled, actor=actor, address=address
-            )
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
-    except RegistryError as err:
-        raise HTTPException(422, str(err)) from err
+            await state.registry.set_disabled(name, body.disabled, actor=actor, address=address)
     return await _one(state, name)
 
 
@@ -185,14 +177,11 @@ async def change_user(
     responses=_err(401, 403, 404, 409, 422),
 )
 async def delete_user(request: Request, state: State, caller: Caller, name: UserName) -> None:
-    actor = _admin(caller)
+    actor, address = _admin_at(request, state, caller)
     if caller.user is not None and caller.user.name == name:
         raise HTTPException(409, "you cannot delete yourself")
-    address = client_address(request, state.trusted_proxies)
-    try:
-        await state.store.db.write(people.delete_user, name, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
+    with registry_refusals():
+        await state.registry.delete_user(name, actor=actor, address=address)
 
 
 @router.post(
@@ -204,14 +193,9 @@ async def delete_user(request: Request, state: State, caller: Caller, name: User
 async def reset_password(
     request: Request, state: State, caller: Caller, name: UserName, body: PasswordReset
 ) -> None:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
-    try:
-        await state.store.db.write(
-            people.reset_password, name, body.password, actor=actor, address=address
-        )
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
+    actor, address = _admin_at(request, state, caller)
+    with registry_refusals():
+        await state.registry.reset_password(name, body.password, actor=actor, address=address)
 
 
 @router.post(
@@ -223,12 +207,9 @@ async def reset_password(
 async def revoke_sessions(
     request: Request, state: State, caller: Caller, name: UserName
 ) -> Revoked:
-    actor = _admin(caller)
-    address = client_address(request, state.trusted_proxies)
-    try:
-        n = await state.store.db.write(people.revoke_sessions, name, actor=actor, address=address)
-    except registry.NotFound as err:
-        raise HTTPException(404, str(err)) from err
+    actor, address = _admin_at(request, state, caller)
+    with registry_refusals():
+        n = await state.registry.revoke_sessions(name, actor=actor, address=address)
     return Revoked(sessions=n)
 
 
@@ -253,8 +234,7 @@ async def change_password(
     if not await asyncio.to_thread(verify_password, user.pw_hash, body.current):
         raise HTTPException(403, "the current password is wrong")
     state.login_throttle.succeeded(address, user.name)
-    await state.store.db.write(
-        people.change_own_password,
+    await state.registry.change_own_password(
         user.id,
         body.new,
         keep_session=caller.session or "",
@@ -277,8 +257,7 @@ async def audit_log(  # noqa: PLR0917 -- FastAPI passes them by name
     since: Annotated[int | None, Query(ge=0, le=2**53, description="ms since epoch")] = None,
 ) -> list[AuditEntry]:
     _admin(caller)
-    return await state.store.db.read(
-        audit.entries,
+    return await state.registry.audit_entries(
         limit=limit,
         action=str(action) if action else None,
         target=target,

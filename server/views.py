@@ -16,19 +16,19 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
 from hamlet.vncalendar import day_bounds_ms, local_day
-from server import board, registry, source_advice
+from server import board, source_advice
 from server.alerts.routes import AlertOut, list_alerts
 from server.alerts.routes import Status as AlertStatus
-from server.auth import SESSION_COOKIE, Principal, PrincipalKind, can_manage_gateways, identify
-from server.auth import readable_hamlets as _readable
+from server.auth import Principal, PrincipalKind, can_manage_gateways
+from server.deps import principal_of, readable
 from server.i18n import SOURCE_STATE_WORDS, Lang
 from server.indicators.card import ReportCard, build_card
 from server.indicators.compute import Level, Period, gather, summarize
 from server.indicators.source import ScopeError
-from server.models import Resolution
+from server.models import HamletOut, Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
-from server.store import gw_status, ledger
+from server.store import gw_status
 from server.store.gw_status import LatestReport
 from server.timeparam import parse_month
 
@@ -50,14 +50,8 @@ class Viewer:
 
 async def _viewer(request: Request) -> Viewer:
     st: AppState = request.app.state.hamlet
-    db = st.store.db
-    p = await db.read(
-        identify,
-        st.config.secret,
-        request.headers.get("authorization"),
-        request.cookies.get(SESSION_COOKIE),
-    )
-    allowed = await db.read(_readable, p, bool(st.config.auth.open_read))
+    p = await principal_of(request, st)
+    allowed = await readable(st, p)
     return Viewer(st, p, allowed, page_lang(request), time.time_ns() // 1_000_000)
 
 
@@ -84,12 +78,25 @@ def _page(request: Request, name: str, ctx: dict[str, Any]) -> Response:
     return render(request, f"{name}_live.html" if ctx["partial"] else f"{name}.html", ctx)
 
 
+def _hamlet_page(
+    request: Request,
+    v: Viewer,
+    name: str,
+    hamlet_id: str,
+    h: HamletOut | None,
+    **extra: Any,
+) -> Response:
+    """A page about one hamlet, titled with its name (its id if it has none)."""
+    title = h.name if h is not None and h.name else hamlet_id
+    return _page(request, name, _ctx(request, v, hamlet_id=hamlet_id, hamlet_name=title, **extra))
+
+
 def _not_found(request: Request, v: Viewer) -> Response:
     return render(request, "missing.html", _ctx(request, v), status=404)
 
 
 async def _hamlet_cards(v: Viewer, hamlet: str) -> list[board.DeviceCard]:
-    gws = frozenset(g.id for g in await v.st.store.db.read(registry.list_gateways, [hamlet]))
+    gws = frozenset(g.id for g in await v.st.registry.gateways([hamlet]))
     return board.cards(
         await v.st.store.devices([hamlet]),
         await v.st.store.latest([hamlet]),
@@ -114,21 +121,15 @@ async def _alerts(
     )
 
 
-async def _hamlet(v: Viewer, hamlet_id: str) -> Any:
-    if v.allowed is not None and hamlet_id not in v.allowed:
-        return None
-    hamlets = {h.id: h for h in await v.st.store.db.read(registry.list_hamlets)}
-    return hamlets.get(hamlet_id)
+async def _hamlet(v: Viewer, hamlet_id: str) -> HamletOut | None:
+    """The registered hamlet, if this viewer may read it."""
+    return next((h for h in await v.st.registry.hamlets(v.allowed) if h.id == hamlet_id), None)
 
 
 @router.get("/", response_class=HTMLResponse)
 async def chooser(request: Request) -> Response:
     v = await _viewer(request)
-    hamlets = [
-        h
-        for h in await v.st.store.db.read(registry.list_hamlets)
-        if v.allowed is None or h.id in v.allowed
-    ]
+    hamlets = await v.st.registry.hamlets(v.allowed)
     # Hamlets that only appear in data (not yet registered) are still listed.
     known = {h.id for h in hamlets}
     seen = sorted({d.hamlet for d in await v.st.store.devices(v.allowed)} - known)
@@ -165,18 +166,9 @@ async def farmer(request: Request, hamlet_id: str) -> Response:
     if h is None and not cards:
         return _not_found(request, v)
     fields, services = board.split(cards)
-    return _page(
-        request,
-        "farmer",
-        _ctx(
-            request,
-            v,
-            hamlet_id=hamlet_id,
-            hamlet_name=(h.name if h is not None and h.name else hamlet_id),
-            fields=fields,
-            services=services,
-            alerts=await _alerts(v, hamlet_id, open_only=True),
-        ),
+    alerts = await _alerts(v, hamlet_id, open_only=True)
+    return _hamlet_page(
+        request, v, "farmer", hamlet_id, h, fields=fields, services=services, alerts=alerts
     )
 
 
@@ -194,23 +186,19 @@ async def field_view(
     card = next((c for c in await _hamlet_cards(v, hamlet_id) if c.id == device_id), None)
     if card is None:
         return _not_found(request, v)
-    charted = [r for r in card.readings if r.metric in board.PRIMARY]
-    return _page(
+    return _hamlet_page(
         request,
+        v,
         "field",
-        _ctx(
-            request,
-            v,
-            hamlet_id=hamlet_id,
-            hamlet_name=(h.name if h is not None and h.name else hamlet_id),
-            card=card,
-            charted=charted,
-            range=range_,
-            ranges=list(RANGES),
-            limits=board.limits(card.crop),
-            start=v.now - RANGES[range_],
-            end=v.now + 60_000,
-        ),
+        hamlet_id,
+        h,
+        card=card,
+        charted=[r for r in card.readings if r.metric in board.PRIMARY],
+        range=range_,
+        ranges=list(RANGES),
+        limits=board.limits(card.crop),
+        start=v.now - RANGES[range_],
+        end=v.now + 60_000,
     )
 
 
@@ -247,11 +235,10 @@ def _status_view(latest: LatestReport | None, lang: Lang, manage: bool) -> dict[
 @router.get("/installer", response_class=HTMLResponse)
 async def installer(request: Request) -> Response:
     v = await _viewer(request)
-    db = v.st.store.db
-    gws = await db.read(registry.list_gateways, v.allowed)
+    gws = await v.st.registry.gateways(v.allowed)
     acct = {a.id: a for a in await v.st.store.accounting(gws)}
     manage = can_manage_gateways(v.p)
-    reports = await db.read(gw_status.latest, [g.num for g in gws])
+    reports = await v.st.store.db.read(gw_status.latest, [g.num for g in gws])
     rows = []
     for g in gws:
         a = acct.get(g.id)
@@ -261,7 +248,7 @@ async def installer(request: Request) -> Response:
             for k, x in hb.items()
             if k.startswith(GATEWAY_METRIC_PREFIX)
         }
-        rejections = await db.read(ledger.rejections, g.num, 5) if manage else []
+        rejections = await v.st.registry.rejections(g, 5) if manage else []
         rows.append(
             {
                 "id": g.id,
@@ -367,11 +354,7 @@ async def _card(v: Viewer, commune: str, month: tuple[dt.date, dt.date]) -> Repo
 async def staff(request: Request) -> Response:
     """Commune staff: every kiosk and service device, online or not, and today's use."""
     v = await _viewer(request)
-    hamlets = [
-        h
-        for h in await v.st.store.db.read(registry.list_hamlets)
-        if v.allowed is None or h.id in v.allowed
-    ]
+    hamlets = await v.st.registry.hamlets(v.allowed)
     day = local_day(v.now)
     today = day_bounds_ms(day)[0]
     month = parse_month(None, v.now)

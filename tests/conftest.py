@@ -17,8 +17,12 @@ import pytest
 from tests.support.broker import Broker, start_broker
 from tests.support.procs import ServerProcess, start_server
 from tests.support.pty import PtyPair, open_pty_pair
+from tests.support.slowness import is_slow
 
 STRICT = os.environ.get("HAMLET_STRICT_TESTS") == "1"
+# The repository root, for tests that read docs/, examples/ or templates (independent of
+# how deep the test file sits).
+REPO = Path(__file__).resolve().parent.parent
 
 
 def require_tool(name: str) -> str:
@@ -30,6 +34,15 @@ def require_tool(name: str) -> str:
             pytest.fail(f"{msg}; HAMLET_STRICT_TESTS=1 forbids skipping", pytrace=False)
         pytest.skip(msg)
     return path
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tests, which ``make test-fast`` leaves out (rules: support/slowness.py)."""
+    root = Path(__file__).parent
+    for item in items:
+        if is_slow(item, root):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

@@ -67,4 +67,4 @@ GATEWAY_TOKEN_ROTATED
 # Library hooks.
 _.handle_starttag  # html.parser.HTMLParser (bench/page_weight.py)
 _.data_received  # asyncio.Protocol (server/http_guard.py)
-_.handle_DATA  # aiosmtpd handler (tests/notify/receivers.py)
+_.handle_DATA  # aiosmtpd handler (tests/server/notify/receivers.py)

@@ -140,6 +140,9 @@ class AlertEngine:
         self.replays = 0
         self.failures = 0
         self.busy_s = 0.0
+        # Called after a sweep that opened alerts by itself (a gateway silent, a kiosk down:
+        # no batch arrives to announce them), so the notifier need not wait for the next one.
+        self.on_sweep_opened: list[Callable[[], None]] = []
         # Set on start: the server's own downtime is nobody's silence.
         self.listening_since = 0  # time spent evaluating (the evaluator's own cost, for benches)
 
@@ -336,13 +339,16 @@ class AlertEngine:
             self._wake.clear()
             asked = self._sweeps_asked
             try:
-                nxt = await self.store.db.write(
-                    apply.sweep, self.settings, self.clock(), self.listening_since
+                nxt, opened = await self.store.db.write(
+                    _sweep_counting, self.settings, self.clock(), self.listening_since
                 )
             except (sqlite3.Error, StoreUnavailable) as err:
                 self.failures += 1
                 log.error("alert sweep failed: %s", err)  # noqa: TRY400 -- reason suffices
-                nxt = None
+                nxt, opened = None, False
+            if opened:
+                for listener in self.on_sweep_opened:
+                    listener()
             async with self._swept:
                 self._sweeps_done = asked
                 self._swept.notify_all()
@@ -351,3 +357,12 @@ class AlertEngine:
                 await asyncio.wait_for(
                     self._wake.wait(), timeout=min(max(delay, 0.05), _MAX_SLEEP_S)
                 )
+
+
+def _sweep_counting(
+    conn: sqlite3.Connection, settings: AlertSettings, now: int, listening_since: int
+) -> tuple[int | None, bool]:
+    """``apply.sweep``, and whether it wrote anything (it writes only alerts it opens)."""
+    before = conn.total_changes
+    nxt = apply.sweep(conn, settings, now, listening_since)
+    return nxt, conn.total_changes > before

@@ -15,7 +15,6 @@ from hamlet.contract import IDENT_PATTERN
 from hamlet.edgeplan import natural_alert_id
 from server.alerts.engine import AlertEngine, AlertEngineDown
 from server.alerts.table import ACTIVE
-from server.auth import can_edit_devices
 from server.deps import Caller, State, deny, readable, require_hamlet
 from server.timeparam import TimeParamError, parse_time
 
@@ -173,7 +172,7 @@ async def get_alert(state: State, caller: Caller, alert_id: AlertId) -> AlertOut
 )
 async def ack_alert(state: State, caller: Caller, alert_id: AlertId) -> AlertOut:
     a = await _get(state, caller, alert_id)
-    if caller.user is None or not await state.store.db.read(can_edit_devices, caller, a.hamlet):
+    if caller.user is None or not await state.registry.can_edit_devices(caller, a.hamlet):
         raise deny(caller)
     name = caller.user.name
 

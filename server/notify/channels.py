@@ -22,14 +22,12 @@ import httpx
 from hamlet.sms.errors import ModemError
 from hamlet.sms.gsm7 import unaccent
 from hamlet.sms.modem import AsyncGsmModem
-from hamlet.sms.pdu import Incoming
 from server.notify.config import SmtpConfig
 from server.notify.store import Batch, NotifyStore
 
 log = logging.getLogger(__name__)
 # Not "DUNG": unaccented, "dừng" (stop) is "đúng" (yes, right).
 STOP_WORDS = frozenset({"STOP", "HUY", "HUY DK", "TU CHOI"})
-MAX_REPLIES_KEPT = 100
 SIGNATURE_HEADER = "X-Hamlet-Signature"
 TIMESTAMP_HEADER = "X-Hamlet-Timestamp"
 MAX_SMS_PARTS_TEXT = 400  # a digest longer than this is cut (about 6 UCS-2 parts)
@@ -64,7 +62,6 @@ class SmsSender:
     def __init__(self, modem: AsyncGsmModem, store: NotifyStore) -> None:
         self.modem = modem
         self.store = store
-        self.replies: list[Incoming] = []  # what else farmers wrote (bounded), for staff
 
     async def read_replies(self) -> None:
         try:
@@ -75,8 +72,8 @@ class SmsSender:
             if is_stop(msg.text):
                 n = await asyncio.to_thread(self.store.stop, phone=msg.sender)
                 log.info("notify: STOP from %s: %d subscriber(s) stopped", msg.sender, n)
-            else:
-                self.replies = [*self.replies[-(MAX_REPLIES_KEPT - 1) :], msg]
+            else:  # kept for staff (the notify page, GET /api/v1/notify/replies)
+                await asyncio.to_thread(self.store.add_reply, msg.sender, msg.text)
             await self.modem.delete(msg.index)
 
     async def send(self, batch: Batch) -> None:
@@ -84,7 +81,9 @@ class SmsSender:
         if not phone:
             raise DeliveryError("subscriber has no phone", retryable=False)
         await self.read_replies()
-        sub = await asyncio.to_thread(self.store.subscriber, batch.subscriber.id)
+        sub = await asyncio.to_thread(self.store.find_subscriber, batch.subscriber.id)
+        if sub is None:
+            raise DeliveryError("subscriber removed", retryable=False)
         if not sub.active:
             raise DeliveryError("unsubscribed (replied STOP)", retryable=False)
         text = batch.text()[:MAX_SMS_PARTS_TEXT]

@@ -1,6 +1,7 @@
 """Alerts the engine opened or closed become notifier events.
 
-Woken after each ingest batch has settled (the same hook that feeds the alert engine), it
+Woken after each ingest batch has settled (the same hook that feeds the alert engine) and
+when the engine's sweeper opens an alert by itself (a gateway silent, a kiosk down), it
 waits for the engine to evaluate what is queued, reads the alerts changed since its cursor and
 enqueues their start and end. The cursor is kept in the notifier's database; enqueuing is
 idempotent, so a crash between the two only repeats work, never a message.
@@ -43,6 +44,9 @@ class AlertFeed(TaskOwner):
         self.dispatcher = dispatcher
         self._wake = asyncio.Event()
         self.events = 0
+        # Silences the engine's sweeper opens (gateway silent, device down) come with no
+        # ingest batch: the engine says so, and they go out at once.
+        engine.on_sweep_opened.append(self._wake.set)
 
     async def on_settled(
         self, gw: GatewayRow, batch: UplinkBatch, result: IngestResult, now_ms: int

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from hamlet.edgeplan import natural_alert_id
 
-__all__ = ["AlertEvent", "Channel", "Phase", "Severity", "natural_alert_id"]
+__all__ = ["TEST_RULE", "AlertEvent", "Channel", "Phase", "Severity", "natural_alert_id"]
+# The rule of a test message: it goes to everyone subscribed in the hamlet, whatever they chose.
+TEST_RULE = "test"
 
 
 class Severity(enum.IntEnum):

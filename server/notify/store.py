@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from hamlet.edgeplan import EdgePlan
 from hamlet.sms.pdu import normalize_number
-from server.notify.model import AlertEvent, Channel, Phase, Severity
+from server.notify.model import TEST_RULE, AlertEvent, Channel, Phase, Severity
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -35,7 +35,9 @@ CREATE TABLE IF NOT EXISTS subscriber (
   webhook_url TEXT, webhook_secret TEXT, language TEXT NOT NULL DEFAULT 'vi',
   quiet_start INTEGER, quiet_end INTEGER,  -- minutes after local midnight
   staff INTEGER NOT NULL DEFAULT 0, active INTEGER NOT NULL DEFAULT 1,
-  stop_token TEXT NOT NULL UNIQUE);
+  stop_token TEXT NOT NULL UNIQUE,
+  hamlet TEXT,  -- the hamlet whose staff manage them (given, else their first subscription's)
+  user_id INTEGER);  -- the farmer's own login, who may manage this subscriber themselves
 CREATE TABLE IF NOT EXISTS subscription (
   id INTEGER PRIMARY KEY, subscriber_id INTEGER NOT NULL REFERENCES subscriber(id),
   rule TEXT NOT NULL DEFAULT '*', hamlet TEXT NOT NULL, field TEXT, device TEXT,
@@ -47,8 +49,13 @@ CREATE TABLE IF NOT EXISTS outbox (
   status TEXT NOT NULL,  -- pending | sending | sent | failed
   origin TEXT NOT NULL DEFAULT 'server',  -- server | gateway (sent by the edge)
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
-  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL);
+  created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL,
+  note TEXT);  -- what the log should tell about it (e.g. resent after a crash)
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
+CREATE INDEX IF NOT EXISTS subscription_of ON subscription(subscriber_id);
+CREATE TABLE IF NOT EXISTS reply (  -- what farmers wrote back that was not STOP, for staff
+  id INTEGER PRIMARY KEY, received_at REAL NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+  subscriber_id INTEGER, hamlet TEXT);  -- whose phone it is, when it is a subscriber's
 CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS escalation (
   alert_id TEXT PRIMARY KEY, due_at REAL NOT NULL, hamlet TEXT NOT NULL,
@@ -70,6 +77,8 @@ class Subscriber:
     staff: bool
     active: bool
     stop_token: str
+    hamlet: str | None = None
+    user_id: int | None = None
 
     def channels(self) -> list[tuple[Channel, str]]:
         out = []
@@ -118,7 +127,12 @@ class Batch:
 
     @property
     def key(self) -> str:
-        return self.rows[0].key if len(self.rows) == 1 else f"digest:{self.rows[0].id}"
+        """The same messages give the same key (a receiver drops a repeat); any other set of
+        messages a different one (a receiver never drops a digest holding something new)."""
+        if len(self.rows) == 1:
+            return self.rows[0].key
+        keys = "\n".join(sorted(r.key for r in self.rows))
+        return "digest:" + hashlib.sha256(keys.encode()).hexdigest()[:24]
 
     def text(self) -> str:
         if len(self.rows) == 1:
@@ -133,8 +147,45 @@ def _subscriber(r: sqlite3.Row) -> Subscriber:
         id=r["id"], name=r["name"], phone=r["phone"], email=r["email"],
         webhook_url=r["webhook_url"], webhook_secret=r["webhook_secret"], language=r["language"],
         quiet_start=r["quiet_start"], quiet_end=r["quiet_end"], staff=bool(r["staff"]),
-        active=bool(r["active"]), stop_token=r["stop_token"],
+        active=bool(r["active"]), stop_token=r["stop_token"], hamlet=r["hamlet"],
+        user_id=r["user_id"],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    subscriber_id: int
+    hamlet: str
+    rule: str
+    field: str | None
+    device: str | None
+    min_severity: Severity
+
+
+def _subscription(r: sqlite3.Row) -> Subscription:
+    return Subscription(
+        id=r["id"], subscriber_id=r["subscriber_id"], hamlet=r["hamlet"], rule=r["rule"],
+        field=r["field"], device=r["device"], min_severity=Severity(r["min_severity"]),
+    )  # fmt: skip
+
+
+# Columns added after the first release: (table, name, declaration); added when missing.
+_ADDED_COLUMNS = (
+    ("subscriber", "hamlet", "TEXT"),
+    ("subscriber", "user_id", "INTEGER"),
+    ("outbox", "note", "TEXT"),
+)
+# Said in the delivery log of a message whose send a crash cut off, by channel: what the
+# person may see. SMS has no idempotency key (at least once); the others carry the same key.
+RESENT_NOTE = {
+    Channel.SMS: "resent after the server stopped mid-send: the phone may get it twice",
+    Channel.WEBHOOK: "resent after the server stopped mid-send, with the same Idempotency-Key",
+    Channel.EMAIL: "resent after the server stopped mid-send, with the same Message-ID",
+}
+# What a subscriber's owner may change (PATCH); everything else is fixed at creation.
+MAX_REPLIES_KEPT = 1000  # the oldest replies go beyond this (bounded, kept for inspection)
+EDITABLE = frozenset({"name", "phone", "email", "language", "quiet", "active", "staff"})
 
 
 class NotifyStore:
@@ -148,12 +199,31 @@ class NotifyStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row marked sent survives power loss
         self._db.executescript(SCHEMA)
+        self._add_columns()
         # One connection shared by worker threads (the dispatcher, API calls): one at a time.
         self._lock = threading.RLock()
 
     def close(self) -> None:
         with self._lock:  # not under a worker thread's transaction
             self._db.close()
+
+    def _add_columns(self) -> None:
+        have = {
+            (t, r["name"])
+            for t in ("subscriber", "outbox")
+            for r in self._db.execute(f"PRAGMA table_info({t})")
+        }
+        missing = [(t, n, d) for t, n, d in _ADDED_COLUMNS if (t, n) not in have]
+        if not missing:
+            return
+        with self._tx() as db:
+            for table, name, decl in missing:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            # Older files: a subscriber belongs to the hamlet of their first subscription.
+            db.execute(
+                "UPDATE subscriber SET hamlet=(SELECT hamlet FROM subscription u WHERE"
+                " u.subscriber_id=subscriber.id ORDER BY u.id LIMIT 1) WHERE hamlet IS NULL"
+            )
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -178,14 +248,17 @@ class NotifyStore:
         language: str = "vi",
         quiet: tuple[int, int] | None = None,
         staff: bool = False,
+        hamlet: str | None = None,
+        user_id: int | None = None,
     ) -> Subscriber:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO subscriber(name, phone, email, webhook_url, webhook_secret, language,"
-                " quiet_start, quiet_end, staff, stop_token) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                " quiet_start, quiet_end, staff, stop_token, hamlet, user_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (name, phone, email, webhook_url, webhook_secret, language,
                  quiet[0] if quiet else None, quiet[1] if quiet else None, int(staff),
-                 secrets.token_urlsafe(16)),
+                 secrets.token_urlsafe(16), hamlet, user_id),
             )  # fmt: skip
             row = db.execute("SELECT * FROM subscriber WHERE id=?", (cur.lastrowid,)).fetchone()
         return _subscriber(row)
@@ -206,7 +279,81 @@ class NotifyStore:
                 " VALUES (?,?,?,?,?,?)",
                 (subscriber_id, rule, hamlet, field, device, int(min_severity)),
             )
+            # A subscriber made without a hamlet belongs to their first subscription's.
+            db.execute(
+                "UPDATE subscriber SET hamlet=? WHERE id=? AND hamlet IS NULL",
+                (hamlet, subscriber_id),
+            )
         return int(cur.lastrowid or 0)
+
+    def find_subscriber(self, sid: int) -> Subscriber | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+        return None if r is None else _subscriber(r)
+
+    def subscribers(self) -> list[Subscriber]:
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM subscriber ORDER BY id").fetchall()
+        return [_subscriber(r) for r in rows]
+
+    def subscriptions(self, subscriber_id: int | None = None) -> list[Subscription]:
+        sql, args = "SELECT * FROM subscription", tuple[object, ...]()
+        if subscriber_id is not None:
+            sql, args = sql + " WHERE subscriber_id=?", (subscriber_id,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY id", args).fetchall()
+        return [_subscription(r) for r in rows]
+
+    def find_subscription(self, sub_id: int) -> Subscription | None:
+        with self._lock:
+            r = self._db.execute("SELECT * FROM subscription WHERE id=?", (sub_id,)).fetchone()
+        return None if r is None else _subscription(r)
+
+    def update_subscriber(self, sid: int, changes: dict[str, object]) -> Subscriber:
+        """Change what ``EDITABLE`` names; turning someone off also drops what waits for them."""
+        unknown = set(changes) - EDITABLE
+        if unknown:
+            raise ValueError(f"cannot change {sorted(unknown)}")
+        cols = dict(changes)
+        if "quiet" in cols:
+            q = cols.pop("quiet")
+            start, end = q if isinstance(q, tuple | list) else (None, None)
+            cols["quiet_start"], cols["quiet_end"] = start, end
+        for flag in ("active", "staff"):
+            if flag in cols:
+                cols[flag] = int(bool(cols[flag]))
+        with self._tx() as db:
+            if cols:
+                sets = ", ".join(f"{c}=?" for c in cols)  # names from EDITABLE only
+                db.execute(f"UPDATE subscriber SET {sets} WHERE id=?", (*cols.values(), sid))
+            if cols.get("active") == 0:
+                self._drop_waiting(db, "unsubscribed")
+            row = db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+        return _subscriber(row)
+
+    def remove_subscriber(self, sid: int) -> bool:
+        """Forget a person: their subscriptions go, what waits for them is not sent; the
+        delivery log keeps what was sent (without their name)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM subscription WHERE subscriber_id=?", (sid,))
+            db.execute(
+                "UPDATE outbox SET status='failed', last_error='subscriber removed'"
+                " WHERE subscriber_id=? AND status IN ('pending','sending')",
+                (sid,),
+            )
+            return db.execute("DELETE FROM subscriber WHERE id=?", (sid,)).rowcount > 0
+
+    def unsubscribe(self, sub_id: int) -> bool:
+        with self._tx() as db:
+            return db.execute("DELETE FROM subscription WHERE id=?", (sub_id,)).rowcount > 0
+
+    @staticmethod
+    def _drop_waiting(db: sqlite3.Connection, why: str) -> None:
+        db.execute(
+            "UPDATE outbox SET status='failed', last_error=? WHERE status='pending'"
+            " AND subscriber_id IN (SELECT id FROM subscriber WHERE active=0)",
+            (why,),
+        )
 
     def stop(self, *, token: str | None = None, phone: str | None = None) -> int:
         """Unsubscribe by the link's token or by the phone that replied STOP/HUY."""
@@ -225,11 +372,60 @@ class NotifyStore:
                 ]
                 cur = db.executemany("UPDATE subscriber SET active=0 WHERE id=?", ids)
             # What was waiting for them does not go either.
-            db.execute(
-                "UPDATE outbox SET status='failed', last_error='unsubscribed' WHERE status="
-                "'pending' AND subscriber_id IN (SELECT id FROM subscriber WHERE active=0)"
-            )
+            self._drop_waiting(db, "unsubscribed")
         return cur.rowcount
+
+    # -- replies ------------------------------------------------------------------------------
+    def add_reply(self, sender: str, text: str, now: float | None = None) -> int:
+        """Keep a farmer's reply (committed before the modem deletes it: a crash between the
+        two keeps it twice, never loses it); the oldest beyond ``MAX_REPLIES_KEPT`` go."""
+        now = time.time() if now is None else now
+        want = normalize_number(sender)
+        with self._tx() as db:
+            owner = next(
+                (
+                    r
+                    for r in db.execute(
+                        "SELECT id, phone, hamlet FROM subscriber WHERE phone IS NOT NULL"
+                        " ORDER BY active DESC, id"
+                    )
+                    if normalize_number(r["phone"]) == want
+                ),
+                None,
+            )
+            cur = db.execute(
+                "INSERT INTO reply(received_at, sender, text, subscriber_id, hamlet)"
+                " VALUES (?,?,?,?,?)",
+                (now, sender, text[:1000], owner["id"] if owner else None,
+                 owner["hamlet"] if owner else None),
+            )  # fmt: skip
+            db.execute(
+                "DELETE FROM reply WHERE id <= (SELECT id FROM reply ORDER BY id DESC"
+                " LIMIT 1 OFFSET ?)",
+                (MAX_REPLIES_KEPT,),
+            )
+        return int(cur.lastrowid or 0)
+
+    def replies(
+        self,
+        *,
+        hamlets: list[str] | None = None,
+        subscriber_ids: list[int] | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, object]]:
+        """Newest first; ``hamlets`` / ``subscriber_ids`` narrow it (None: all)."""
+        sql = (
+            "SELECT r.id, r.received_at, r.sender, r.text, r.subscriber_id, r.hamlet, s.name"
+            " FROM reply r LEFT JOIN subscriber s ON s.id=r.subscriber_id WHERE 1"
+        )
+        args: list[object] = []
+        for col, values in (("r.hamlet", hamlets), ("r.subscriber_id", subscriber_ids)):
+            if values is not None:
+                sql += f" AND {col} IN (SELECT value FROM json_each(?))"
+                args.append(json.dumps(values))
+        sql += " ORDER BY r.id DESC LIMIT ?"
+        with self._lock:
+            return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
 
     def subscriber(self, sid: int) -> Subscriber:
         return _subscriber(
@@ -242,6 +438,13 @@ class NotifyStore:
             rows = db.execute(
                 "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
                 " WHERE s.active=1 AND s.staff=1 AND u.hamlet=?",
+                (ev.hamlet,),
+            ).fetchall()
+            return [_subscriber(r) for r in rows]
+        if ev.rule == TEST_RULE:  # an installer's test message: everyone of the hamlet
+            rows = db.execute(
+                "SELECT DISTINCT s.* FROM subscriber s JOIN subscription u ON u.subscriber_id=s.id"
+                " WHERE s.active=1 AND u.hamlet=?",
                 (ev.hamlet,),
             ).fetchall()
             return [_subscriber(r) for r in rows]
@@ -311,12 +514,17 @@ class NotifyStore:
             return cur.rowcount > 0
 
     def recover(self, now: float) -> int:
-        """Claims whose lease ran out (their process died) go again (same key)."""
+        """Claims whose lease ran out (their process died) go again, as the same batch with
+        the same key; the log notes it (an SMS may reach the phone twice)."""
         with self._tx() as db:
-            return db.execute(
-                "UPDATE outbox SET status='pending' WHERE status='sending' AND lease_until<=?",
-                (now,),
-            ).rowcount
+            n = 0
+            for channel, note in RESENT_NOTE.items():
+                n += db.execute(
+                    "UPDATE outbox SET status='pending', note=? WHERE status='sending'"
+                    " AND lease_until<=? AND channel=?",
+                    (note, now, str(channel)),
+                ).rowcount
+            return n
 
     def claim(
         self, now: float, rate_limit: int, rate_window_s: float, lease_s: float = 300.0
@@ -333,9 +541,15 @@ class NotifyStore:
                 groups.setdefault((r["subscriber_id"], r["channel"]), []).append(r)
             for (sid, channel), group in groups.items():
                 rows = group
-                sub = _subscriber(
-                    db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
-                )
+                found = db.execute("SELECT * FROM subscriber WHERE id=?", (sid,)).fetchone()
+                if found is None:  # removed since (a row cut off mid-send by a crash)
+                    db.executemany(
+                        "UPDATE outbox SET status='failed', last_error='subscriber removed'"
+                        " WHERE id=?",
+                        [(r["id"],) for r in rows],
+                    )
+                    continue
+                sub = _subscriber(found)
                 quiet = sub.quiet_until(now)
                 if quiet is not None:
                     # Quiet hours hold warnings; danger still goes.
@@ -347,26 +561,27 @@ class NotifyStore:
                     rows = [r for r in rows if r["severity"] >= Severity.DANGER]
                     if not rows:
                         continue
-                ids = [r["id"] for r in rows]
                 hold = self._rate_hold(db, sub.id, channel, now=now, limit=rate_limit,
                                        window=rate_window_s)  # fmt: skip
                 if hold is not None:
                     db.executemany(
-                        "UPDATE outbox SET next_at=? WHERE id=?", [(hold, i) for i in ids]
+                        "UPDATE outbox SET next_at=? WHERE id=?", [(hold, r["id"]) for r in rows]
                     )
                     continue
-                db.executemany(
-                    "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
-                    " lease_until=? WHERE id=?",
-                    [(ids[0], now + lease_s, i) for i in ids],
-                )
-                batches.append(
-                    Batch(sub, Channel(channel), [
-                        Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"], r["phase"],
-                            r["severity"], r["text"], r["attempts"] + 1)
-                        for r in rows
-                    ])
-                )  # fmt: skip
+                for part in _same_batches(rows):
+                    ids = [r["id"] for r in part]
+                    db.executemany(
+                        "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
+                        " lease_until=? WHERE id=?",
+                        [(ids[0], now + lease_s, i) for i in ids],
+                    )
+                    batches.append(
+                        Batch(sub, Channel(channel), [
+                            Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"],
+                                r["phase"], r["severity"], r["text"], r["attempts"] + 1)
+                            for r in part
+                        ])
+                    )  # fmt: skip
         return batches
 
     def _rate_hold(
@@ -490,20 +705,44 @@ class NotifyStore:
         return None if row[0] is None else float(row[0])
 
     # -- the delivery log -------------------------------------------------------------------
-    def deliveries(self, alert_id: str | None = None, limit: int = 500) -> list[dict[str, object]]:
+    def deliveries(
+        self,
+        alert_id: str | None = None,
+        limit: int = 500,
+        *,
+        hamlets: list[str] | None = None,
+        subscriber_ids: list[int] | None = None,
+    ) -> list[dict[str, object]]:
+        """The log, oldest first; ``hamlets`` / ``subscriber_ids`` narrow it (None: all)."""
         sql = (
             "SELECT o.id, o.key, o.alert_id, o.hamlet, o.phase, o.channel, o.status, o.origin,"
-            " o.attempts,"
-            " o.last_error, o.created_at, o.sent_at, o.subscriber_id, s.name FROM outbox o"
-            " JOIN subscriber s ON s.id=o.subscriber_id"
+            " o.attempts, o.last_error, o.note, o.created_at, o.sent_at, o.subscriber_id,"
+            " s.name, o.text FROM outbox o LEFT JOIN subscriber s ON s.id=o.subscriber_id WHERE 1"
         )
-        args: tuple[object, ...] = ()
+        args: list[object] = []
         if alert_id is not None:
-            sql += " WHERE o.alert_id=?"
-            args = (alert_id,)
+            sql += " AND o.alert_id=?"
+            args.append(alert_id)
+        for col, values in (("o.hamlet", hamlets), ("o.subscriber_id", subscriber_ids)):
+            if values is not None:
+                sql += f" AND {col} IN (SELECT value FROM json_each(?))"
+                args.append(json.dumps(values))
         sql += " ORDER BY o.id LIMIT ?"
         with self._lock:
             return [dict(r) for r in self._db.execute(sql, (*args, limit)).fetchall()]
+
+
+def _same_batches(rows: list[sqlite3.Row]) -> list[list[sqlite3.Row]]:
+    """Rows tried before go again in the batch they went in (the same digest and key, so a
+    receiver that got it before recognises it); rows never tried form one new batch."""
+    old: dict[int, list[sqlite3.Row]] = {}
+    new: list[sqlite3.Row] = []
+    for r in rows:
+        if r["attempts"] and r["batch"] is not None:
+            old.setdefault(r["batch"], []).append(r)
+        else:
+            new.append(r)
+    return [*old.values(), *([new] if new else [])]
 
 
 def _dump(ev: AlertEvent) -> str:

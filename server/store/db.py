@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, ParamSpec, Self, TypeVar
+from typing import Any, Concatenate, Final, ParamSpec, Self, TypeVar
 
 from server.store.schema import StoreUnavailable, connect, open_db
 
@@ -117,25 +117,36 @@ class Database:
                 self._rconns.append(conn)
         return conn
 
-    async def write(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Run ``fn(conn, *args)`` alone on the writer thread (it manages its transaction)."""
-        if self._thread is None:
-            raise StoreUnavailable("database is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(partial(fn, self.writer_conn, *args, **kwargs), loop, fut, False))
-        return await fut
+    async def write(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` alone on the writer thread (it manages its
+        transaction). ``P`` ties the arguments to ``fn``'s own signature, so mypy checks
+        every call site."""
+        return await self._enqueue(partial(fn, self.writer_conn, *args, **kwargs), grouped=False)
 
-    async def write_grouped(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn(conn, *args)`` inside a shared write transaction (group commit).
+    async def write_grouped(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` inside a shared write transaction (group commit).
 
         ``fn`` must not BEGIN or COMMIT. It returns once the transaction holding it committed.
         """
+        return await self._enqueue(partial(fn, self.writer_conn, *args, **kwargs), grouped=True)
+
+    async def _enqueue(self, call: Callable[[], T], *, grouped: bool) -> T:
+        """Hand ``call`` to the writer thread; wait for the commit that settles it."""
         if self._thread is None:
             raise StoreUnavailable("database is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put(_Job(partial(fn, self.writer_conn, *args), loop, fut))
+        self._jobs.put(_Job(call, loop, fut, grouped))
         return await fut
 
     def _group_loop(self) -> None:
@@ -197,8 +208,13 @@ class Database:
         for job, (ok, value) in zip(group, outcomes, strict=True):
             job.loop.call_soon_threadsafe(_settle, job.fut, ok, value)
 
-    async def read(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-        """Run ``fn(conn, *args)`` on a reader thread with its own connection."""
+    async def read(
+        self,
+        fn: Callable[Concatenate[sqlite3.Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` on a reader thread with its own connection."""
         if self._readers is None:
             raise StoreUnavailable("database is closed")
         loop = asyncio.get_running_loop()

@@ -124,6 +124,12 @@ class StoreUnavailable(Exception):
     """The database cannot be opened or answered; the message says what to check."""
 
 
+def _unusable(path: Path, err: sqlite3.DatabaseError) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"{path}: not a usable hamlet server database ({err}); move it aside and restart"
+    )
+
+
 def connect(
     path: Path, *, busy_timeout_ms: int = 30_000, readonly: bool = False
 ) -> sqlite3.Connection:
@@ -145,9 +151,7 @@ def connect(
         conn.execute("PRAGMA wal_autocheckpoint=16384")
     except sqlite3.DatabaseError as err:
         conn.close()
-        raise StoreUnavailable(
-            f"{path}: not a usable hamlet server database ({err}); move it aside and restart"
-        ) from err
+        raise _unusable(path, err) from err
     return conn
 
 
@@ -173,7 +177,5 @@ def open_db(path: Path, *, busy_timeout_ms: int = 30_000) -> sqlite3.Connection:
         conn.execute("COMMIT")
     except sqlite3.DatabaseError as err:
         conn.close()
-        raise StoreUnavailable(
-            f"{path}: not a usable hamlet server database ({err}); move it aside and restart"
-        ) from err
+        raise _unusable(path, err) from err
     return conn

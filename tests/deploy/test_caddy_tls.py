@@ -20,11 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import REPO as ROOT
 from tests.conftest import require_tool
 from tests.server.helpers import batch, block, body
 from tests.support.procs import ManagedProcess, run_hamlet, start_server
 
-ROOT = Path(__file__).parents[2]
 CADDYFILE = ROOT / "deploy" / "caddy" / "Caddyfile"
 SECRET = "s" * 48
 PASSWORD = "correct horse battery staple"

@@ -18,9 +18,9 @@ from gateway.config import ENV_PREFIX as GW_ENV_PREFIX
 from gateway.config import GatewayConfig
 from hamlet.config import load_config
 from server.config import ENV_PREFIX, ServerConfig
+from tests.conftest import REPO as ROOT
 from tests.conftest import require_tool
 
-ROOT = Path(__file__).parents[2]
 SECRETS = ("HAMLET_SECRET_KEY", "INFLUX_TOKEN", "INFLUX_PASSWORD")
 ONE_SHOTS = {"influx-setup", "demo-register"}
 

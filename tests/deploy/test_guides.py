@@ -4,15 +4,14 @@ promise is checked against the code, so a renamed command or a moved file fails 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import typer
 import yaml
 
 from hamlet.cli import app
+from tests.conftest import REPO as ROOT
 
-ROOT = Path(__file__).parents[2]
 GUIDES = [ROOT / "docs" / "operator-guide.md", ROOT / "docs" / "installer-guide.md"]
 
 

@@ -3,7 +3,6 @@ the whole command twice against a live InfluxDB when one is configured."""
 
 from __future__ import annotations
 
-import os
 import uuid
 
 import pytest
@@ -22,6 +21,7 @@ from server.influx_setup import (
 )
 from tests.deploy.influx_standin import TOKEN, InfluxState, influx_standin
 from tests.support.procs import run_hamlet
+from tests.support.stores import INFLUX, needs_live_influx
 
 CFG = InfluxConfig(bucket="hamlet", rollup_bucket="hamlet_hourly", org="hamlet")
 
@@ -90,13 +90,7 @@ def test_applying_the_plan_reaches_a_fixed_point(
     )
 
 
-INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
-
-
-@pytest.mark.influx
-@pytest.mark.skipif(
-    not all(INFLUX.values()), reason="no live InfluxDB 2: set HAMLET_TEST_INFLUX_URL/_TOKEN/_ORG"
-)
+@needs_live_influx
 def test_influx_setup_against_a_live_influxdb_twice() -> None:
     suffix = uuid.uuid4().hex[:8]
     env = {

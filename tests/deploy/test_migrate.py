@@ -4,7 +4,6 @@ counts per series; and SQLite -> InfluxDB when a live InfluxDB is configured."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from tests.deploy.influx_standin import TOKEN as STANDIN_TOKEN
 from tests.deploy.influx_standin import InfluxState, influx_standin
 from tests.server.helpers import batch, block, now_ms
 from tests.support.procs import run_hamlet
+from tests.support.stores import influx_settings, needs_live_influx
 
 DAY = 86_400_000
 DB = "hamlet.sqlite3"
@@ -188,23 +188,14 @@ async def test_new_history_is_copied_on_the_next_run_and_a_loss_is_caught(
         run_hamlet(*args)
 
 
-INFLUX = {k: os.environ.get(f"HAMLET_TEST_INFLUX_{k}") for k in ("URL", "TOKEN", "ORG")}
-
-
-@pytest.mark.influx
-@pytest.mark.skipif(
-    not all(INFLUX.values()), reason="no live InfluxDB 2: set HAMLET_TEST_INFLUX_URL/_TOKEN/_ORG"
-)
+@needs_live_influx
 async def test_sqlite_to_live_influxdb_copies_and_verifies(tmp_path: Path) -> None:
     from server.config import InfluxConfig
 
     src = tmp_path / "src"
     hamlet = f"h-{uuid.uuid4().hex[:8]}"  # keeps runs apart in a shared bucket
     n = await _fill(src, hamlet=hamlet)
-    cfg = InfluxConfig.model_validate({
-        "url": INFLUX["URL"], "token": INFLUX["TOKEN"], "org": INFLUX["ORG"],
-        "bucket": os.environ.get("HAMLET_TEST_INFLUX_BUCKET", "hamlet"),
-    })  # fmt: skip
+    cfg = InfluxConfig.model_validate(influx_settings())
     source = SqliteHistory(src / DB)
     state = Progress(tmp_path / "state.sqlite3", "influx")
     try:

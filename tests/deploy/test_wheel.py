@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO as ROOT
 from tests.support.broker import Broker
 from tests.support.procs import start_server
-
-ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(scope="session")

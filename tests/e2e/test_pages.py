@@ -6,6 +6,7 @@ Screenshots go to test-artifacts/pages/ (git-ignored) for a person to look at.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,15 +16,16 @@ import httpx
 import pytest
 
 from bench.page_weight import first_load, hour_open
-from tests.conftest import STRICT, require_tool
+from tests.conftest import REPO, STRICT, require_tool
 from tests.server.helpers import batch, block, now_ms, post
 from tests.support.pages_world import GATEWAY, HAMLET, STAFF, World, pages_world
+from tests.support.procs import run_hamlet
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page, ViewportSize
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "pages"
+ARTIFACTS = REPO / "test-artifacts" / "pages"
 PHONE: ViewportSize = {"width": 360, "height": 740}
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -402,3 +404,144 @@ def test_active_alert_on_top_of_the_farmer_view_and_in_the_staff_history(
     phone.shot("farmer-alert-360")
     page.goto(f"{world.server.url}/staff")
     assert page.locator('section.alerts li[data-device="sal-1"]').count() >= 1
+
+
+def _token(w: World, name: str) -> str:
+    out = run_hamlet("server", "create-token", name, "--data-dir", str(w.server.data_dir), "--json")
+    return str(json.loads(out)["token"])
+
+
+def test_staff_manage_alert_subscriptions_and_a_farmer_stops_their_own(
+    tmp_path: Path, browser: Browser
+) -> None:
+    farmer_pw = "ruộng-lúa-2026-mặn"
+    with pages_world(tmp_path) as w:
+        url, d = w.server.url, str(w.server.data_dir)
+        run_hamlet("server", "add-hamlet", "other", "--commune", "thoi-lai", "--data-dir", d)
+        run_hamlet("server", "add-user", "bay", "--role", "viewer", "--hamlet", HAMLET,
+                   "--password-env", "PW", "--data-dir", d, env={"PW": farmer_pw})  # fmt: skip
+        admin = {"Authorization": f"Bearer {_admin_token(w)}"}
+        ctx = browser.new_context(viewport=PHONE, locale="vi-VN")
+        staff = Watched(ctx.new_page())
+        page = staff.page
+        _login(page, url, *STAFF)
+        page.goto(f"{url}/admin/alerts?lang=vi")
+        new = page.locator('form[data-form="new-subscriber"]')
+        # Only the staff's own commune's hamlets are offered.
+        assert new.locator('select[name="hamlet"] option').all_inner_texts() == [HAMLET]
+        new.get_by_label("Họ tên").fill("Chú Bảy")
+        new.get_by_label("Số điện thoại (SMS)").fill("+84912345678")
+        new.locator('input[name="quiet_start"]').fill("21:00")
+        new.locator('input[name="quiet_end"]').fill("05:30")
+        new.get_by_role("button").click()
+        page.wait_for_url(re.compile(r"saved="))
+        card = page.locator("section[data-subscriber]").filter(has_text="Chú Bảy")
+        assert "21:00–05:30" in card.inner_text()
+        form = card.locator('form[data-form="subscribe"]')
+        form.get_by_label("Loại cảnh báo").select_option("salinity.danger")
+        form.get_by_label("Thiết bị").select_option("sal-1")
+        form.get_by_label("Từ mức").select_option("danger")
+        form.get_by_role("button").click()
+        page.wait_for_url(re.compile(r"saved="))
+        subs = card.locator("li[data-subscription]")
+        assert subs.count() == 1
+        assert "Độ mặn vượt ngưỡng" in subs.inner_text()
+        assert "sal-1" in subs.inner_text()
+        _fits(page)
+        # The API sees what the page made, in the staff's hamlet.
+        with httpx.Client(base_url=url, headers=admin) as c:
+            (sub,) = [s for s in c.get("/api/v1/notify/subscribers").json()
+                      if s["name"] == "Chú Bảy"]  # fmt: skip
+            assert sub["hamlet"] == HAMLET
+            assert sub["quiet"] == [21 * 60, 5 * 60 + 30]
+            assert [(u["rule"], u["device"], u["min_severity"]) for u in sub["subscriptions"]] == [
+                ("salinity.danger", "sal-1", "danger")
+            ]
+            # Another commune's subscriber is not on this page, nor changeable from it.
+            stranger = {"name": "Người xã khác", "phone": "0913000000", "hamlet": "other"}
+            other = c.post("/api/v1/notify/subscribers", json=stranger).json()
+            r = c.post("/api/v1/notify/test-message", json={"hamlet": HAMLET})
+            assert r.json() == {"queued": 1}
+            log = c.get("/api/v1/notify/deliveries").json()
+        from server.notify.store import NotifyStore
+
+        kept = NotifyStore(w.server.data_dir / "notify.sqlite3")
+        try:  # as the SMS channel keeps a reply it read from the modem
+            kept.add_reply("0912345678", "Đã đóng cống rồi")
+        finally:
+            kept.close()
+        page.goto(f"{url}/admin/alerts?lang=vi")
+        assert "Người xã khác" not in page.locator("main").inner_text()
+        assert "Chú Bảy" in page.locator("li[data-reply]").inner_text()
+        assert "Đã đóng cống rồi" in page.locator("li[data-reply]").inner_text()
+        # The delivery log, message by message, with each recipient's status.
+        msg = page.locator("details[data-message]").first
+        assert "Tin nhắn thử" in msg.inner_text()
+        rows = msg.locator("li[data-delivery]")
+        assert rows.count() == 1
+        assert rows.get_attribute("data-status") == log[0]["status"]
+        assert "Chú Bảy" in rows.inner_text()
+        staff.shot("admin-alerts-360")
+        page.goto(f"{url}/admin/alerts?lang=en")
+        assert page.locator("h1").inner_text() == "Alert subscriptions"
+        ctx.close()
+        assert staff.errors == []
+
+        # The farmer adds their own phone and stops their alerts on the page.
+        fctx = browser.new_context(viewport=PHONE, locale="vi-VN")
+        farmer = Watched(fctx.new_page())
+        fpage = farmer.page
+        _login(fpage, url, "bay", farmer_pw)
+        fpage.wait_for_url(re.compile(r"^(?!.*login)"))
+        fpage.goto(f"{url}/admin/alerts?lang=vi")
+        assert fpage.locator("h1").inner_text() == "Cảnh báo của tôi"
+        assert "Chú Bảy" not in fpage.locator("main").inner_text()  # staff's, not theirs
+        new = fpage.locator('form[data-form="new-subscriber"]')
+        new.get_by_label("Họ tên").fill("Bảy tự đăng ký")
+        new.get_by_label("Số điện thoại (SMS)").fill("0987654321")
+        new.get_by_role("button").click()
+        fpage.wait_for_url(re.compile(r"saved="))
+        mine = fpage.locator("section[data-subscriber]")
+        assert mine.count() == 1
+        mine.locator('form[data-form="subscribe"]').get_by_role("button").click()
+        fpage.wait_for_url(re.compile(r"saved="))
+        mine.get_by_role("button", name="Ngừng nhận cảnh báo").click()
+        fpage.wait_for_url(re.compile(r"saved="))
+        assert "đã ngừng" in fpage.locator("section[data-subscriber]").inner_text()
+        farmer.shot("farmer-alerts-360")
+        fctx.close()
+        assert farmer.errors == []
+        with httpx.Client(base_url=url, headers=admin) as c:
+            (own,) = [s for s in c.get("/api/v1/notify/subscribers").json()
+                      if s["name"] == "Bảy tự đăng ký"]  # fmt: skip
+            assert own["active"] is False
+            assert own["hamlet"] == HAMLET
+            assert [u["hamlet"] for u in own["subscriptions"]] == [HAMLET]
+            # Logged in as staff, a cross-origin form is refused (CSRF) and changes nothing;
+            # the same form from this origin for another commune's subscriber: 404.
+            c.headers.pop("Authorization")
+            c.post("/login", data={"username": STAFF[0], "password": STAFF[1]})
+            forged = c.post(f"/admin/alerts/subscribers/{own['id']}/remove",
+                            headers={"Origin": "http://evil.example"})  # fmt: skip
+            assert forged.status_code == 403
+            r = c.post(f"/admin/alerts/subscribers/{other['id']}/remove",
+                       headers={"Origin": url})  # fmt: skip
+            assert r.status_code == 404
+            for bad in ({"rule": "nope"}, {"min_severity": "huge"}, {"device": "not-here"}):
+                r = c.post(f"/admin/alerts/subscribers/{sub['id']}/subscriptions",
+                           data={"hamlet": HAMLET, **bad}, headers={"Origin": url})  # fmt: skip
+                assert r.status_code == 400, bad
+                assert "Chưa lưu: kiểm tra lại ô đã nhập" in r.text  # then the reason
+            c.headers["Authorization"] = admin["Authorization"]
+            listed = c.get("/api/v1/notify/subscribers").json()
+            names = [s["name"] for s in listed]
+            assert names.count("Bảy tự đăng ký") == names.count("Người xã khác") == 1
+            (bay,) = [s for s in listed if s["name"] == "Chú Bảy"]
+            assert len(bay["subscriptions"]) == 1  # none of the refused ones was added
+
+
+def _admin_token(w: World) -> str:
+    d = str(w.server.data_dir)
+    run_hamlet("server", "add-user", "quan-tri", "--role", "admin", "--no-password",
+               "--data-dir", d)  # fmt: skip
+    return _token(w, "quan-tri")

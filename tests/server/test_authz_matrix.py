@@ -12,6 +12,7 @@ import pytest
 
 from server import registry
 from server.registry import Role
+from tests.conftest import REPO
 from tests.server.helpers import batch, block, body, now_ms
 from tests.support.procs import ServerProcess, run_hamlet, start_server
 
@@ -133,6 +134,11 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
         "GET",
         "/admin/hamlets",
         {**_expect(403, admin=200), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
+    ),
+    (
+        "GET",
+        "/admin/alerts",  # installers have no share in alert subscriptions
+        {**_expect(200, installer=403), **dict.fromkeys([ANON, REVOKED, GATEWAY], 303)},
     ),
     ("GET", "/login", dict.fromkeys(EVERYONE, 200)),
     ("GET", "/openapi.json", dict.fromkeys(EVERYONE, 200)),
@@ -284,7 +290,7 @@ def test_examples_validate() -> None:
     from hamlet.config import load_config
     from server.config import ENV_PREFIX, ServerConfig
 
-    examples = sorted(Path(__file__).parents[2].joinpath("examples").glob("server*.toml"))
+    examples = sorted(REPO.joinpath("examples").glob("server*.toml"))
     assert examples
     env = {
         "HAMLET_SERVER__AUTH__SECRET_KEY": "x" * 48,

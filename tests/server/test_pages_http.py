@@ -4,7 +4,6 @@ long-cached static files, vendored Swagger UI, and the Vietnamese number and dat
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from server.i18n import date, negotiate, number
+from tests.conftest import REPO
 from tests.server.helpers import batch, block, post
 from tests.support.pages_world import GATEWAY, HAMLET, World, pages_world
 
@@ -80,7 +80,7 @@ def test_swagger_ui_comes_from_this_server(world: World) -> None:
 
 def test_no_inline_script_in_any_template() -> None:
     """A strict Content-Security-Policy (script-src 'self') must not break any page."""
-    for path in (Path(__file__).parents[2] / "server" / "templates").glob("*.html"):
+    for path in (REPO / "server" / "templates").glob("*.html"):
         text = path.read_text()
         assert "<script>" not in text, path.name
         assert " onclick=" not in text, path.name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -179,3 +180,30 @@ def test_audit_log_records_logins_failures_and_changes(
     assert len(text.strip().splitlines()) == 3
     # Nobody but an admin reads it.
     assert httpx.get(f"{server.url}/api/v1/audit").status_code == 401
+
+
+@pytest.mark.parametrize("command", [["add-user", "x", "--no-password"], ["set-role", "x"]])
+def test_cli_names_the_roles_when_given_an_unknown_one(tmp_path: Path, command: list[str]) -> None:
+    with pytest.raises(RuntimeError) as err:
+        run_hamlet("server", *command, "--role", "chief", "--data-dir", str(tmp_path))
+    assert "exited 2" in str(err.value)
+    assert "role must be one of: viewer, staff, installer, admin" in str(err.value)
+
+
+def test_an_oversized_page_form_is_refused_and_changes_nothing(
+    server: ServerProcess, admin: httpx.Client
+) -> None:
+    """Every page form is read only up to 4 KiB: the rest is refused with a 413 page."""
+    padding = "x" * 5000
+    r = admin.post("/admin/hamlets", data={"id": "too-big", "name": padding})
+    assert r.status_code == 413
+    assert "form too large" in r.text
+    assert "too-big" not in [h["id"] for h in admin.get("/api/v1/hamlets").json()]
+    r = admin.post("/password", data={"current": ADMIN_PW, "new": padding, "again": padding})
+    assert r.status_code == 413
+    assert "form too large" in r.text
+    r = admin.post("/admin/people", data={"name": "big", "role": "viewer", "password": padding})
+    assert r.status_code == 403  # the people page says only "not allowed" for a bad form
+    assert "big" not in _cli(server, "list-users")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        assert _login(c, "boss", ADMIN_PW).status_code == 303  # the password did not change

@@ -1,0 +1,129 @@
+"""Receipts: what was received, committed with the record, so a copy never gets a new seq.
+
+Real SQLite files; a restart is a close and a reopen of the same directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import cast
+
+from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
+from gateway.buffer.identity import Receipt, receipt_key, receipts_for
+from hamlet.contract import RecordKind
+from tests.gateway.conftest import buffer_config, closed_buffer, reading
+
+BOOT = "boot-1"
+
+
+def _with(key: int, n: int = 3, check: bool = True, value0: float = 1.0) -> list[NewRecord]:
+    return [
+        dataclasses.replace(reading(value=value0 + i), receipt=rc)
+        for i, rc in enumerate(receipts_for(key, n, check=check))
+    ]
+
+
+async def test_copy_after_restart_gets_no_new_seq(tmp_path: Path) -> None:
+    key = receipt_key("mqtt", "hamlet/wl-1/telemetry", b'{"seq":7}')
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        first = await buf.store_records(_with(key))
+        assert first == [1, 2, 3]
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        again = await buf.store_records(_with(key))
+        assert again == [DUPLICATE] * 3
+        assert buf.last_seq == 3
+        assert buf.depth == 3
+        assert buf.counters.duplicates_recognised == 3
+        # Something new after the copies continues the seqs without a hole.
+        assert await buf.store_records(_with(key + 1, 1)) == [4]
+    # The count is kept across restarts: the heartbeat reports the total to the server.
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert buf.counters.duplicates_recognised == 3
+
+
+async def test_copy_within_one_group_and_mixed_with_new(tmp_path: Path) -> None:
+    async with DurableBuffer(buffer_config(commit_interval_ms=200), tmp_path, BOOT) as buf:
+        recs = [*_with(11, 1), *_with(11, 1), *_with(12, 1)]
+        assert await buf.store_records(recs) == [1, DUPLICATE, 2]
+
+
+async def test_bare_message_is_checked_only_when_flagged_as_redelivered(tmp_path: Path) -> None:
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert await buf.store_records(_with(21, 1, check=False)) == [1]
+        # The same bytes again, not flagged: a new reading that happens to repeat.
+        assert await buf.store_records(_with(21, 1, check=False)) == [2]
+        # Flagged (MQTT DUP): the copy of the last one.
+        assert await buf.store_records(_with(21, 1, check=True)) == [DUPLICATE]
+
+
+async def test_window_forgets_the_oldest(tmp_path: Path) -> None:
+    cfg = buffer_config(receipt_window=1000)
+    async with DurableBuffer(cfg, tmp_path, BOOT) as buf:
+        for b in range(25):
+            await buf.store_records([r for k in range(100) for r in _with(b * 100 + k, 1)])
+        assert await buf.store_records(_with(2499, 1)) == [DUPLICATE]
+        assert (await buf.store_records(_with(0, 1)))[0] > 0  # forgotten: stored anew
+    with closed_buffer(tmp_path) as con:
+        n = int(con.execute("SELECT count(*) FROM receipt").fetchone()[0])
+    assert 1000 <= n <= 2000
+
+
+async def test_unstorable_record_is_refused_alone(tmp_path: Path) -> None:
+    poison = NewRecord(
+        RecordKind.EVENT, "kiosk-1", "lookup", None, 1, 0, 1, attrs='{"note":"\ud800"}'
+    )
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        out = await buf.store_records([reading(value=1.0), poison, reading(value=2.0)])
+        assert out == [1, REFUSED, 2]
+        _, by_code, letters = await buf.dead_summary(5)
+        assert by_code == {"bad_text": 1}
+        assert b"\\ud800" in letters[0].raw
+        assert json.loads(letters[0].raw)["name"] == "lookup"
+
+
+async def test_driver_error_is_isolated_to_its_record(tmp_path: Path) -> None:
+    # A value no check foresaw (SQLite refuses to bind it): the group is redone one record
+    # at a time under savepoints, and only that record is refused.
+    odd = dataclasses.replace(reading(), attrs=cast(str, object()))
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        out = await buf.store_records([reading(value=1.0), odd, reading(value=2.0)])
+        assert out == [1, REFUSED, 2]
+        recs, _ = await buf.read_batch(0, None, 10, hold_pending=False)
+        assert [r.value for r in recs] == [1.0, 2.0]
+        _, by_code, _ = await buf.dead_summary(5)
+        assert by_code == {"unstorable": 1}
+    # The refused record left nothing behind: the file reopens with the same seqs.
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert buf.last_seq == 2
+
+
+def test_receipt_key_is_length_prefixed() -> None:
+    assert receipt_key("ab", "c") != receipt_key("a", "bc")
+    assert 0 <= receipt_key(b"\xff" * 100) < 2**63
+    assert Receipt(receipt_key("x")).check is True
+
+
+class _Cursed(str):
+    """Stands in for a fault of ours that one record triggers (not bad data)."""
+
+    __slots__ = ()
+
+    def encode(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        raise RuntimeError("a fault no check foresaw")
+
+
+async def test_record_that_fails_twice_is_dead_lettered_and_committer_lives(
+    tmp_path: Path,
+) -> None:
+    cursed = dataclasses.replace(reading(), device=_Cursed("wl-9"))
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        out = await buf.store_records([reading(value=1.0), cursed, reading(value=2.0)])
+        assert out == [1, REFUSED, 2]
+        _, by_code, letters = await buf.dead_summary(5)
+        assert by_code == {"failed_twice": 1}
+        assert "RuntimeError" in letters[0].reason
+        assert buf.task is not None
+        assert not buf.task.done()
+        assert await buf.store_records([reading(value=3.0)]) == [3]
