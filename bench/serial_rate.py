@@ -53,7 +53,6 @@ from bench._report import report  # noqa: E402
 from gateway.buffer import DurableBuffer  # noqa: E402
 from gateway.buffer.config import BufferConfig  # noqa: E402
 from gateway.clock import Clock, ClockConfig  # noqa: E402
-from gateway.normalize import NormalizeError, Normalizer  # noqa: E402
 from gateway.pipeline import Pipeline  # noqa: E402
 from gateway.sources.base import SourceStatus  # noqa: E402
 from gateway.sources.serial.config import SerialSourceConfig  # noqa: E402
@@ -106,7 +105,7 @@ async def measure(seconds: float, baud: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-serial-") as d, open_pty_pair() as pty:
         clock = Clock(ClockConfig(sync="always"))
         async with DurableBuffer(BufferConfig(), Path(d), clock.boot_id) as buffer:
-            pipeline = Pipeline(buffer, clock, Normalizer().normalize, (NormalizeError,))
+            pipeline = Pipeline(buffer, clock)
             sub = pipeline.subscribe()
             src = SerialSource(SerialSourceConfig(port=pty.b, baudrate=baud))
             task = asyncio.create_task(src.run(pipeline))

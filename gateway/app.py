@@ -24,12 +24,13 @@ from gateway.control import ControlServer
 from gateway.control_protocol import socket_path
 from gateway.heartbeat import Heartbeat
 from gateway.notify.trigger import EdgeTrigger
-from gateway.pipeline import Normalize, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.sources.base import Source, SourceStatus
 from gateway.status_report import StatusReporter
 from gateway.supervision import EXIT_FAILED, Supervision
 from gateway.uplink import Uplink
 from hamlet.backoff import Backoff
+from hamlet.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from gateway.config import GatewayConfig
@@ -43,18 +44,6 @@ _HEALTHY_AFTER_S = 30.0
 _MAX_QUICK_FAILURES = 5
 # How long a dying gateway waits for its last heartbeat to commit.
 _LAST_WORD_S = 5.0
-
-
-def _normalizer() -> tuple[Normalize | None, tuple[type[Exception], ...]]:
-    """Helper B's normalizer when present; identity otherwise (check_value still applies)."""
-    try:
-        from gateway.normalize import NormalizeError, Normalizer
-    except ImportError:
-        log.warning("gateway.normalize is not available: records pass through unnormalized")
-        return None, (ValueError,)
-    norm = Normalizer()
-    fn: Normalize = norm.normalize
-    return fn, (NormalizeError,)
 
 
 def _build_sources(config: GatewayConfig) -> list[Source]:
@@ -71,17 +60,13 @@ class Gateway:
         config: GatewayConfig,
         *,
         sources: list[Source] | None = None,
-        normalize: Normalize | None = None,
         source_backoff_s: float = 1.0,
     ) -> None:
         self.config = config
         self._source_backoff_s = source_backoff_s
         self.clock = Clock(config.clock)
         self.buffer = DurableBuffer(config.buffer, config.data_dir, self.clock.boot_id)
-        norm_errors: tuple[type[Exception], ...] = (ValueError,)
-        if normalize is None:
-            normalize, norm_errors = _normalizer()
-        self.pipeline = Pipeline(self.buffer, self.clock, normalize, norm_errors)
+        self.pipeline = Pipeline(self.buffer, self.clock)
         self.uplink = Uplink(config.uplink, config.id, self.buffer, self.clock)
         self.sources: list[Source] = sources if sources is not None else _build_sources(config)
         self.started_mono = time.monotonic()
@@ -160,11 +145,7 @@ class Gateway:
                     await self.status_report.send()  # which component died, for the page
 
     async def _stop_sources(self) -> None:
-        for t in self._source_tasks:
-            t.cancel()
-        for t in self._source_tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._source_tasks)
         for src in self.sources:
             src.state.set_status(SourceStatus.STOPPED)
 

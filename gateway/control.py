@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway import status
 from gateway.control_protocol import MAX_REQUEST, ErrorReply, Request, TailLine, encode
+from hamlet.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -50,11 +51,7 @@ class ControlServer:
     ) -> None:
         if self._server is not None:
             self._server.close()
-            for t in list(self._clients):
-                t.cancel()
-            for t in list(self._clients):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            await stop_tasks(list(self._clients))
             await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -8,9 +8,7 @@ outage and is counted like any reading.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from gateway import status
@@ -18,6 +16,7 @@ from gateway.buffer import BufferError
 from gateway.records import Reading
 from hamlet.contract import RecordKind
 from hamlet.metrics import GATEWAY_METRIC_PREFIX
+from hamlet.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -52,34 +51,17 @@ async def readings(gw: Gateway) -> list[Reading]:
     ]
 
 
-class Heartbeat:
+class Heartbeat(TaskOwner):
     """Async context manager: one heartbeat at start, then every ``interval_s``."""
 
     def __init__(self, gw: Gateway, interval_s: float) -> None:
+        super().__init__()
         self._gw = gw
         self._interval = interval_s
-        self._task: asyncio.Task[None] | None = None
         self.sent = 0
 
-    async def __aenter__(self) -> Heartbeat:
-        self._task = asyncio.create_task(self._run(), name="heartbeat")
-        return self
-
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The long-lived task, for the gateway's supervision."""
-        return self._task
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def _start(self) -> None:
+        self._spawn(self._run(), "heartbeat")
 
     async def beat(self) -> None:
         """One heartbeat now (also the last word of a gateway whose component died)."""

@@ -228,31 +228,37 @@ class Normalizer:
             )
         return value * conv.scale + conv.offset
 
-    def expand(self, records: Sequence[Record]) -> list[Record]:
-        """Add a PSS-78 salinity reading for each device in ``records`` that reported water
-        EC and water temperature but no salinity (one frame, poll or message)."""
-        ec: dict[str, Reading] = {}
-        temp: dict[str, Reading] = {}
-        has_sal: set[str] = set()
-        for r in records:
+    def derive(self, canonical: Sequence[Record]) -> list[Reading]:
+        """A PSS-78 salinity reading for each frame in ``canonical`` (records already
+        normalized, in the order received) that has water EC and water temperature but no
+        salinity of its own.
+
+        A frame is one device's readings of one instant: a source hands over a serial frame,
+        a Modbus poll or an MQTT message together, and several may meet in one submit. A
+        device's frame ends where one of its metrics comes again or its device time changes.
+        """
+        frames: dict[str, dict[str, Reading]] = {}  # device -> its open frame, by metric
+        out: list[Reading] = []
+        for r in canonical:
             if not isinstance(r, Reading):
                 continue
-            try:
-                n = self.normalize(r)
-            except NormalizeError:
-                continue  # the pipeline dead-letters it with the reason
-            assert isinstance(n, Reading)
-            if n.metric == "ec":
-                ec[n.device] = n
-            elif n.metric == "water_temp":
-                temp[n.device] = n
-            elif n.metric == "salinity":
-                has_sal.add(n.device)
-        out = list(records)
-        for device, e in ec.items():
-            t = temp.get(device)
-            if t is None or device in has_sal:
-                continue
-            sal = practical_salinity(e.value, t.value)
-            out.append(replace(e, metric="salinity", value=round(sal, 4), unit=None))
+            frame = frames.get(r.device)
+            if frame is not None and (
+                r.metric in frame or next(iter(frame.values())).device_time_ms != r.device_time_ms
+            ):
+                out += _salinity(frame)
+                frame = None
+            if frame is None:
+                frame = frames[r.device] = {}
+            frame[r.metric] = r
+        for frame in frames.values():
+            out += _salinity(frame)
         return out
+
+
+def _salinity(frame: Mapping[str, Reading]) -> list[Reading]:
+    ec, temp = frame.get("ec"), frame.get("water_temp")
+    if ec is None or temp is None or "salinity" in frame:
+        return []
+    sal = practical_salinity(ec.value, temp.value)
+    return [replace(ec, metric="salinity", value=round(sal, 4), unit=None)]

@@ -1,5 +1,7 @@
 """Sources -> normalize/validate -> stamp -> durable buffer; and a fan-out for ``tail``.
 
+Normalization happens here and only here: sources hand over device units and names
+(:mod:`gateway.records`), so a conversion can never be applied twice or skipped.
 A bad record is dead-lettered with its reason and never fails the records around it.
 """
 
@@ -8,20 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from gateway import deadletter
 from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
+from gateway.buffer.identity import Receipt, receipt_key
 from gateway.clock import Anchor, Clock, TimeRejected, stamp_quality
+from gateway.normalize import NormalizeError, Normalizer
 from gateway.records import Event, Reading, Record
 from hamlet.contract import is_ident
-from hamlet.metrics import GATEWAY_METRIC_PREFIX, OutOfRange, check_value
 
 log = logging.getLogger(__name__)
 
-Normalize = Callable[[Record], Record]
 # A tail line is a plain JSON-ready dict; subscribers get them after commit.
 TailItem = dict[str, Any]
 TAIL_QUEUE: int = 2000
@@ -54,13 +56,11 @@ class Pipeline:
         self,
         buffer: DurableBuffer,
         clock: Clock,
-        normalize: Normalize | None = None,
-        normalize_errors: tuple[type[Exception], ...] = (ValueError,),
+        normalizer: Normalizer | None = None,
     ) -> None:
         self._buffer = buffer
         self._clock = clock
-        self._normalize = normalize
-        self._norm_errors = normalize_errors
+        self._normalizer = normalizer if normalizer is not None else Normalizer()
         self.counters = PipelineCounters()
         self._subs: set[TailSubscriber] = set()
         self._anchored: Anchor | None = None
@@ -79,27 +79,28 @@ class Pipeline:
             moved = await self._buffer.reanchor(self._anchored)
             if moved:
                 log.info("clock: re-anchored %d records taken before sync", moved)
+        # Device units -> canonical, once per record; then what a frame implies (salinity).
+        canonical: list[tuple[Record, Record]] = []  # (as received, canonical)
+        for rec in records:
+            self._canonical(rec, canonical)
+        derived = self._derive([c for _, c in canonical])
+        self.counters.received += len(derived)
+        for rec in derived:
+            self._canonical(rec, canonical)
         out: list[NewRecord] = []
         kept: list[Record] = []
-        for rec in records:
+        for rec, norm in canonical:
             try:
-                new, final = self._prepare(rec, stamp)
+                new = self._prepare(norm, stamp)
             except (TimeRejected, BadIdent) as err:
                 self._dead(rec, str(err))
-                continue
-            except OutOfRange as err:
-                self._dead(rec, f"out_of_range: {err}")
-                continue
-            except self._norm_errors as err:
-                reason = str(err)
-                self._dead(rec, reason if ":" in reason else f"normalize: {reason}")
                 continue
             except _RECORD_ERRORS as err:
                 # Whatever one record's content makes fail, it fails alone (finding 2).
                 self._dead(rec, f"prepare_failed: {type(err).__name__}: {err}")
                 continue
             out.append(new)
-            kept.append(final)
+            kept.append(norm)
         if not out:
             return
         outcomes = await self._buffer.store_records(out)
@@ -117,9 +118,26 @@ class Pipeline:
         self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), source, reason, raw))
 
     # -- internals ------------------------------------------------------------------
-    def _prepare(self, rec: Record, stamp: Any) -> tuple[NewRecord, Record]:
-        if self._normalize is not None:
-            rec = self._normalize(rec)
+    def _canonical(self, rec: Record, into: list[tuple[Record, Record]]) -> None:
+        """Append ``(rec, canonical rec)`` to ``into``, or dead-letter ``rec`` with the reason."""
+        try:
+            into.append((rec, self._normalizer.normalize(rec)))
+        except NormalizeError as err:
+            self._dead(rec, str(err))
+        except _RECORD_ERRORS as err:
+            self._dead(rec, f"prepare_failed: {type(err).__name__}: {err}")
+
+    def _derive(self, canonical: Sequence[Record]) -> list[Record]:
+        """Readings a frame implies, each with a receipt of its own derived from its
+        source's: a retransmitted frame derives the same reading, recognised as a copy."""
+        return [
+            d if d.receipt is None
+            else replace(d, receipt=Receipt(receipt_key(d.receipt.key, d.metric), d.receipt.check))
+            for d in self._normalizer.derive(canonical)
+        ]  # fmt: skip
+
+    def _prepare(self, rec: Record, stamp: Any) -> NewRecord:
+        """``rec`` (canonical) checked and stamped, as the buffer stores it."""
         # An id the contract refuses would make the server refuse the whole batch.
         name = rec.metric if isinstance(rec, Reading) else rec.name
         if not is_ident(rec.device) or not is_ident(name):
@@ -129,25 +147,19 @@ class Pipeline:
             )
         wall, tq = stamp_quality(stamp, rec.device_time_ms)
         if isinstance(rec, Reading):
-            # The normalizer already range-checks; without one, police physics here.
-            if self._normalize is None and not rec.metric.startswith(GATEWAY_METRIC_PREFIX):
-                check_value(rec.metric, rec.value)
-            return (
-                NewRecord(
-                    rec.kind,
-                    rec.device,
-                    rec.metric,
-                    float(rec.value),
-                    wall,
-                    tq,
-                    stamp.mono_ns,
-                    receipt=rec.receipt,
-                    source=rec.source,
-                ),
-                rec,
+            return NewRecord(
+                rec.kind,
+                rec.device,
+                rec.metric,
+                float(rec.value),
+                wall,
+                tq,
+                stamp.mono_ns,
+                receipt=rec.receipt,
+                source=rec.source,
             )
         attrs = json.dumps(dict(rec.attrs), separators=(",", ":"), ensure_ascii=False)
-        new = NewRecord(
+        return NewRecord(
             rec.kind,
             rec.device,
             rec.name,
@@ -159,7 +171,6 @@ class Pipeline:
             receipt=rec.receipt,
             source=rec.source,
         )
-        return new, rec
 
     def _dead(self, rec: Record, reason: str) -> None:
         self.counters.dead_lettered += 1

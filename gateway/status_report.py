@@ -15,12 +15,10 @@ unchanged every ``refresh_s``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, cast
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -51,6 +49,7 @@ from hamlet.status_report import (
     GatewayReport,
     SourceReport,
 )
+from hamlet.tasks import TaskOwner
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -246,36 +245,19 @@ def build_report(
         keep -= 1
 
 
-class StatusReporter:
+class StatusReporter(TaskOwner):
     """Async context manager owning the task that sends the gateway's status reports."""
 
     def __init__(self, gw: Gateway, cfg: StatusReportConfig) -> None:
+        super().__init__()
         self._gw = gw
         self._cfg = cfg
         self._secrets = config_secrets(gw.config)
-        self._task: asyncio.Task[None] | None = None
         self.sent = 0
 
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The long-lived task, for the gateway's supervision."""
-        return self._task
-
-    async def __aenter__(self) -> StatusReporter:
+    def _start(self) -> None:
         if self._cfg.enabled:
-            self._task = asyncio.create_task(self._run(), name="status-report")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._spawn(self._run(), "status-report")
 
     def fingerprint(self) -> tuple[object, ...]:
         """What a change is: a source's state or error, a component's state, a dead letter."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import re
 import signal
@@ -19,10 +18,10 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx
 from rich.console import Console
@@ -32,23 +31,38 @@ from rich.text import Text
 from gateway import control_protocol
 from hamlet.broker import EmbeddedBroker
 
+if TYPE_CHECKING:
+    from gateway.config import GatewayConfig
+
 GATEWAY_ID: Final = "gw-demo"
 HAMLET_ID: Final = "dinh-phuoc"
 START_TIMEOUT_S: Final = 90.0
 
-# What an admin would register with `hamlet server add-commune/add-hamlet/add-device`, so the
-# page shows names rather than "unconfirmed" devices. Ids match firmware_sim's demo scenario.
-DEMO_DEVICES: Final[tuple[tuple[str, str, str, str | None], ...]] = (
-    # id, kind, display name, crop (salinity threshold)
-    ("kiosk-1", "kiosk", "Ki-ốt nhà văn hóa ấp", None),
-    ("radio-1", "radio", "Cụm loa thông minh", None),
-    ("wifi-1", "wifi", "Wi-Fi công cộng nhà văn hóa", None),
-    ("wx-1", "sensor", "Trạm thời tiết", None),
-    ("sal-1", "sensor", "Độ mặn cống ấp", "durian"),
-    ("wl-1", "sensor", "Mực nước kênh", None),
-    ("awd-1", "sensor", "Ruộng lúa ướt khô xen kẽ", "rice"),
-    ("soil-1", "sensor", "Đất vườn sầu riêng", "durian"),
-    ("sal-2", "sensor", "Độ mặn ao lấy nước", "rice"),
+
+@dataclass(frozen=True)
+class DemoDevice:
+    """A device as an admin registers it (`hamlet server add-device`)."""
+
+    id: str
+    hamlet: str
+    kind: str = "sensor"  # sensor | kiosk | radio | wifi
+    name: str = ""
+    crop: str | None = None  # salinity thresholds
+    expected_interval_s: int = 2
+
+
+# What an admin would register, so the page shows names rather than "unconfirmed" devices.
+# Ids match firmware_sim's demo scenario.
+DEMO_DEVICES: Final[tuple[DemoDevice, ...]] = (
+    DemoDevice("kiosk-1", HAMLET_ID, "kiosk", "Ki-ốt nhà văn hóa ấp"),
+    DemoDevice("radio-1", HAMLET_ID, "radio", "Cụm loa thông minh"),
+    DemoDevice("wifi-1", HAMLET_ID, "wifi", "Wi-Fi công cộng nhà văn hóa"),
+    DemoDevice("wx-1", HAMLET_ID, "sensor", "Trạm thời tiết"),
+    DemoDevice("sal-1", HAMLET_ID, "sensor", "Độ mặn cống ấp", "durian"),
+    DemoDevice("wl-1", HAMLET_ID, "sensor", "Mực nước kênh"),
+    DemoDevice("awd-1", HAMLET_ID, "sensor", "Ruộng lúa ướt khô xen kẽ", "rice"),
+    DemoDevice("soil-1", HAMLET_ID, "sensor", "Đất vườn sầu riêng", "durian"),
+    DemoDevice("sal-2", HAMLET_ID, "sensor", "Độ mặn ao lấy nước", "rice"),
 )
 
 
@@ -170,64 +184,54 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def gateway_config(
-    *, run_dir: Path, server_url: str, token: str, mqtt_port: int, serial: Path, modbus: Path
-) -> str:
-    """The demo gateway's TOML: the same file an installer would write with `gateway init`."""
-    return f"""\
-# Written by `hamlet demo`; a real gateway's file looks the same.
-id = "{GATEWAY_ID}"
-hamlet = "{HAMLET_ID}"
-data_dir = "{run_dir / "gateway"}"
-heartbeat_interval_s = 10
+def write_gateway_config(
+    path: Path,
+    *,
+    run_dir: Path,
+    server_url: str,
+    token: str,
+    mqtt_port: int,
+    serial: Path,
+    modbus: Path,
+) -> GatewayConfig:
+    """The demo gateway's config, written and validated by what `hamlet gateway init` uses."""
+    from gateway.installer.init import InitAnswers, InitError, ModbusDeviceSpec, write_config
 
-[clock]
-# The demo runs on a desktop whose OS keeps time; a Pi uses "auto" (timesyncd / adjtimex).
-sync = "always"
-
-[buffer]
-durability_window_s = 0.2  # a demo shows readings at once; a Pi keeps the default (60 s)
-max_bytes = 67108864
-
-[uplink]
-url = "{server_url}"
-token = "{token}"
-
-[[sources.mqtt]]
-name = "local-broker"
-host = "127.0.0.1"
-port = {mqtt_port}
-client_id = "hamlet-{GATEWAY_ID}"
-topics = ["hamlet/#"]
-
-[[sources.serial]]
-name = "lora-concentrator"
-port = "{serial}"
-baudrate = 115200
-
-[[sources.modbus]]
-name = "rs485"
-port = "{modbus}"
-baudrate = 9600
-
-[[sources.modbus.devices]]
-id = "soil-1"
-profile = "soil-npk-7in1"
-address = 1
-interval_s = 2
-
-[[sources.modbus.devices]]
-id = "sal-2"
-profile = "sensecap-s-ec-01"
-address = 2
-interval_s = 2
-"""
+    answers = InitAnswers(
+        gateway_id=GATEWAY_ID, server_url=server_url, token=token, hamlet=HAMLET_ID,
+        data_dir=run_dir / "gateway", serial_ports=[str(serial)], modbus_port=str(modbus),
+        modbus_devices=[
+            ModbusDeviceSpec("soil-1", "soil-npk-7in1", 1, 2.0),
+            ModbusDeviceSpec("sal-2", "sensecap-s-ec-01", 2, 2.0),
+        ],
+        mqtt_port=mqtt_port,
+        settings={
+            "heartbeat_interval_s": 10,
+            # A desktop's OS keeps time; a Pi uses "auto" (timesyncd / adjtimex).
+            "clock": {"sync": "always"},
+            # A demo shows readings at once; a Pi keeps the default window (60 s).
+            "buffer": {"durability_window_s": 0.2, "max_bytes": 64 * 1024 * 1024},
+        },
+    )  # fmt: skip
+    try:
+        return write_config(path, answers, force=False, by="hamlet demo")
+    except InitError as err:
+        raise DemoError(f"the demo gateway's config is not valid: {err}") from err
 
 
-def _register_demo_hamlet(data_dir: Path) -> None:
-    """Commune, hamlet and devices, written the way the admin CLI writes them."""
+def register(
+    data_dir: Path,
+    hamlets: Mapping[str, str],
+    gateways: Mapping[str, str],
+    devices: Sequence[DemoDevice],
+    commune: tuple[str, str] | None = None,
+) -> dict[str, tuple[str, str]]:
+    """Write hamlets ({id: name}, public, in ``commune`` if given), their gateways
+    ({hamlet: gateway id}) and ``devices`` into the server's registry, with the functions the
+    admin CLI (`hamlet server add-hamlet/add-gateway/add-device`) uses; the one way the demo
+    registers anything. Returns {hamlet: (gateway, token)} for the gateways added now."""
     from hamlet.config import load_config
-    from server import registry
+    from server import audit, registry
     from server.config import ENV_PREFIX, ServerConfig
     from server.models import DeviceIn
     from server.store.schema import open_db
@@ -239,20 +243,30 @@ def _register_demo_hamlet(data_dir: Path) -> None:
         extra={"environment": "development", "data_dir": str(data_dir)},
     )
     conn = open_db(cfg.ledger_path)
+    creds: dict[str, tuple[str, str]] = {}
     try:
-        registry.add_commune(conn, "dinh-mon", "Xã Định Môn")
-        registry.add_hamlet(conn, HAMLET_ID, commune="dinh-mon", name="Ấp Định Phước", public=True)
-        for dev_id, kind, name, crop in DEMO_DEVICES:
+        if commune is not None:
+            registry.add_commune(conn, *commune)
+        for h, name in hamlets.items():
+            registry.add_hamlet(
+                conn, h, commune=commune[0] if commune else None, name=name, public=True
+            )
+            gw = gateways[h]
+            if registry.gateway_by_id(conn, gw) is None:
+                creds[h] = (gw, registry.add_gateway(conn, gw, h))
+                audit.record(conn, "demo", audit.Action.GATEWAY_ADDED, gw)
+        for d in devices:
             registry.upsert_device(
                 conn,
-                HAMLET_ID,
+                d.hamlet,
                 DeviceIn.model_validate(
-                    {"id": dev_id, "kind": kind, "name": name, "crop": crop,
-                     "gateway": GATEWAY_ID, "expected_interval_s": 2}
+                    {"id": d.id, "kind": d.kind, "name": d.name, "crop": d.crop,
+                     "gateway": gateways[d.hamlet], "expected_interval_s": d.expected_interval_s}
                 ),
             )  # fmt: skip
     finally:
         conn.close()
+    return creds
 
 
 @dataclass(frozen=True)
@@ -264,44 +278,24 @@ class Replay:
 def register_scenario(data_dir: Path, name: str) -> dict[str, tuple[str, str]]:
     """The scenario's hamlets and devices, and one gateway a hamlet; {hamlet: (gw, token)}."""
     from firmware_sim.scenario import ScenarioError, load_scenario
-    from hamlet.config import load_config
-    from server import registry
-    from server.config import ENV_PREFIX, ServerConfig
-    from server.models import DeviceIn
-    from server.store.schema import open_db
 
     try:
         scn = load_scenario(name)
     except ScenarioError as err:
         raise DemoError(str(err)) from err
-    cfg = load_config(
-        ServerConfig,
-        None,
-        env_prefix=ENV_PREFIX,
-        extra={"environment": "development", "data_dir": str(data_dir)},
+    devices = [
+        DemoDevice(
+            d.id, d.hamlet, _KIND.get(str(d.model), "sensor"), d.id,
+            _DEMO_CROP.get(str(d.model)), max(1, round(d.interval_s)),
+        )
+        for d in scn.devices
+    ]  # fmt: skip
+    return register(
+        data_dir,
+        {h.id: h.name for h in scn.hamlets},
+        {h.id: f"gw-{h.id}"[:64] for h in scn.hamlets},
+        devices,
     )
-    conn = open_db(cfg.ledger_path)
-    creds: dict[str, tuple[str, str]] = {}
-    try:
-        for h in scn.hamlets:
-            registry.add_hamlet(conn, h.id, name=h.name, public=True)
-            gw = f"gw-{h.id}"[:64]
-            if registry.gateway_by_id(conn, gw) is None:
-                creds[h.id] = (gw, registry.add_gateway(conn, gw, h.id))
-        for d in scn.devices:
-            model = str(d.model)
-            registry.upsert_device(
-                conn,
-                d.hamlet,
-                DeviceIn.model_validate(
-                    {"id": d.id, "kind": _KIND.get(model, "sensor"), "name": d.id,
-                     "crop": _DEMO_CROP.get(model), "gateway": f"gw-{d.hamlet}"[:64],
-                     "expected_interval_s": max(1, round(d.interval_s))}
-                ),
-            )  # fmt: skip
-    finally:
-        conn.close()
-    return creds
 
 
 async def replay_scenario(
@@ -462,16 +456,11 @@ async def run_demo(
     console.print(f"[bold]Smart-hamlet demo / Demo ấp thông minh[/bold] — files in {run_dir}")
     async with EmbeddedBroker("127.0.0.1", mqtt_port), _children() as children:
         console.print(f"  MQTT broker (amqtt) on 127.0.0.1:{mqtt_port}")
-        add = await asyncio.create_subprocess_exec(
-            *hamlet, "server", "add-gateway", GATEWAY_ID, "--hamlet", HAMLET_ID,
-            "--data-dir", str(run_dir / "server"), "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        creds = register(
+            run_dir / "server", {HAMLET_ID: "Ấp Định Phước"}, {HAMLET_ID: GATEWAY_ID},
+            DEMO_DEVICES, commune=("dinh-mon", "Xã Định Môn"),
         )  # fmt: skip
-        out, err = await add.communicate()
-        if add.returncode != 0:
-            raise DemoError(f"registering the demo gateway failed:\n{err.decode()}")
-        token = str(json.loads(out)["token"])
-        _register_demo_hamlet(run_dir / "server")
+        token = creds[HAMLET_ID][1]
         subscribe_demo_farmer(run_dir / "server", [HAMLET_ID])
 
         modem_link = run_dir / "tty-modem"
@@ -526,11 +515,9 @@ async def run_demo(
         console.print("  simulated hamlet: MQTT kiosk & sensors, serial LoRa node, RS485 Modbus")
 
         cfg = run_dir / "gateway.toml"
-        cfg.write_text(
-            gateway_config(
-                run_dir=run_dir, server_url=url, token=token, mqtt_port=mqtt_port,
-                serial=serial, modbus=modbus,
-            )
+        write_gateway_config(
+            cfg, run_dir=run_dir, server_url=url, token=token, mqtt_port=mqtt_port,
+            serial=serial, modbus=modbus,
         )  # fmt: skip
         gateway = Child(
             "gateway", [*hamlet, "gateway", "run", "--config", str(cfg)], env,

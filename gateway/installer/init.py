@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -65,6 +66,9 @@ class InitAnswers:
     modbus_devices: list[ModbusDeviceSpec] = field(default_factory=list)
     mqtt_host: str | None = "127.0.0.1"
     mqtt_port: int = 1883
+    # Settings no question covers (heartbeat_interval_s, [clock], [buffer], ...): top-level
+    # keys and tables written as given, validated with the rest.
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def build_config(a: InitAnswers) -> dict[str, Any]:
@@ -113,7 +117,12 @@ def build_config(a: InitAnswers) -> dict[str, Any]:
             }
         ]
     data["sources"] = sources
-    return data
+    clash = sorted(set(a.settings) & set(data))
+    if clash:
+        raise InitError(
+            f"settings {', '.join(clash)} are written from the answers; give them there"
+        )
+    return {**data, **a.settings}
 
 
 _COMMENTS: Final = {
@@ -125,8 +134,12 @@ _COMMENTS: Final = {
 }
 
 
-def write_config(path: Path, answers: InitAnswers, *, force: bool) -> GatewayConfig:
+def write_config(
+    path: Path, answers: InitAnswers, *, force: bool, by: str = "hamlet gateway init"
+) -> GatewayConfig:
     """Write the config, load it back through the real loader, and return it.
+
+    ``by`` names the command that wrote it, in the file's first lines.
 
     Refuses to overwrite an existing file unless ``force``. The file holds the token, so it
     is created 0600 (the gateway's own user reads it).
@@ -137,8 +150,8 @@ def write_config(path: Path, answers: InitAnswers, *, force: bool) -> GatewayCon
             f"(tệp đã tồn tại; dùng --force để ghi đè)"
         )
     text = (
-        "# Written by `hamlet gateway init`. Check it with `hamlet gateway doctor`.\n"
-        "# Tạo bởi `hamlet gateway init`. Kiểm tra bằng `hamlet gateway doctor`.\n\n"
+        f"# Written by `{by}`. Check it with `hamlet gateway doctor`.\n"
+        f"# Tạo bởi `{by}`. Kiểm tra bằng `hamlet gateway doctor`.\n\n"
         + dumps(build_config(answers), _COMMENTS)
     )
     path.parent.mkdir(parents=True, exist_ok=True)

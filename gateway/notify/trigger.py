@@ -28,6 +28,7 @@ from hamlet.alertrules import RuleKind, Severity, Subject, resolve, rules_for_me
 from hamlet.edgeplan import EdgePlan, natural_alert_id
 from hamlet.sms.errors import ModemError
 from hamlet.sms.modem import AsyncGsmModem
+from hamlet.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from gateway.notify.config import EdgeAlertsConfig
@@ -116,11 +117,7 @@ class EdgeTrigger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._tasks)
         if self._tasks:
             self._uplink.before_post.remove(self.before_post)
             self._pipeline.unsubscribe(self._sub)

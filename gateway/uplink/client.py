@@ -31,6 +31,7 @@ from gateway.uplink.encode import Encoded, encode_batch
 from hamlet.backoff import Backoff
 from hamlet.contract import IngestResult
 from hamlet.ingest_client import IngestClient, Outcome, Unreachable
+from hamlet.tasks import TaskOwner
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,13 @@ class UplinkStatus:
         )
 
 
-class Uplink:
+class Uplink(TaskOwner):
     """Async context manager owning the upload task."""
 
     def __init__(
         self, config: UplinkConfig, gateway_id: str, buffer: DurableBuffer, clock: Clock
     ) -> None:
+        super().__init__()
         self._cfg = config
         self._gw = gateway_id
         self._buffer = buffer
@@ -101,7 +103,6 @@ class Uplink:
         self.status = UplinkStatus(batch_size=config.max_batch_records)
         self._client: httpx.AsyncClient | None = None
         self._ingest: IngestClient | None = None
-        self._task: asyncio.Task[None] | None = None
         self._backoff = Backoff(base_s=config.backoff_base_s, cap_s=config.backoff_cap_s)
         # Set after every successful post: tests and the status page can wait on it.
         self.uploaded = asyncio.Event()
@@ -109,7 +110,7 @@ class Uplink:
         # (the SMS a gateway sent while down, so the server does not send them again).
         self.before_post: list[Callable[[], Awaitable[None]]] = []
 
-    async def __aenter__(self) -> Uplink:
+    def _start(self) -> None:
         # httpx logs every request at INFO: a line per batch would bury the journal.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         verify: ssl.SSLContext | bool = True
@@ -123,13 +124,7 @@ class Uplink:
         self._ingest = IngestClient(
             self._client, str(self._cfg.url), self._cfg.token.get_secret_value()
         )
-        self._task = asyncio.create_task(self._run(), name="uplink")
-        return self
-
-    @property
-    def task(self) -> asyncio.Task[None] | None:
-        """The long-lived task, for the gateway's supervision."""
-        return self._task
+        self._spawn(self._run(), "uplink")
 
     async def __aexit__(
         self,
@@ -137,12 +132,11 @@ class Uplink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client is not None:
-            await self._client.aclose()
+        try:
+            await super().__aexit__(exc_type, exc, tb)
+        finally:
+            if self._client is not None:
+                await self._client.aclose()
 
     # -- the loop -------------------------------------------------------------------
     async def _run(self) -> None:

@@ -42,6 +42,7 @@ from hamlet.contract import (
     UplinkBatch,
     delta_decode,
 )
+from hamlet.tasks import stop_tasks
 from server.alerts import apply, table
 from server.alerts.apply import BatchWork, Replay
 from server.alerts.table import Key
@@ -164,11 +165,7 @@ class AlertEngine:
         with contextlib.suppress(TimeoutError):
             # Finish what was promised; a stuck store must not hold shutdown forever.
             await asyncio.wait_for(self._queue.join(), timeout=10)
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     # --- the hook ----------------------------------------------------------------------

@@ -7,9 +7,8 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
-from typing import Self
 
+from hamlet.tasks import TaskOwner
 from server.notify.channels import DeliveryError, Sender
 from server.notify.config import NotifyConfig
 from server.notify.model import AlertEvent, Channel
@@ -18,7 +17,7 @@ from server.notify.store import Batch, NotifyStore
 log = logging.getLogger(__name__)
 
 
-class Dispatcher:
+class Dispatcher(TaskOwner):
     """Owns one task; ``enqueue`` records an alert's messages and wakes it."""
 
     def __init__(
@@ -28,27 +27,15 @@ class Dispatcher:
         config: NotifyConfig,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()
         self.store = store
         self.senders = senders
         self.config = config
         self.clock = clock
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run(), name="notify-dispatcher")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def _start(self) -> None:
+        self._spawn(self._run(), "notify-dispatcher")
 
     def wake(self) -> None:
         self._wake.set()

@@ -10,13 +10,11 @@ idempotent, so a crash between the two only repeats work, never a message.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
-from types import TracebackType
-from typing import Self
 
 from hamlet.contract import IngestResult, UplinkBatch
+from hamlet.tasks import TaskOwner
 from server.alerts.engine import AlertEngine, AlertEngineDown
 from server.notify.bridge import UnknownAlertShape, event_from_alert
 from server.notify.dispatcher import Dispatcher
@@ -38,13 +36,13 @@ def changed_alerts(conn: sqlite3.Connection, since_ms: int) -> list[dict[str, ob
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
-class AlertFeed:
+class AlertFeed(TaskOwner):
     def __init__(self, engine: AlertEngine, store: Store, dispatcher: Dispatcher) -> None:
+        super().__init__()
         self.engine = engine
         self.store = store
         self.dispatcher = dispatcher
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.events = 0
         # Silences the engine's sweeper opens (gateway silent, device down) come with no
         # ingest batch: the engine says so, and they go out at once.
@@ -55,21 +53,9 @@ class AlertFeed:
     ) -> None:
         self._wake.set()
 
-    async def __aenter__(self) -> Self:
+    def _start(self) -> None:
         self._wake.set()  # catch up with what changed while the server was down
-        self._task = asyncio.create_task(self._run(), name="notify-alert-feed")
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._spawn(self._run(), "notify-alert-feed")
 
     async def _run(self) -> None:
         nstore = self.dispatcher.store

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from hamlet.demo import GATEWAY_ID, HAMLET_ID, gateway_config
+from hamlet.demo import GATEWAY_ID, HAMLET_ID, write_gateway_config
 from tests.conftest import require_tool
 from tests.support.broker import Broker
 from tests.support.procs import HAMLET, ManagedProcess, ServerProcess, start_server
@@ -51,11 +51,9 @@ def hamlet_stack(tmp_path: Path, mqtt_broker: Broker) -> Iterator[tuple[ServerPr
             sim.wait_for(r"^sim ready", timeout=60)
             (tmp_path / "gateway").mkdir()
             cfg = tmp_path / "gateway.toml"
-            cfg.write_text(
-                gateway_config(
-                    run_dir=tmp_path, server_url=server.url, token=token,
-                    mqtt_port=mqtt_broker.port, serial=serial, modbus=modbus,
-                )
+            write_gateway_config(
+                cfg, run_dir=tmp_path, server_url=server.url, token=token,
+                mqtt_port=mqtt_broker.port, serial=serial, modbus=modbus,
             )  # fmt: skip
             gw = ManagedProcess([*HAMLET, "gateway", "run", "--config", str(cfg)]).start()
             gw.wait_for(rf"gateway {GATEWAY_ID} running", timeout=60)

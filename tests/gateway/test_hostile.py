@@ -26,7 +26,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.buffer import DurableBuffer
 from gateway.clock import Clock, ClockConfig
 from gateway.deadletter import DeadLetter
-from gateway.normalize import NormalizeError, Normalizer
 from gateway.pipeline import Pipeline
 from gateway.sources.base import SourceStatus
 from gateway.sources.mqtt.config import MqttSourceConfig
@@ -70,7 +69,7 @@ class Expect:
 
 
 def _pipeline(buffer: DurableBuffer, clock: Clock) -> Pipeline:
-    return Pipeline(buffer, clock, Normalizer().normalize, (NormalizeError,))
+    return Pipeline(buffer, clock)
 
 
 def _buffer(data: Path, clock: Clock) -> DurableBuffer:

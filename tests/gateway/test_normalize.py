@@ -130,19 +130,25 @@ def test_pss78_hill_extension_is_continuous_at_2(t: float) -> None:
     assert practical_salinity(hi, t) - practical_salinity(lo, t) < 1e-3
 
 
-def test_expand_derives_salinity_once() -> None:
-    recs = [
+def test_derive_adds_salinity_once_per_frame() -> None:
+    recs = [N.normalize(r) for r in (
         Reading("sal-2", "ec", 3600, "µS/cm"),
         Reading("sal-2", "water_temp", 25.0),
         Reading("soil-1", "soil_ec", 1.2),
         Reading("sal-3", "ec", 4.0),
         Reading("sal-3", "water_temp", 29.0),
         Reading("sal-3", "salinity", 2.1),  # the device said it: never overwrite
-    ]
-    out = N.expand(recs)
-    derived = [r for r in out[len(recs) :] if isinstance(r, Reading)]
-    assert [(r.device, r.metric) for r in derived] == [("sal-2", "salinity")]
+        # sal-2's next frame in the same submit: its own salinity.
+        Reading("sal-2", "ec", 5.0),
+        Reading("sal-2", "water_temp", 26.0),
+        # A frame with only EC, then one with only temperature at another instant: none.
+        Reading("sal-4", "ec", 5.0, device_time_ms=1000),
+        Reading("sal-4", "water_temp", 26.0, device_time_ms=2000),
+    )]  # fmt: skip
+    derived = N.derive(recs)
+    assert [(r.device, r.metric) for r in derived] == [("sal-2", "salinity")] * 2
     assert derived[0].value == pytest.approx(practical_salinity(3.6, 25.0), abs=1e-3)
+    assert derived[1].value == pytest.approx(practical_salinity(5.0, 26.0), abs=1e-3)
 
 
 # Hypothesis: never a crash, always a Reading in range or a specific NormalizeError ------

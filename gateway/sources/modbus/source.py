@@ -22,7 +22,6 @@ from typing import Any, Final
 from pymodbus import FramerType, ModbusException
 from pymodbus.client import AsyncModbusSerialClient
 
-from gateway.normalize import Normalizer
 from gateway.profiles import Block, DecodeError, DeviceProfile, decode_profile, plan_blocks
 from gateway.records import Reading, Record, Sink
 from gateway.sources.base import SourceState, SourceStatus
@@ -71,7 +70,6 @@ class ModbusSource:
             _Device(d, table[d.profile], plan_blocks(table[d.profile].registers))
             for d in cfg.devices
         ]
-        self._normalizer = Normalizer()
         self._rng = random.Random()
         for dev in self._devices:
             dev.stats = {
@@ -253,11 +251,11 @@ class ModbusSource:
         st["ok"] = int(st["ok"] or 0) + 1
         st["status"] = "ok"
         st["last_ok_at"] = time.time()
-        records: list[Record] = [
+        # In the device's units: the pipeline normalizes.
+        return [
             Reading(dev.cfg.id, reg.metric, value, reg.unit, source=self.name)
             for reg, value in values
         ]
-        return self._normalizer.expand(records)
 
     async def _read_device(
         self, client: AsyncModbusSerialClient, dev: _Device

@@ -24,7 +24,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from gateway.buffer.identity import receipt_key, receipts_for
-from gateway.normalize import Normalizer
 from gateway.records import Record, Sink
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.mqtt.config import MqttSourceConfig
@@ -88,7 +87,6 @@ class MqttSource:
         self._seq = SeqTracker(max_devices=_MAX_DEVICES * 5)
         self._generation = 0
         self._stopping = False
-        self._normalizer = Normalizer()
         # Receipt key -> times processing it raised (a bug, not bad input): the second time,
         # the message is dead-lettered and acked, so a redelivered poison cannot wedge us.
         self._failures: dict[int, int] = {}
@@ -278,8 +276,7 @@ class MqttSource:
             )
             return []
         self._track(dec)
-        # EC + water temperature in one message and no salinity: add PSS-78 salinity.
-        records = self._normalizer.expand(dec.records)
+        records = dec.records  # in the device's units: the pipeline normalizes
         # What was received, so the buffer recognises a redelivered copy after any restart
         # (see docs/store-and-forward.md). A message with its own seq or time is unique, so
         # a match is a copy; a bare one may repeat legitimately: only a DUP is checked.

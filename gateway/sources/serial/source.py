@@ -19,7 +19,6 @@ from typing import Final
 import serial
 
 from gateway.buffer.identity import receipt_key, receipts_for
-from gateway.normalize import Normalizer
 from gateway.records import Reading, Record, Sink
 from gateway.sources.base import SourceState, SourceStatus
 from gateway.sources.seqtrack import SeqOutcome, SeqTracker
@@ -49,7 +48,6 @@ class SerialSource:
         self.name = cfg.name
         self.state = SourceState(cfg.name, "serial")
         self._seq = SeqTracker(max_devices=_MAX_NODES * 5)
-        self._normalizer = Normalizer()
         self._last_frame: dict[str, tuple[int, int]] = {}  # node -> (seq, hash of line)
         # Dead letters for noise and overlong lines, per code: (window start, count).
         self._limited: dict[str, tuple[float, int]] = {}
@@ -233,7 +231,6 @@ class SerialSource:
         ]
         # Node id + node seq (+ the frame, so a rebooted node's new seq 1 is new): a radio
         # retransmission is recognised by the buffer, also across a gateway restart.
-        recs = self._normalizer.expand(recs)
         key = receipt_key(self.name, frame.node, frame.seq, repr((frame.time, frame.readings)))
         receipts = receipts_for(key, len(recs), check=True)
         return [replace(r, receipt=rc) for r, rc in zip(recs, receipts, strict=True)]

@@ -39,7 +39,6 @@ from gateway.buffer import DurableBuffer
 from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
 from gateway.installer.doctor import Outcome, check_broker_health
-from gateway.normalize import NormalizeError, Normalizer
 from gateway.pipeline import Pipeline
 from gateway.sources.base import SourceStatus
 from gateway.sources.mqtt.config import MqttSourceConfig
@@ -383,7 +382,7 @@ async def test_the_gateway_source_logs_in_and_commits(
     async with DurableBuffer(
         BufferConfig(durability_window_s=0.2), tmp_path / "gw", clock.boot_id
     ) as buffer:
-        sink = Committed(Pipeline(buffer, clock, Normalizer().normalize, (NormalizeError,)), buffer)
+        sink = Committed(Pipeline(buffer, clock), buffer)
         src = MqttSource(cfg)
         task = asyncio.create_task(src.run(sink))
         try:

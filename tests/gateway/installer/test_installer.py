@@ -85,6 +85,45 @@ def test_init_writes_a_valid_config_and_refuses_overwrite(tmp_path: Path) -> Non
     assert load_gateway_config(cfg).sources.mqtt == []
 
 
+def test_the_demo_writes_its_config_through_the_init_writer(tmp_path: Path) -> None:
+    from hamlet.demo import GATEWAY_ID, HAMLET_ID, write_gateway_config
+
+    cfg = tmp_path / "gateway.toml"
+    write_gateway_config(
+        cfg, run_dir=tmp_path, server_url="http://127.0.0.1:8080", token="demo-token",
+        mqtt_port=18830, serial=tmp_path / "tty-serial", modbus=tmp_path / "tty-modbus",
+    )  # fmt: skip
+    text = cfg.read_text()
+    assert text.startswith("# Written by `hamlet demo`. Check it with `hamlet gateway doctor`.")
+    assert cfg.stat().st_mode & 0o077 == 0  # holds the token, as init's file does
+    loaded = load_gateway_config(cfg)
+    assert (loaded.id, loaded.hamlet) == (GATEWAY_ID, HAMLET_ID)
+    assert loaded.clock.sync == "always"
+    assert loaded.buffer.durability_window_s == 0.2
+    assert loaded.heartbeat_interval_s == 10
+    assert [s.port for s in loaded.sources.serial] == [str(tmp_path / "tty-serial")]
+    assert [(d.id, d.address, d.interval_s) for d in loaded.sources.modbus[0].devices] == [
+        ("soil-1", 1, 2.0),
+        ("sal-2", 2, 2.0),
+    ]
+    assert loaded.sources.mqtt[0].port == 18830
+
+
+def test_init_settings_are_validated_and_never_replace_answers(tmp_path: Path) -> None:
+    from gateway.installer.init import InitAnswers, InitError, write_config
+
+    base = {"gateway_id": "gw-1", "server_url": "http://127.0.0.1:9", "token": "t"}
+    with pytest.raises(InitError, match="uplink are written from the answers"):
+        write_config(tmp_path / "a.toml", InitAnswers(**base, settings={"uplink": {}}), force=False)
+    with pytest.raises(InitError, match="not make a valid config"):
+        write_config(
+            tmp_path / "b.toml", InitAnswers(**base, settings={"clock": {"sync": "?"}}),
+            force=False,
+        )  # fmt: skip
+    assert not (tmp_path / "b.toml").exists()
+    assert not (tmp_path / "b.toml.tmp").exists()
+
+
 @pytest.mark.parametrize(
     ("extra", "msg"),
     [

@@ -21,7 +21,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from gateway.buffer import DurableBuffer
 from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
-from gateway.normalize import NormalizeError, Normalizer
 from gateway.pipeline import Pipeline
 from gateway.records import Record
 from tests.support.broker import Broker
@@ -113,8 +112,7 @@ async def committed(tmp_path: Path) -> AsyncIterator[Committed]:
     data = tmp_path / "gateway"
     data.mkdir()
     async with DurableBuffer(BufferConfig(durability_window_s=0.2), data, clock.boot_id) as buffer:
-        norm = Normalizer()
-        yield Committed(Pipeline(buffer, clock, norm.normalize, (NormalizeError,)), buffer)
+        yield Committed(Pipeline(buffer, clock), buffer)
 
 
 class Publisher:

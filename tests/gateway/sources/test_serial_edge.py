@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from gateway.buffer import DurableBuffer
 from gateway.buffer.config import BufferConfig
 from gateway.clock import Clock, ClockConfig
-from gateway.normalize import NormalizeError, Normalizer
 from gateway.pipeline import Pipeline
 from gateway.records import Reading, Record
 from gateway.sources.base import SourceState, SourceStatus
@@ -114,8 +113,7 @@ async def slow_commit(tmp_path: Path) -> AsyncIterator[Committed]:
     (tmp_path / "gw").mkdir()
     cfg = BufferConfig(durability_window_s=5)
     async with DurableBuffer(cfg, tmp_path / "gw", clock.boot_id) as buffer:
-        norm = Normalizer()
-        yield Committed(Pipeline(buffer, clock, norm.normalize, (NormalizeError,)), buffer)
+        yield Committed(Pipeline(buffer, clock), buffer)
 
 
 async def test_reader_does_not_wait_for_the_commit(
