@@ -544,13 +544,19 @@ def modem(
     unanswered_sends: Annotated[
         int, typer.Option(help="The first N sends go out but are never answered (a crash).")
     ] = 0,
+    stalled_sends: Annotated[
+        int, typer.Option(help="The first N sends from storage (AT+CMSS) hang: nothing goes.")
+    ] = 0,
 ) -> None:
     """A GSM modem (SIM7600-like AT commands) on a pty; prints each SMS it sends.
     / Modem GSM mô phỏng; in ra mỗi tin nhắn gửi đi."""
-    raise typer.Exit(asyncio.run(_modem(link, record, duration_s, unanswered_sends)))
+    state = (unanswered_sends, stalled_sends)
+    raise typer.Exit(asyncio.run(_modem(link, record, duration_s, state)))
 
 
-async def _modem(link: Path, record: Path | None, duration_s: float | None, unanswered: int) -> int:
+async def _modem(
+    link: Path, record: Path | None, duration_s: float | None, faults: tuple[int, int]
+) -> int:
     from firmware_sim.gsm_modem import GsmModemSim, ModemState
     from firmware_sim.ptylink import PtyError
 
@@ -559,7 +565,12 @@ async def _modem(link: Path, record: Path | None, duration_s: float | None, unan
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        async with GsmModemSim(link, ModemState(unanswered_sends=unanswered)) as sim:
+        state = ModemState(unanswered_sends=faults[0], stalled_sends=faults[1])
+
+        def notice(text: str) -> None:
+            print(f"modem {text}", flush=True)
+
+        async with GsmModemSim(link, state, notice) as sim:
             print(f"modem ready on {link}", flush=True)
             stopping = asyncio.create_task(stop.wait())
             deadline = None if duration_s is None else loop.time() + duration_s

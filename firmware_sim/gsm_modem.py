@@ -1,9 +1,12 @@
 """A GSM modem (SIM800/SIM7600 class) on a pty: the AT command set the SMS driver uses.
 
 It answers AT, ATE0/1, AT+CMEE, AT+CPIN?/=, AT+CREG?/CEREG?, AT+CSQ, AT+CMGF, AT+CSCS, AT+CSCA?
-and AT+CMGS in text and PDU mode (Ctrl-Z sends, ESC cancels). Every error path is a fault a
-test or the demo sets: SIM missing or locked, not registered / denied, no signal, an SMSC
-unknown, any ``+CMS ERROR`` for the next N sends, or a modem that does not answer at all.
+and AT+CMGS in text and PDU mode (Ctrl-Z sends, ESC cancels), and keeps messages in storage
+like a SIM does: AT+CMGW (PDU mode, stored "STO UNSENT"), AT+CMSS (sends one, which becomes
+"STO SENT" whether or not the host reads the answer), AT+CMGR, AT+CMGL and AT+CMGD.
+Every error path is a fault a test or the demo sets: SIM missing or locked, not registered /
+denied, no signal, an SMSC unknown, any ``+CMS ERROR`` for the next N sends, storage full, or a
+modem that does not answer at all.
 
 What it "sent" is recorded part by part, decoded by :mod:`firmware_sim.sms_decode` — its own
 decoder, not the driver's encoder — so a test sees what a phone would show.
@@ -15,6 +18,7 @@ import asyncio
 import os
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -59,13 +63,34 @@ class ModemState:
     # The next N sends reach the network but their +CMGS answer never comes back (the host
     # died, or the USB link dropped, between the send and the answer).
     unanswered_sends: int = 0
+    # The next N AT+CMSS hang: nothing goes, no answer comes (the message stays STO UNSENT).
+    stalled_sends: int = 0
+    storage_slots: int = 30  # a SIM's SMS storage; full: +CMS ERROR: 322
+
+
+STO_UNSENT, STO_SENT = 2, 3
+
+
+@dataclass
+class Stored:
+    """An outgoing message in the modem's storage (AT+CMGW)."""
+
+    stat: int
+    pdu: str
+    tpdu_len: int
 
 
 class GsmModemSim:
     """The modem at ``link`` (a symlink to a pty slave, like /dev/ttyUSB2)."""
 
-    def __init__(self, link: str | Path, state: ModemState | None = None) -> None:
+    def __init__(
+        self,
+        link: str | Path,
+        state: ModemState | None = None,
+        notice: Callable[[str], None] | None = None,
+    ) -> None:
         self.link = Path(link)
+        self._notice = notice or (lambda _text: None)  # injected faults, as they happen
         self.state = state or ModemState()
         self.sent: list[SentPart] = []
         self.commands: list[str] = []  # every command line received, for tests to inspect
@@ -76,10 +101,12 @@ class GsmModemSim:
         self._cmgf = 0
         self._cscs = "GSM"
         self._wrong_pins = 0
-        self._prompt: tuple[Literal["pdu", "text"], str | int] | None = None
+        self._prompt: tuple[Literal["pdu", "text", "store"], str | int] | None = None
         self._mr = 0
+        self._store_stat = STO_UNSENT
         self._sent_event = asyncio.Event()
         self.inbox: dict[int, str] = {}  # storage index -> SMS-DELIVER PDU hex
+        self.stored: dict[int, Stored] = {}  # storage index -> outgoing message (same space)
         self.deleted: list[int] = []
 
     # -- fault injection ------------------------------------------------------------------
@@ -95,10 +122,17 @@ class GsmModemSim:
 
     def receive(self, sender: str, text: str) -> int:
         """A phone sends the modem an SMS: stored, and announced with +CMTI."""
-        index = max(self.inbox, default=0) + 1
+        index = self._free_index()
+        if index is None:
+            return 0  # storage full: a real modem drops it (the phone's sender sees it fail)
         self.inbox[index] = encode_deliver(sender, text)
         self._write(f'\r\n+CMTI: "SM",{index}\r\n')
         return index
+
+    def _free_index(self) -> int | None:
+        """The lowest free storage index, as a SIM gives (a deleted index is reused)."""
+        used = self.inbox.keys() | self.stored.keys()
+        return next((i for i in range(1, self.state.storage_slots + 1) if i not in used), None)
 
     # -- what was sent -------------------------------------------------------------------
     def messages(self) -> list[tuple[str, str]]:
@@ -174,6 +208,9 @@ class GsmModemSim:
                     self._write(body)
                 if b == ESC:
                     self._final("OK")  # cancelled: nothing sent
+                elif prompt[0] == "store":
+                    assert isinstance(prompt[1], int)
+                    self._finish_store(prompt[1], body)
                 else:
                     self._finish_send(prompt, body)
             elif len(self._buf) < _MAX_PROMPT:
@@ -235,17 +272,77 @@ class GsmModemSim:
                 self._final(f'+CSCA: "{st.smsc}",145', "OK")
         elif cmd in ("+CMGL=4", '+CMGL="ALL"'):
             lines = []
-            for i, p in sorted(self.inbox.items()):
-                lines += [f"+CMGL: {i},1,,{len(p) // 2 - 1}", p]
+            for i in sorted(self.inbox.keys() | self.stored.keys()):
+                stat, p = self._at(i)
+                lines += [f"+CMGL: {i},{stat},,{len(p) // 2 - 1}", p]
             self._final(*lines, "OK")
         elif m := re.fullmatch(r"\+CMGD=(\d+)", cmd):
             self.deleted.append(int(m.group(1)))
             self.inbox.pop(int(m.group(1)), None)
+            self.stored.pop(int(m.group(1)), None)
             self._final("OK")
+        elif m := re.fullmatch(r"\+CMGR=(\d+)", cmd):
+            self._read(int(m.group(1)))
         elif cmd.startswith("+CMGS="):
             self._start_send(line[len("AT+CMGS=") :])
+        elif m := re.fullmatch(r"\+CMGW=(\d+)(?:,(\d))?", cmd):
+            self._start_store(int(m.group(1)), int(m.group(2) or STO_UNSENT))
+        elif m := re.fullmatch(r"\+CMSS=(\d+)", cmd):
+            self._send_stored(int(m.group(1)))
         else:
             self._final("ERROR")
+
+    def _at(self, index: int) -> tuple[int, str]:
+        """(stat, PDU hex) of a stored message; received ones are "REC READ" (1)."""
+        if index in self.stored:
+            return self.stored[index].stat, self.stored[index].pdu
+        return 1, self.inbox[index]
+
+    def _read(self, index: int) -> None:
+        if not 1 <= index <= self.state.storage_slots:
+            self._final("+CMS ERROR: 321")  # invalid memory index
+        elif index not in self.inbox and index not in self.stored:
+            self._final("OK")  # an empty index: SIM800/SIM7600 answer nothing but OK
+        else:
+            stat, p = self._at(index)
+            self._final(f"+CMGR: {stat},,{len(p) // 2 - 1}", p, "OK")
+
+    def _start_store(self, tpdu_len: int, stat: int) -> None:
+        if self._cmgf != 0 or stat not in (STO_UNSENT, STO_SENT) or not 7 <= tpdu_len <= 164:
+            self._final("+CMS ERROR: 304")  # only PDU mode, outgoing statuses, here
+            return
+        self._prompt, self._store_stat = ("store", tpdu_len), stat
+        self._write("\r\n> ")
+
+    def _finish_store(self, tpdu_len: int, body: str) -> None:
+        stat = self._store_stat
+        try:
+            decode_submit(body.strip(), tpdu_len=tpdu_len)
+        except SmsDecodeError:
+            self._final("+CMS ERROR: 304")
+            return
+        index = self._free_index()
+        if index is None:
+            self._final("+CMS ERROR: 322")  # memory full
+            return
+        self.stored[index] = Stored(stat, body.strip(), tpdu_len)
+        self._final(f"+CMGW: {index}", "OK")
+
+    def _send_stored(self, index: int) -> None:
+        msg = self.stored.get(index)
+        if msg is None:
+            self._final("+CMS ERROR: 321")  # invalid memory index
+            return
+        if self.state.stalled_sends > 0:
+            self.state.stalled_sends -= 1
+            self._notice(f"stalled send from storage {index}")
+            return
+        sms = decode_submit(msg.pdu, tpdu_len=msg.tpdu_len)  # checked when it was stored
+        mr = self._transmit(sms, "pdu")
+        if mr is None:
+            return
+        msg.stat = STO_SENT  # before the answer: the host may never read it
+        self._answer(f"+CMSS: {mr}")
 
     def _enter_pin(self, pin: str) -> None:
         st = self.state
@@ -298,8 +395,11 @@ class GsmModemSim:
             return st.send_errors.popleft()
         return None
 
-    def _finish_send(self, prompt: tuple[Literal["pdu", "text"], str | int], body: str) -> None:
+    def _finish_send(
+        self, prompt: tuple[Literal["pdu", "text", "store"], str | int], body: str
+    ) -> None:
         mode, arg = prompt
+        assert mode != "store"
         try:
             if mode == "pdu":
                 assert isinstance(arg, int)
@@ -310,10 +410,17 @@ class GsmModemSim:
         except SmsDecodeError:
             self._final("+CMS ERROR: 304" if mode == "pdu" else "+CMS ERROR: 305")
             return
+        mr = self._transmit(sms, mode)
+        if mr is not None:
+            self._answer(f"+CMGS: {mr}")
+
+    def _transmit(self, sms: DecodedSubmit, mode: Literal["pdu", "text"]) -> int | None:
+        """The network takes the part (recorded; its message reference), or the +CMS ERROR is
+        answered (None)."""
         code = self._send_error()
         if code is not None:
             self._final(f"+CMS ERROR: {code}")
-            return
+            return None
         self._mr = (self._mr + 1) % 256
         self.sent.append(
             SentPart(
@@ -328,10 +435,14 @@ class GsmModemSim:
             )
         )
         self._sent_event.set()
+        return self._mr
+
+    def _answer(self, info: str) -> None:
+        """The answer to a send that went, unless the link is to lose it."""
         if self.state.unanswered_sends > 0:
             self.state.unanswered_sends -= 1
             return
-        self._final(f"+CMGS: {self._mr}", "OK")
+        self._final(info, "OK")
 
     def _text_mode(self, number: str, body: str) -> DecodedSubmit:
         if self._cscs == "UCS2":

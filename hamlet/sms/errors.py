@@ -38,6 +38,13 @@ CMS: dict[int, Advice] = {
     316: Advice(False, "The SIM is blocked (PUK needed): unblock it in a phone with the PUK "
                 "from the SIM card holder.",
                 "SIM bị khóa (cần mã PUK): mở khóa trên điện thoại bằng mã PUK in trên vỏ SIM."),
+    321: Advice(True, "The modem has no message at that storage index (it lost its storage); "
+                "the message is sent again.",
+                "Modem không còn tin nhắn ở vị trí lưu đó (bộ nhớ bị mất); tin sẽ được gửi lại."),
+    322: Advice(True, "The modem's message storage is full: the server clears what it stored "
+                "when it starts; if it stays full, delete the SIM's messages (AT+CMGD=1,4).",
+                "Bộ nhớ tin nhắn của modem đã đầy: máy chủ tự xóa tin đã lưu khi khởi động; "
+                "nếu vẫn đầy, xóa tin trên SIM (AT+CMGD=1,4)."),
     330: Advice(False, "SMS centre number unknown: set it with AT+CSCA (Viettel +84980200030, "
                 "Vinaphone +8491020005, MobiFone +8490000006... ask the operator).",
                 "Không có số tổng đài tin nhắn: đặt bằng AT+CSCA (hỏi nhà mạng số SMSC)."),
@@ -97,7 +104,8 @@ class CommandFailed(ModemError):
 
 
 class SendFailed(ModemError):
-    """AT+CMGS answered ``+CMS ERROR``; ``sent_parts`` parts of the message had gone before."""
+    """An SMS command (CMGS, CMGW, CMSS, CMGR) answered ``+CMS ERROR``; ``sent_parts`` parts of
+    the message had gone before."""
 
     def __init__(self, code: int, sent_parts: int = 0) -> None:
         super().__init__(f"+CMS ERROR: {code}", CMS.get(code, UNKNOWN))

@@ -31,6 +31,8 @@ from hamlet.sms.errors import (
 )
 
 _FINAL = re.compile(r"^(OK|ERROR|\+CME ERROR: ?(\d+)|\+CMS ERROR: ?(\d+))$")
+STO_UNSENT, STO_SENT = 2, 3  # <stat> of a stored outgoing message (3GPP TS 27.005)
+INVALID_INDEX, STORAGE_FULL = 321, 322  # +CMS ERROR codes of the storage commands
 LOW_SIGNAL = Advice(
     True,
     "Signal too weak to send: move or raise the antenna; will retry.",
@@ -215,9 +217,9 @@ class GsmModem:
         lines = self.command("AT+CMGL=4", timeout=self.config.send_timeout_s)
         out: list[pdu.Incoming] = []
         for head, body in itertools.pairwise(lines):
-            m = re.match(r"\+CMGL: ?(\d+),", head)
-            if m is None:
-                continue
+            m = re.match(r"\+CMGL: ?(\d+),(\d+),", head)
+            if m is None or int(m.group(2)) in (STO_UNSENT, STO_SENT):
+                continue  # our own outgoing messages (AT+CMGW) are not replies
             try:
                 sender, text = pdu.decode_deliver(body)
             except pdu.PduError:
@@ -229,20 +231,28 @@ class GsmModem:
         self.command(f"AT+CMGD={index}")
 
     # -- sending ------------------------------------------------------------------------------
-    def _cmgs(self, arg: str, body: bytes, sent_parts: int) -> int:
-        self._write(f"AT+CMGS={arg}\r".encode("ascii"))
-        self._read_until(b">", self.config.command_timeout_s, f"AT+CMGS={arg}")
-        self._write(body + b"\x1a")
-        lines = self._read_until(_FINAL, self.config.send_timeout_s, "")
+    def _answered(self, lines: list[str], sent_parts: int) -> list[str]:
+        """The information lines of an SMS command's answer; :class:`SendFailed` otherwise."""
         final = lines[-1]
         if m := re.match(r"\+CMS ERROR: ?(\d+)", final):
             raise SendFailed(int(m.group(1)), sent_parts)
         if final != "OK":
             raise SendFailed(500, sent_parts)
-        for line in lines:
-            if m := re.match(r"\+CMGS: ?(\d+)", line):
-                return int(m.group(1))
-        return -1
+        return lines[:-1]
+
+    def _prompted(self, cmd: str, body: bytes, sent_parts: int) -> list[str]:
+        """``cmd``, then ``body`` after its '> ' prompt, ended by Ctrl-Z."""
+        self._write(cmd.encode("ascii") + b"\r")
+        self._read_until(b">", self.config.command_timeout_s, cmd)
+        self._write(body + b"\x1a")
+        return self._answered(self._read_until(_FINAL, self.config.send_timeout_s, ""), sent_parts)
+
+    def _sms_command(self, cmd: str, sent_parts: int = 0) -> list[str]:
+        self._write(cmd.encode("ascii") + b"\r")
+        return self._answered(self._read_until(_FINAL, self.config.send_timeout_s, cmd), sent_parts)
+
+    def _cmgs(self, arg: str, body: bytes, sent_parts: int) -> int:
+        return _number(self._prompted(f"AT+CMGS={arg}", body, sent_parts), "+CMGS")
 
     def send(self, number: str, text: str, *, one_sms: bool = False) -> list[int]:
         """Send ``text`` to ``number``; the message reference of each part.
@@ -263,6 +273,62 @@ class GsmModem:
             refs.append(self._cmgs(str(part.tpdu_len), part.pdu_hex.encode("ascii"), i))
         return refs
 
+    # -- sending through the modem's storage ---------------------------------------------------
+    # The stored message is the durable record: the modem marks it STO SENT once it has gone,
+    # whether or not the host lives to read the answer (SIM800/SIM7600, 3GPP TS 27.005 §3.5).
+    def store(self, number: str, text: str, *, one_sms: bool = False) -> list[int]:
+        """Write each part to storage as STO UNSENT (PDU mode): their indexes, in order.
+
+        Parts already stored are deleted again when a later one fails (e.g. ``+CMS ERROR: 322``,
+        storage full).
+        """
+        alphabet = None
+        if one_sms:
+            text, alphabet = pdu.for_one_sms(text)
+        self._ref = (self._ref + 1) % 256
+        parts = pdu.submit_pdus(number, text, alphabet, ref=self._ref)
+        self.command("AT+CMGF=0")
+        indexes: list[int] = []
+        try:
+            for part in parts:
+                cmd = f"AT+CMGW={part.tpdu_len},{STO_UNSENT}"
+                indexes.append(_number(self._prompted(cmd, part.pdu_hex.encode("ascii"), 0),
+                                       "+CMGW"))  # fmt: skip
+        except SendFailed:
+            for i in indexes:
+                self.delete(i)
+            raise
+        return indexes
+
+    def send_stored(self, index: int, sent_parts: int = 0) -> int:
+        """``AT+CMSS``: send the stored message at ``index``; its message reference."""
+        return _number(self._sms_command(f"AT+CMSS={index}", sent_parts), "+CMSS")
+
+    def stored_status(self, index: int) -> int | None:
+        """``AT+CMGR``: the status of the message at ``index`` (2 STO UNSENT, 3 STO SENT…), or
+        None when the index is empty or out of range (the modem lost or never had it)."""
+        self.command("AT+CMGF=0")
+        try:
+            lines = self._sms_command(f"AT+CMGR={index}")
+        except SendFailed as err:
+            if err.code == INVALID_INDEX:
+                return None
+            raise
+        for line in lines:
+            if m := re.match(r"\+CMGR: ?(\d+),", line):
+                return int(m.group(1))
+        return None
+
+    def outgoing_stored(self) -> list[tuple[int, int]]:
+        """(index, status) of every outgoing message in storage (STO UNSENT or STO SENT)."""
+        self.command("AT+CMGF=0")
+        out = []
+        for line in self.command("AT+CMGL=4", timeout=self.config.send_timeout_s):
+            m = re.match(r"\+CMGL: ?(\d+),(\d+),", line)
+            if m is not None and int(m.group(2)) in (STO_UNSENT, STO_SENT):
+                out.append((int(m.group(1)), int(m.group(2))))
+        return out
+
     def _send_text(self, number: str, text: str) -> int:
         """Text mode: one SMS, GSM charset when it fits, else UCS2 hex (AT+CSCS="UCS2")."""
         alphabet = pdu.choose_alphabet(text)
@@ -276,6 +342,14 @@ class GsmModem:
         self.command('AT+CSCS="UCS2"')
         hex_number = number.encode("utf-16-be").hex().upper()
         return self._cmgs(f'"{hex_number}"', text.encode("utf-16-be").hex().upper().encode(), 0)
+
+
+def _number(lines: list[str], head: str) -> int:
+    """The number after ``head`` (``+CMGS: 7`` → 7); -1 when the modem did not say."""
+    for line in lines:
+        if m := re.match(re.escape(head) + r": ?(\d+)", line):
+            return int(m.group(1))
+    return -1
 
 
 class AsyncGsmModem:
@@ -320,3 +394,19 @@ class AsyncGsmModem:
     async def delete(self, index: int) -> None:
         async with self._lock:
             await asyncio.to_thread(self._modem.delete, index)
+
+    async def store(self, number: str, text: str, *, one_sms: bool = False) -> list[int]:
+        async with self._lock:
+            return await asyncio.to_thread(self._modem.store, number, text, one_sms=one_sms)
+
+    async def send_stored(self, index: int, sent_parts: int = 0) -> int:
+        async with self._lock:
+            return await asyncio.to_thread(self._modem.send_stored, index, sent_parts)
+
+    async def stored_status(self, index: int) -> int | None:
+        async with self._lock:
+            return await asyncio.to_thread(self._modem.stored_status, index)
+
+    async def outgoing_stored(self) -> list[tuple[int, int]]:
+        async with self._lock:
+            return await asyncio.to_thread(self._modem.outgoing_stored)

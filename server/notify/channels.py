@@ -19,11 +19,17 @@ from typing import Protocol
 
 import httpx
 
-from hamlet.sms.errors import ModemError
+from hamlet.sms.errors import ModemError, SendFailed
 from hamlet.sms.gsm7 import unaccent
-from hamlet.sms.modem import AsyncGsmModem
+from hamlet.sms.modem import STO_SENT, STORAGE_FULL, AsyncGsmModem
 from server.notify.config import SmtpConfig
-from server.notify.store import Batch, NotifyStore
+from server.notify.store import (
+    SMS_CONFIRMED_NOTE,
+    SMS_FROM_STORAGE_NOTE,
+    SMS_LOST_NOTE,
+    Batch,
+    NotifyStore,
+)
 
 log = logging.getLogger(__name__)
 # Not "DUNG": unaccented, "dừng" (stop) is "đúng" (yes, right).
@@ -42,6 +48,9 @@ class DeliveryError(Exception):
 class Sender(Protocol):
     async def send(self, batch: Batch) -> None: ...
 
+    async def settled(self, batch: Batch) -> None:
+        """Called once the outbox has recorded ``batch`` as sent."""
+
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
     """``sha256=<hex>`` of ``<timestamp>.<body>``: a receiver recomputes it and rejects old
@@ -57,11 +66,38 @@ def is_stop(text: str) -> bool:
 
 class SmsSender:
     """Sends through the modem; replies waiting in the modem are read first, so a STOP always
-    takes effect before the next message to that phone."""
+    takes effect before the next message to that phone.
 
-    def __init__(self, modem: AsyncGsmModem, store: NotifyStore) -> None:
+    In PDU mode each SMS is written to the modem's storage first and its indexes committed on
+    the outbox rows, then sent from storage: the modem marks it STO SENT once it has gone, so
+    after a crash the stored status says whether it went (exactly once, docs/notify.md).
+    """
+
+    def __init__(self, modem: AsyncGsmModem, store: NotifyStore, *, stored: bool = True) -> None:
         self.modem = modem
         self.store = store
+        self.stored = stored  # False in text mode: AT+CMGS, at least once after a crash
+        self._sent_slots: dict[str, tuple[int, ...]] = {}  # batch key -> to delete once settled
+
+    async def sweep(self) -> int:
+        """At start-up, before anything is sent: delete outgoing messages in storage that no
+        unsettled outbox row points at (sent and settled before a crash, or stored by a send
+        cut off before its indexes were committed — that one had not gone and goes again)."""
+        held = await asyncio.to_thread(self.store.held_sms_slots)
+        n = 0
+        for index, _stat in await self.modem.outgoing_stored():
+            if index not in held:
+                await self.modem.delete(index)
+                n += 1
+        return n
+
+    async def settled(self, batch: Batch) -> None:
+        slots = self._sent_slots.pop(batch.key, ())
+        try:
+            for index in slots:
+                await self.modem.delete(index)
+        except ModemError as err:  # left in storage: the next start-up's sweep deletes it
+            log.warning("notify: could not delete sent SMS from the modem's storage: %s", err)
 
     async def read_replies(self) -> None:
         try:
@@ -81,6 +117,8 @@ class SmsSender:
         if not phone:
             raise DeliveryError("subscriber has no phone", retryable=False)
         await self.read_replies()
+        if batch.sms_slots and await self._resume(batch):
+            return  # decided before the crash: it goes (or went) whatever happened since
         sub = await asyncio.to_thread(self.store.find_subscriber, batch.subscriber.id)
         if sub is None:
             raise DeliveryError("subscriber removed", retryable=False)
@@ -88,9 +126,62 @@ class SmsSender:
             raise DeliveryError("unsubscribed (replied STOP)", retryable=False)
         text = batch.text()[:MAX_SMS_PARTS_TEXT]
         try:
-            await self.modem.send(phone, text)
+            if not self.stored:
+                await self.modem.send(phone, text)
+                return
+            slots = await self._store(phone, text)
+            await asyncio.to_thread(self.store.keep_sms_slots, batch, slots)
+            await self._send_stored(batch, tuple(slots), [None] * len(slots))
         except ModemError as err:
             raise DeliveryError(str(err), retryable=err.retryable) from err
+
+    async def _store(self, phone: str, text: str) -> list[int]:
+        try:
+            return await self.modem.store(phone, text)
+        except SendFailed as err:
+            if err.code != STORAGE_FULL or not await self.sweep():
+                raise
+        # Full of leftovers (sent, or stored by a send whose answer was lost): cleared, again.
+        # Safe here: this channel sends one message at a time, so every stored message that
+        # is still wanted has its indexes committed on an outbox row.
+        return await self.modem.store(phone, text)
+
+    async def _resume(self, batch: Batch) -> bool:
+        """A batch a crash cut off after the modem stored it: what the storage says. False
+        when the modem no longer has it (power-cycled, swapped): it must go again."""
+        try:
+            statuses = [await self.modem.stored_status(i) for i in batch.sms_slots]
+            if None in statuses:
+                for index, stat in zip(batch.sms_slots, statuses, strict=True):
+                    if stat is not None:  # a part left over; not ours to trust any more
+                        await self.modem.delete(index)
+                await asyncio.to_thread(self.store.forget_sms_slots, batch)
+                await asyncio.to_thread(self.store.note, batch, SMS_LOST_NOTE)
+                return False
+            gone = all(stat == STO_SENT for stat in statuses)
+            await self._send_stored(batch, batch.sms_slots, statuses)
+        except ModemError as err:
+            raise DeliveryError(str(err), retryable=err.retryable) from err
+        note = SMS_CONFIRMED_NOTE if gone else SMS_FROM_STORAGE_NOTE
+        await asyncio.to_thread(self.store.note, batch, note)
+        return True
+
+    async def _send_stored(
+        self, batch: Batch, slots: tuple[int, ...], statuses: list[int | None]
+    ) -> None:
+        """``AT+CMSS`` each part not yet sent. On ``+CMS ERROR`` the part did not go: the
+        stored copies are dropped and the message is stored anew on the retry. When the modem
+        does not answer the part may have gone: the indexes stay, and the retry reads them."""
+        try:
+            for n, (index, stat) in enumerate(zip(slots, statuses, strict=True)):
+                if stat != STO_SENT:
+                    await self.modem.send_stored(index, n)
+        except SendFailed:
+            await asyncio.to_thread(self.store.forget_sms_slots, batch)
+            for index in slots:
+                await self.modem.delete(index)
+            raise
+        self._sent_slots[batch.key] = slots
 
 
 class EmailSender:
@@ -111,6 +202,9 @@ class EmailSender:
         msg["Message-ID"] = make_msgid(idstring=batch.key.replace(":", "."), domain="hamlet")
         msg.set_content(batch.text())
         await asyncio.to_thread(self._deliver, msg)
+
+    async def settled(self, batch: Batch) -> None:
+        pass
 
     def _deliver(self, msg: EmailMessage) -> None:
         c = self.config
@@ -178,3 +272,6 @@ class WebhookSender:
             return
         retryable = resp.status_code >= 500 or resp.status_code in (408, 429)
         raise DeliveryError(f"webhook answered {resp.status_code}", retryable=retryable)
+
+    async def settled(self, batch: Batch) -> None:
+        pass

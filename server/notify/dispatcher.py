@@ -68,6 +68,8 @@ class Dispatcher(TaskOwner):
                 if err.retryable and attempts < self.config.max_attempts:
                     retry_at = self.clock() + self._backoff(attempts)
         await asyncio.to_thread(self.store.settle, batch, self.clock(), error, retry_at)
+        if error is None and sender is not None:
+            await sender.settled(batch)
         if error is not None:
             log.warning(
                 "notify: %s to subscriber %d failed (%s)%s",
@@ -79,9 +81,11 @@ class Dispatcher(TaskOwner):
         while True:
             self._wake.clear()
             now = self.clock()
-            n = await asyncio.to_thread(self.store.recover, now)
+            modem = self.config.modem
+            sms_stored = modem is not None and modem.mode == "pdu"
+            n = await asyncio.to_thread(self.store.recover, now, sms_stored=sms_stored)
             if n:
-                log.warning("notify: %d messages were cut off mid-send; sending them again", n)
+                log.warning("notify: %d messages were cut off mid-send; settling them again", n)
             await asyncio.to_thread(self.store.escalate_due, now)
             batches = await asyncio.to_thread(
                 self.store.claim, now, self.config.rate_limit, self.config.rate_window_s,

@@ -45,7 +45,12 @@ async def open_notifier(config: NotifyConfig, data_dir: Path) -> AsyncIterator[N
                 try:
                     modem = await stack.enter_async_context(AsyncGsmModem(config.modem))
                     await modem.prepare()
-                    senders[Channel.SMS] = SmsSender(modem, store)
+                    sms = SmsSender(modem, store, stored=config.modem.mode == "pdu")
+                    if sms.stored:
+                        swept = await sms.sweep()
+                        if swept:
+                            log.info("notify: %d stored SMS not in the outbox deleted", swept)
+                    senders[Channel.SMS] = sms
                 except ModemError as err:
                     # The server runs without SMS; SMS rows wait (retried) until it is fixed.
                     log.error("notify: the GSM modem is not usable, SMS waits: %s", err)  # noqa: TRY400

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS outbox (
   origin TEXT NOT NULL DEFAULT 'server',  -- server | gateway (sent by the edge)
   attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,
   created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL,
-  note TEXT);  -- what the log should tell about it (e.g. resent after a crash)
+  note TEXT,  -- what the log should tell about it (e.g. resent after a crash)
+  sms_slots TEXT);  -- JSON list: where the modem stored the SMS's parts until it is settled
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox(status, next_at);
 CREATE INDEX IF NOT EXISTS subscription_of ON subscription(subscriber_id);
 CREATE TABLE IF NOT EXISTS reply (  -- what farmers wrote back that was not STOP, for staff
@@ -124,6 +125,7 @@ class Batch:
     subscriber: Subscriber
     channel: Channel
     rows: list[Row]
+    sms_slots: tuple[int, ...] = ()  # where the modem stored this SMS before a crash cut it off
 
     @property
     def key(self) -> str:
@@ -175,14 +177,24 @@ _ADDED_COLUMNS = (
     ("subscriber", "hamlet", "TEXT"),
     ("subscriber", "user_id", "INTEGER"),
     ("outbox", "note", "TEXT"),
+    ("outbox", "sms_slots", "TEXT"),
 )
 # Said in the delivery log of a message whose send a crash cut off, by channel: what the
 # person may see. SMS has no idempotency key (at least once); the others carry the same key.
 RESENT_NOTE = {
+    # SMS only when the modem's storage cannot tell (text mode; no index recorded yet).
     Channel.SMS: "resent after the server stopped mid-send: the phone may get it twice",
     Channel.WEBHOOK: "resent after the server stopped mid-send, with the same Idempotency-Key",
     Channel.EMAIL: "resent after the server stopped mid-send, with the same Message-ID",
 }
+# An SMS cut off by a crash, settled from the modem's own storage (AT+CMGR) after the restart.
+SMS_CONFIRMED_NOTE = "the server stopped mid-send; the modem's storage shows it went: not resent"
+SMS_FROM_STORAGE_NOTE = "the server stopped before the modem sent it; sent once after the restart"
+SMS_UNSTORED_NOTE = "the server stopped before the modem had stored it; sent once after the restart"
+SMS_LOST_NOTE = (
+    "resent after the server stopped mid-send and the modem had lost its stored copy:"
+    " the phone may get it twice"
+)
 # What a subscriber's owner may change (PATCH); everything else is fixed at creation.
 MAX_REPLIES_KEPT = 1000  # the oldest replies go beyond this (bounded, kept for inspection)
 EDITABLE = frozenset({"name", "phone", "email", "language", "quiet", "active", "staff"})
@@ -198,10 +210,10 @@ class NotifyStore:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a row marked sent survives power loss
-        self._db.executescript(SCHEMA)
-        self._add_columns()
         # One connection shared by worker threads (the dispatcher, API calls): one at a time.
         self._lock = threading.RLock()
+        self._db.executescript(SCHEMA)
+        self._add_columns()
 
     def close(self) -> None:
         with self._lock:  # not under a worker thread's transaction
@@ -513,18 +525,55 @@ class NotifyStore:
             )  # fmt: skip
             return cur.rowcount > 0
 
-    def recover(self, now: float) -> int:
+    def recover(self, now: float, *, sms_stored: bool = False) -> int:
         """Claims whose lease ran out (their process died) go again, as the same batch with
-        the same key; the log notes it (an SMS may reach the phone twice)."""
+        the same key; the log notes it. ``sms_stored``: SMS go through the modem's storage, so
+        an SMS with no storage index recorded had not reached the modem (sent once)."""
+        notes = {**RESENT_NOTE, **({Channel.SMS: SMS_UNSTORED_NOTE} if sms_stored else {})}
         with self._tx() as db:
-            n = 0
-            for channel, note in RESENT_NOTE.items():
+            # An SMS the modem stored first: its sender reads the modem's storage to learn
+            # whether it went, and notes what it found.
+            n = db.execute(
+                "UPDATE outbox SET status='pending' WHERE status='sending' AND lease_until<=?"
+                " AND channel=? AND sms_slots IS NOT NULL",
+                (now, str(Channel.SMS)),
+            ).rowcount
+            for channel, note in notes.items():
                 n += db.execute(
                     "UPDATE outbox SET status='pending', note=? WHERE status='sending'"
-                    " AND lease_until<=? AND channel=?",
+                    " AND lease_until<=? AND channel=? AND sms_slots IS NULL",
                     (note, now, str(channel)),
                 ).rowcount
             return n
+
+    def keep_sms_slots(self, batch: Batch, slots: list[int]) -> None:
+        """Where the modem stored the batch's SMS, committed before the modem is asked to send
+        it: after a crash, the stored message's status says whether it went."""
+        self._set_slots(batch, json.dumps(slots))
+
+    def forget_sms_slots(self, batch: Batch) -> None:
+        self._set_slots(batch, None)
+
+    def _set_slots(self, batch: Batch, value: str | None) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET sms_slots=? WHERE id=?", [(value, r.id) for r in batch.rows]
+            )
+
+    def note(self, batch: Batch, note: str) -> None:
+        with self._tx() as db:
+            db.executemany(
+                "UPDATE outbox SET note=? WHERE id=?", [(note, r.id) for r in batch.rows]
+            )
+
+    def held_sms_slots(self) -> set[int]:
+        """Modem storage indexes that rows still waiting to be settled point at."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT DISTINCT sms_slots FROM outbox WHERE sms_slots IS NOT NULL"
+                " AND status IN ('pending','sending')"
+            ).fetchall()
+        return {int(i) for (text,) in rows for i in json.loads(text)}
 
     def claim(
         self, now: float, rate_limit: int, rate_window_s: float, lease_s: float = 300.0
@@ -550,6 +599,13 @@ class NotifyStore:
                     )
                     continue
                 sub = _subscriber(found)
+                # An SMS the modem already holds is settled first: it may well have gone.
+                stored = [r for r in rows if r["sms_slots"] is not None]
+                rows = [r for r in rows if r["sms_slots"] is None]
+                for part in _same_batches(stored):
+                    batches.append(self._claim_batch(db, sub, channel, part, now + lease_s))
+                if not rows:
+                    continue
                 quiet = sub.quiet_until(now)
                 if quiet is not None:
                     # Quiet hours hold warnings; danger still goes.
@@ -569,20 +625,26 @@ class NotifyStore:
                     )
                     continue
                 for part in _same_batches(rows):
-                    ids = [r["id"] for r in part]
-                    db.executemany(
-                        "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
-                        " lease_until=? WHERE id=?",
-                        [(ids[0], now + lease_s, i) for i in ids],
-                    )
-                    batches.append(
-                        Batch(sub, Channel(channel), [
-                            Row(r["id"], r["key"], sid, Channel(channel), r["alert_id"],
-                                r["phase"], r["severity"], r["text"], r["attempts"] + 1)
-                            for r in part
-                        ])
-                    )  # fmt: skip
+                    batches.append(self._claim_batch(db, sub, channel, part, now + lease_s))
         return batches
+
+    @staticmethod
+    def _claim_batch(
+        db: sqlite3.Connection, sub: Subscriber, channel: str, part: list[sqlite3.Row],
+        lease_until: float,
+    ) -> Batch:  # fmt: skip
+        ids = [r["id"] for r in part]
+        db.executemany(
+            "UPDATE outbox SET status='sending', attempts=attempts+1, batch=?,"
+            " lease_until=? WHERE id=?",
+            [(ids[0], lease_until, i) for i in ids],
+        )
+        slots = part[0]["sms_slots"]
+        return Batch(sub, Channel(channel), [
+            Row(r["id"], r["key"], sub.id, Channel(channel), r["alert_id"], r["phase"],
+                r["severity"], r["text"], r["attempts"] + 1)
+            for r in part
+        ], tuple(json.loads(slots)) if slots else ())  # fmt: skip
 
     def _rate_hold(
         self, db: sqlite3.Connection, sid: int, channel: str, *, now: float, limit: int,
@@ -610,7 +672,7 @@ class NotifyStore:
         with self._tx() as db:
             if error is None:
                 db.executemany(
-                    "UPDATE outbox SET status='sent', sent_at=?, last_error=NULL"
+                    "UPDATE outbox SET status='sent', sent_at=?, last_error=NULL, sms_slots=NULL"
                     " WHERE id=? AND status='sending'",
                     [(now, i) for (i,) in ids],
                 )
