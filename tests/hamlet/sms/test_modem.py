@@ -13,7 +13,14 @@ from pydantic import SecretStr
 
 from firmware_sim.gsm_modem import GsmModemSim, ModemState
 from hamlet.sms.errors import ModemUnavailable, NotRegistered, SendFailed, SimNotReady
-from hamlet.sms.modem import AsyncGsmModem, ModemConfig
+from hamlet.sms.modem import (
+    INVALID_INDEX,
+    STO_SENT,
+    STO_UNSENT,
+    STORAGE_FULL,
+    AsyncGsmModem,
+    ModemConfig,
+)
 
 NUMBER = "+84912345678"
 ALERT_VI = "Độ mặn 0,7‰ — vượt ngưỡng sầu riêng 0,5‰. Đóng cống, ngừng tưới."
@@ -264,3 +271,95 @@ def test_simulated_replies_decode_with_the_independent_decoder() -> None:
     for sender, text in [("+84912345678", "STOP"), ("0912345678", "Hủy đăng ký")]:
         d = independent.decodeSmsPdu(encode_deliver(sender, text))
         assert (d["number"], d["text"]) == (sender, text)
+
+
+# -- sending through the modem's storage (AT+CMGW / CMSS / CMGR / CMGL / CMGD) ---------------
+async def test_stored_message_goes_from_storage_and_says_so(sim: GsmModemSim) -> None:
+    async with await _modem(sim) as m:
+        await m.prepare()
+        (index,) = await m.store(NUMBER, ALERT_VI)
+        assert await m.stored_status(index) == STO_UNSENT
+        assert await m.outgoing_stored() == [(index, STO_UNSENT)]
+        assert sim.sent == []  # stored is not sent
+        stored = independent.decodeSmsPdu(sim.stored[index].pdu)  # what a phone would read
+        assert (stored["number"], stored["text"]) == (NUMBER, ALERT_VI)
+        mr = await m.send_stored(index)
+        assert await m.stored_status(index) == STO_SENT
+        assert await m.outgoing_stored() == [(index, STO_SENT)]
+        await m.delete(index)
+        assert await m.stored_status(index) is None
+        assert await m.outgoing_stored() == []
+    assert sim.messages() == [(NUMBER, ALERT_VI)]
+    assert [p.mr for p in sim.sent] == [mr]
+    sms = [c.split("=")[0] for c in sim.commands if c.startswith(("AT+CMGW", "AT+CMSS"))]
+    assert sms == ["AT+CMGW", "AT+CMSS"]
+
+
+async def test_multipart_message_is_stored_one_index_per_part(sim: GsmModemSim) -> None:
+    text = ALERT_VI * 3  # UCS-2, three parts
+    async with await _modem(sim) as m:
+        await m.prepare()
+        indexes = await m.store(NUMBER, text)
+        assert indexes == [1, 2, 3]
+        for n, i in enumerate(indexes):
+            await m.send_stored(i, n)
+    assert sim.messages() == [(NUMBER, text)]
+    assert [(p.seq, p.total) for p in sim.sent] == [(1, 3), (2, 3), (3, 3)]
+
+
+async def test_storage_full_deletes_the_parts_already_stored(sim: GsmModemSim) -> None:
+    sim.state.storage_slots = 2
+    async with await _modem(sim) as m:
+        await m.prepare()
+        with pytest.raises(SendFailed) as err:
+            await m.store(NUMBER, ALERT_VI * 3)  # three parts, room for two
+        assert (err.value.code, err.value.retryable) == (STORAGE_FULL, True)
+        assert "AT+CMGD" in err.value.advice.en
+        assert err.value.advice.vi
+        assert await m.outgoing_stored() == []  # nothing half-stored left behind
+    assert sim.sent == []
+
+
+async def test_empty_or_invalid_index_reads_as_gone(sim: GsmModemSim) -> None:
+    async with await _modem(sim) as m:
+        await m.prepare()
+        assert await m.stored_status(5) is None  # in range, empty: the modem answers OK only
+        assert await m.stored_status(999) is None  # out of range: +CMS ERROR: 321
+        with pytest.raises(SendFailed) as err:
+            await m.send_stored(5)
+        assert err.value.code == INVALID_INDEX
+    assert sim.sent == []
+
+
+async def test_send_from_storage_that_fails_leaves_it_unsent(sim: GsmModemSim) -> None:
+    async with await _modem(sim) as m:
+        await m.prepare()
+        (index,) = await m.store(NUMBER, "test")
+        sim.fail_next_sends(42)
+        with pytest.raises(SendFailed) as err:
+            await m.send_stored(index)
+        assert (err.value.code, err.value.retryable) == (42, True)
+        assert await m.stored_status(index) == STO_UNSENT
+        await m.send_stored(index)
+    assert len(sim.sent) == 1
+
+
+async def test_unanswered_send_from_storage_still_reads_as_sent(sim: GsmModemSim) -> None:
+    sim.state.unanswered_sends = 1  # the answer is lost; the SMS goes
+    config = ModemConfig(port=str(sim.link), command_timeout_s=2.0, send_timeout_s=0.5)
+    async with AsyncGsmModem(config) as m:
+        await m.prepare()
+        (index,) = await m.store(NUMBER, "test")
+        with pytest.raises(ModemUnavailable):
+            await m.send_stored(index)
+        assert await m.stored_status(index) == STO_SENT
+    assert len(sim.sent) == 1
+
+
+async def test_inbox_skips_our_own_stored_messages(sim: GsmModemSim) -> None:
+    async with await _modem(sim) as m:
+        await m.prepare()
+        (index,) = await m.store(NUMBER, "test")
+        sim.receive("+84912345678", "STOP")
+        got = await m.inbox()
+    assert [(i.index, i.text) for i in got] == [(index + 1, "STOP")]

@@ -15,7 +15,8 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from firmware_sim.gsm_modem import GsmModemSim
+from firmware_sim.gsm_modem import STO_SENT, GsmModemSim, Stored
+from hamlet.sms.pdu import submit_pdus
 from hamlet.sms.modem import AsyncGsmModem, ModemConfig
 from server.notify.channels import (
     DeliveryError,
@@ -99,6 +100,37 @@ async def test_a_danger_alert_reaches_the_farmer_by_sms_once(
     assert sim.messages() == [(FARMER, MSG_VI)]
     (row,) = store.deliveries()
     assert (row["channel"], row["attempts"], row["origin"]) == ("sms", 1, "server")
+
+
+async def test_sms_goes_from_the_modem_storage_deleted_once_settled(
+    store: NotifyStore, sim: GsmModemSim, modem: AsyncGsmModem
+) -> None:
+    farmer(store)
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
+        await d.enqueue(alert())
+        await sim.wait_sent(1)
+        await until(lambda: sim.deleted == [1])
+    assert store.deliveries()[0]["status"] == "sent"
+    assert sim.stored == {}  # nothing left behind in the modem
+    sms = [c for c in sim.commands if c.startswith(("AT+CMGW", "AT+CMSS", "AT+CMGD"))]
+    assert [c.split("=")[0] for c in sms] == ["AT+CMGW", "AT+CMSS", "AT+CMGD"]
+
+
+async def test_full_modem_storage_is_cleared_of_leftovers_then_the_sms_goes(
+    store: NotifyStore, sim: GsmModemSim, modem: AsyncGsmModem
+) -> None:
+    # Sent messages a crash left behind before they were deleted: no outbox row wants them.
+    sim.state.storage_slots = 2
+    for i in (1, 2):
+        (part,) = submit_pdus("+84900000009", f"old {i}")
+        sim.stored[i] = Stored(STO_SENT, part.pdu_hex, part.tpdu_len)
+    farmer(store)
+    async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
+        await d.enqueue(alert())
+        await sim.wait_sent(1)
+        await until(lambda: store.deliveries()[0]["status"] == "sent")
+    assert sim.messages() == [(FARMER, MSG_VI)]
+    assert store.deliveries()[0]["attempts"] == 1  # cleared and sent in the same attempt
 
 
 async def test_sms_retried_after_network_out_of_order(
