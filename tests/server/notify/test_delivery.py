@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from firmware_sim.gsm_modem import STO_SENT, GsmModemSim, Stored
-from hamlet.sms.pdu import submit_pdus
 from hamlet.sms.modem import AsyncGsmModem, ModemConfig
+from hamlet.sms.pdu import submit_pdus
 from server.notify.channels import (
     DeliveryError,
     EmailSender,
