@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -458,3 +459,33 @@ def test_a_digest_cut_off_by_a_crash_goes_again_unchanged_with_its_key(store: No
     assert again[1].key not in (first.key, again[0].key)
     notes = [r["note"] for r in store.deliveries()]
     assert notes == [RESENT_NOTE[Channel.WEBHOOK]] * 2 + [None]
+
+
+def test_a_notify_file_from_before_the_modem_storage_opens_and_gains_the_column(
+    tmp_path: Path,
+) -> None:
+    # An outbox as the first release made it: no note, no sms_slots.
+    path = tmp_path / "notify.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE outbox (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE,"
+        " subscriber_id INTEGER NOT NULL, channel TEXT NOT NULL, alert_id TEXT NOT NULL,"
+        " phase TEXT NOT NULL, severity INTEGER NOT NULL, hamlet TEXT NOT NULL,"
+        " text TEXT NOT NULL, status TEXT NOT NULL, origin TEXT NOT NULL DEFAULT 'server',"
+        " attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL, last_error TEXT,"
+        " created_at REAL NOT NULL, sent_at REAL, batch INTEGER, lease_until REAL)"
+    )
+    conn.execute(
+        "INSERT INTO outbox(key, subscriber_id, channel, alert_id, phase, severity, hamlet,"
+        " text, status, next_at, created_at) VALUES ('k', 1, 'sms', 'a', 'start', 3, 'dinh-mon',"
+        " 'x', 'sent', 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    store = NotifyStore(path)
+    try:
+        (row,) = store.deliveries()
+        assert (row["key"], row["status"], row["note"]) == ("k", "sent", None)
+        assert store.held_sms_slots() == set()
+    finally:
+        store.close()
