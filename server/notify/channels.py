@@ -21,7 +21,7 @@ import httpx
 
 from hamlet.sms.errors import ModemError, SendFailed
 from hamlet.sms.gsm7 import unaccent
-from hamlet.sms.modem import STO_SENT, STORAGE_FULL, AsyncGsmModem
+from hamlet.sms.modem import STO_SENT, STO_UNSENT, STORAGE_FULL, AsyncGsmModem
 from server.notify.config import SmtpConfig
 from server.notify.store import (
     SMS_CONFIRMED_NOTE,
@@ -151,9 +151,10 @@ class SmsSender:
         when the modem no longer has it (power-cycled, swapped): it must go again."""
         try:
             statuses = [await self.modem.stored_status(i) for i in batch.sms_slots]
-            if None in statuses:
+            if any(stat not in (STO_UNSENT, STO_SENT) for stat in statuses):
+                # Empty, or a reply received since into the freed index: the storage was lost.
                 for index, stat in zip(batch.sms_slots, statuses, strict=True):
-                    if stat is not None:  # a part left over; not ours to trust any more
+                    if stat in (STO_UNSENT, STO_SENT):  # a part left over: no longer trusted
                         await self.modem.delete(index)
                 await asyncio.to_thread(self.store.forget_sms_slots, batch)
                 await asyncio.to_thread(self.store.note, batch, SMS_LOST_NOTE)

@@ -581,6 +581,8 @@ class NotifyStore:
         """Due rows, claimed and grouped one batch per person and channel; rows held back by
         quiet hours or the rate limit get a later ``next_at`` instead."""
         batches: list[Batch] = []
+        # First: their storage indexes are read before any new SMS may take a freed one.
+        resumed: list[Batch] = []
         with self._tx() as db:
             due = db.execute(
                 "SELECT * FROM outbox WHERE status='pending' AND next_at<=? ORDER BY id", (now,)
@@ -603,7 +605,7 @@ class NotifyStore:
                 stored = [r for r in rows if r["sms_slots"] is not None]
                 rows = [r for r in rows if r["sms_slots"] is None]
                 for part in _same_batches(stored):
-                    batches.append(self._claim_batch(db, sub, channel, part, now + lease_s))
+                    resumed.append(self._claim_batch(db, sub, channel, part, now + lease_s))
                 if not rows:
                     continue
                 quiet = sub.quiet_until(now)
@@ -626,7 +628,7 @@ class NotifyStore:
                     continue
                 for part in _same_batches(rows):
                     batches.append(self._claim_batch(db, sub, channel, part, now + lease_s))
-        return batches
+        return resumed + batches
 
     @staticmethod
     def _claim_batch(
