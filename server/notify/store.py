@@ -187,9 +187,10 @@ RESENT_NOTE = {
     Channel.WEBHOOK: "resent after the server stopped mid-send, with the same Idempotency-Key",
     Channel.EMAIL: "resent after the server stopped mid-send, with the same Message-ID",
 }
-# An SMS cut off by a crash, settled from the modem's own storage (AT+CMGR) after the restart.
-SMS_CONFIRMED_NOTE = "the server stopped mid-send; the modem's storage shows it went: not resent"
-SMS_FROM_STORAGE_NOTE = "the server stopped before the modem sent it; sent once after the restart"
+# An SMS cut off mid-send (the server stopped, or the modem's answer was lost), settled from
+# the modem's own storage (AT+CMGR) when it is taken up again.
+SMS_CONFIRMED_NOTE = "cut off mid-send; the modem's storage shows it went: not resent"
+SMS_FROM_STORAGE_NOTE = "cut off before the modem sent it; sent once from the modem's storage"
 SMS_UNSTORED_NOTE = "the server stopped before the modem had stored it; sent once after the restart"
 SMS_LOST_NOTE = (
     "resent after the server stopped mid-send and the modem had lost its stored copy:"

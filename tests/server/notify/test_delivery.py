@@ -29,7 +29,7 @@ from server.notify.channels import (
 from server.notify.config import NotifyConfig, SmtpConfig
 from server.notify.dispatcher import Dispatcher
 from server.notify.model import AlertEvent, Channel, Phase, Severity
-from server.notify.store import RESENT_NOTE, NotifyStore
+from server.notify.store import RESENT_NOTE, SMS_CONFIRMED_NOTE, NotifyStore
 from tests.server.notify.receivers import smtp_server, webhook_receiver
 
 FARMER = "+84912345678"
@@ -132,6 +132,23 @@ async def test_full_modem_storage_is_cleared_of_leftovers_then_the_sms_goes(
         await until(lambda: store.deliveries()[0]["status"] == "sent")
     assert sim.messages() == [(FARMER, MSG_VI)]
     assert store.deliveries()[0]["attempts"] == 1  # cleared and sent in the same attempt
+
+
+async def test_a_lost_modem_answer_is_settled_from_storage_not_resent(
+    store: NotifyStore, sim: GsmModemSim
+) -> None:
+    farmer(store)
+    sim.state.unanswered_sends = 1  # the SMS goes; its +CMSS answer never comes
+    config = ModemConfig(port=str(sim.link), command_timeout_s=2, send_timeout_s=0.5)
+    async with AsyncGsmModem(config) as modem:
+        await modem.prepare()
+        async with Dispatcher(store, {Channel.SMS: SmsSender(modem, store)}, cfg()) as d:
+            await d.enqueue(alert())
+            await sim.wait_sent(1)
+            await until(lambda: store.deliveries()[0]["status"] == "sent")
+    (row,) = store.deliveries()
+    assert (row["attempts"], row["note"]) == (2, SMS_CONFIRMED_NOTE)
+    assert len(sim.sent) == 1  # counted: the retry read the storage instead of resending
 
 
 async def test_sms_retried_after_network_out_of_order(
