@@ -7,6 +7,7 @@ plain same-origin HTML forms, which the CSRF middleware checks (``server/securit
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -240,6 +241,22 @@ async def add(request: Request) -> Response:
 @router.post(PAGE + "/subscribers/{sid}/active")
 async def set_active(request: Request, sid: int) -> Response:
     """Stop or resume someone's alerts (a farmer: their own)."""
+    return await _on_subscriber(
+        request,
+        sid,
+        lambda n, form: n.store.update_subscriber(sid, {"active": form.get("active") == "1"}),
+    )
+
+
+@router.post(PAGE + "/subscribers/{sid}/remove")
+async def remove(request: Request, sid: int) -> Response:
+    return await _on_subscriber(request, sid, lambda n, _form: n.store.remove_subscriber(sid))
+
+
+async def _on_subscriber(
+    request: Request, sid: int, change: Callable[[Notifier, Mapping[str, str]], object]
+) -> Response:
+    """A form that changes one subscriber the caller manages, then back to the page."""
     started = await _start(request)
     if isinstance(started, Response):
         return started
@@ -249,22 +266,7 @@ async def set_active(request: Request, sid: int) -> Response:
         sub = await managed(n, sc, sid)
     except HTTPException as err:
         return await _page(request, v, error=str(err.detail), status=err.status_code)
-    await asyncio.to_thread(n.store.update_subscriber, sid, {"active": form.get("active") == "1"})
-    return _done(v, sub.name)
-
-
-@router.post(PAGE + "/subscribers/{sid}/remove")
-async def remove(request: Request, sid: int) -> Response:
-    started = await _start(request)
-    if isinstance(started, Response):
-        return started
-    v, sc, _unused = started
-    n = _notifier(request)
-    try:
-        sub = await managed(n, sc, sid)
-    except HTTPException as err:
-        return await _page(request, v, error=str(err.detail), status=err.status_code)
-    await asyncio.to_thread(n.store.remove_subscriber, sid)
+    await asyncio.to_thread(change, n, form)
     return _done(v, sub.name)
 
 
