@@ -239,7 +239,8 @@ async def _run(scn: Scenario, opts: object, duration_s: float | None) -> int:
             )
             say("sim ready")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), duration_s)
+                async with asyncio.timeout(duration_s):
+                    await stop.wait()
         # After the context closed: the serial links have added their fault counts.
         stats: dict[str, float] = dict(sim.stats)
         elapsed = time.monotonic() - started

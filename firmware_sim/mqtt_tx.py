@@ -158,7 +158,8 @@ class MqttDevice:
     # --- life ----------------------------------------------------------------------------
     async def _sleep_sim(self, sim_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), self.clock.real_delay(sim_s))
+            async with asyncio.timeout(self.clock.real_delay(sim_s)):
+                await self._wake.wait()
 
     async def run(self) -> None:
         backoff = 0.3
@@ -203,7 +204,8 @@ class MqttDevice:
 
     async def _sleep_real(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
 
     async def _abort(self, client: aiomqtt.Client) -> None:
         """Cut the TCP connection without DISCONNECT (power loss, Wi-Fi gone)."""
@@ -215,7 +217,8 @@ class MqttDevice:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-            await asyncio.wait_for(asyncio.shield(client._disconnected), 10)
+            async with asyncio.timeout(10):
+                await asyncio.shield(client._disconnected)
 
     async def _session(self, client: aiomqtt.Client) -> str:
         now = self.clock.now()
@@ -250,4 +253,5 @@ class MqttDevice:
             if self.dev.is_service:
                 real = min(real, EVENT_TICK_S)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, real))
+                async with asyncio.timeout(max(0.0, real)):
+                    await self._wake.wait()

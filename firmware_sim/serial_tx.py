@@ -91,7 +91,8 @@ class SerialNode:
         while not self._stop.is_set():
             delay = self.clock.real_delay(next_t - self.clock.now())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
             if self._stop.is_set():
                 return
             frame = self.frame_at(next_t)

@@ -73,7 +73,8 @@ class ControlServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 10)
+            async with asyncio.timeout(10):
+                line = await reader.readline()
             cmd = Request.model_validate_json(line).cmd
         except (ValidationError, ValueError, TimeoutError, asyncio.LimitOverrunError):
             cmd = None

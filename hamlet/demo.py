@@ -145,7 +145,8 @@ class Child:
         fut: asyncio.Future[re.Match[str]] = asyncio.get_running_loop().create_future()
         self._waiters.append((rx, fut))
         try:
-            return await asyncio.wait_for(fut, timeout)
+            async with asyncio.timeout(timeout):
+                return await fut
         except TimeoutError as err:
             raise DemoError(f"{self.name} did not become ready in {timeout:.0f}s") from err
         except DemoError as err:
@@ -159,7 +160,8 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.proc.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.proc.wait()
         # Whatever it started and left behind goes too.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -564,7 +566,8 @@ async def run_demo(
                     if timeout == 0.0:
                         break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await stop.wait()
         console.print("Stopping / Đang dừng…")
     console.print(
         f"Stopped cleanly. Received {fig.received:,} records, missing {fig.missing}. Logs: {logs}"

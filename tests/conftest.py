@@ -19,6 +19,9 @@ from tests.support.procs import ServerProcess, start_server
 from tests.support.pty import PtyPair, open_pty_pair
 from tests.support.slowness import is_slow
 
+# Behind pytest-timeout, a watchdog that ends a wedged run with stack traces.
+pytest_plugins = ["tests.support.watchdog"]
+
 STRICT = os.environ.get("HAMLET_STRICT_TESTS") == "1"
 # The repository root, for tests that read docs/, examples/ or templates (independent of
 # how deep the test file sits).

@@ -186,7 +186,8 @@ class DurableBuffer:
                 await asyncio.sleep(left)  # the short floor: nothing to wait for but time
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), left)
+                async with asyncio.timeout(left):
+                    await self._full.wait()
 
     async def _committer(self) -> None:
         while True:

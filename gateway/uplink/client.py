@@ -202,7 +202,8 @@ class Uplink(TaskOwner):
             # Re-check the clock now and then: sync (or the end of the hold) needs no commit.
             timeout = min(timeout or 5.0, 5.0)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._buffer.committed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._buffer.committed.wait()
 
     async def _sleep_backoff(self, err: UplinkError) -> None:
         delay = self._backoff.next_delay()

@@ -164,7 +164,8 @@ class AlertEngine:
     ) -> None:
         with contextlib.suppress(TimeoutError):
             # Finish what was promised; a stuck store must not hold shutdown forever.
-            await asyncio.wait_for(self._queue.join(), timeout=10)
+            async with asyncio.timeout(10):
+                await self._queue.join()
         await stop_tasks(self._tasks)
         self._tasks = []
 
@@ -354,9 +355,8 @@ class AlertEngine:
                 self._swept.notify_all()
             delay = _MAX_SLEEP_S if nxt is None else (nxt - self.clock()) / 1000
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), timeout=min(max(delay, 0.05), _MAX_SLEEP_S)
-                )
+                async with asyncio.timeout(min(max(delay, 0.05), _MAX_SLEEP_S)):
+                    await self._wake.wait()
 
 
 def _sweep_counting(

@@ -37,6 +37,20 @@ _SUBMIT_QUEUE: Final = 256  # polls waiting for commit; beyond this the poller w
 _CONNECT_TIMEOUT_S: Final = 5.0
 
 
+def _raise_swallowed_cancel() -> None:
+    """Raise the cancellation a pymodbus call swallowed, once that call has returned.
+
+    pymodbus awaits with ``asyncio.wait_for``, which on Python 3.11 returns the result and
+    drops a cancellation that lands as the answer (or the connection) arrives; the request
+    to cancel is then used up and the poller would go on forever: a gateway that cannot
+    stop. ``cancelling()`` still counts it, so every pymodbus call is followed by this.
+    Called outside our own ``asyncio.timeout`` blocks, whose expiry is uncancelled on exit.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class PollError(Exception):
     """One poll of one device failed; ``code`` is timeout, exception, io or decode."""
 
@@ -145,11 +159,7 @@ class ModbusSource:
                 ok = bool(await client.connect())
         except TimeoutError:
             ok = False
-        # pymodbus's connect() can swallow a CancelledError meant for us (seen as a gateway
-        # that would not stop): honour a pending cancellation ourselves.
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
+        _raise_swallowed_cancel()
         return ok
 
     def _reconnecting(self, error: str) -> None:
@@ -288,14 +298,17 @@ class ModbusSource:
                             blk.start, count=blk.count, device_id=dev.cfg.address
                         )
             except TimeoutError:
+                _raise_swallowed_cancel()
                 last = PollError(
                     "timeout",
                     f"no answer from address {dev.cfg.address} in {dev.cfg.timeout_s:g} s",
                 )
                 continue
             except ModbusException as err:
+                _raise_swallowed_cancel()
                 last = PollError("io", f"address {dev.cfg.address}: {err}")
                 continue
+            _raise_swallowed_cancel()
             if rr.isError():
                 # The device answered with a Modbus exception: retrying will not help.
                 code = getattr(rr, "exception_code", "?")

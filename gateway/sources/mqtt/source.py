@@ -184,6 +184,12 @@ class MqttSource:
                     started = time.monotonic()
                     try:
                         await lost.wait()
+                    except asyncio.CancelledError:
+                        # Stopping: wake paho's thread, asleep for up to a quarter of the
+                        # keepalive, or loop_stop would wait that long to join it.
+                        self._stopping = True
+                        client.disconnect()
+                        raise
                     finally:
                         await asyncio.to_thread(client.loop_stop)
                     if time.monotonic() - started > _HEALTHY_AFTER_S:

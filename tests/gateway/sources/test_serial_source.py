@@ -19,17 +19,16 @@ from gateway.sources.serial.source import SerialSource
 from tests.conftest import require_tool
 from tests.gateway.sources.conftest import Committed
 from tests.support.pty import PtyPair
+from tests.support.tasks import cancel_and_wait
 
 
 @contextlib.asynccontextmanager
 async def running(src: SerialSource, sink: Any) -> AsyncIterator[None]:
-    task = asyncio.create_task(src.run(sink))
+    task = asyncio.create_task(src.run(sink), name=src.name)
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
 
 async def _until(src: SerialSource, sink: Committed, cond: Any, timeout: float = 15.0) -> None:

@@ -26,19 +26,17 @@ from tests.conftest import require_tool
 from tests.gateway.sources.conftest import Committed
 from tests.support.broker import Broker
 from tests.support.procs import HAMLET, ManagedProcess
+from tests.support.tasks import cancel_and_wait
 
 
 @contextlib.asynccontextmanager
 async def running(sources: list[Any], sink: Committed) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(s.run(sink)) for s in sources]
+    tasks = [asyncio.create_task(s.run(sink), name=s.name) for s in sources]
     try:
         yield
     finally:
         for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+            await cancel_and_wait(t)
 
 
 async def _until(cond: Any, timeout: float = 30.0) -> None:
