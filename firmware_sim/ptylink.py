@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
+import struct
 import termios
+import time
 import tty
 from pathlib import Path
 from types import TracebackType
@@ -62,6 +65,14 @@ class _Pty:
         """Drop what no reader took (a UART with nobody listening loses bytes too)."""
         with contextlib.suppress(termios.error):
             termios.tcflush(self.slave, termios.TCIFLUSH)
+
+    def unread(self) -> int:
+        """Bytes written that no reader has taken yet."""
+        try:
+            buf = fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", buf)[0])
 
     def close(self) -> None:
         _unlink_if_ours(self.link, self.name)
@@ -115,6 +126,15 @@ class PtyPort:
         self.written_bytes += done
         self.dropped_bytes += len(data) - done
         return done
+
+    def drain(self, timeout_s: float) -> None:
+        """Give a reader up to ``timeout_s`` to take what is still queued: closing a pty
+        hangs it up, and the kernel discards what the reader had not read (the last frames
+        would vanish without any fault to count). The kernel offers no event for "read", so
+        this checks every 10 ms, only at shutdown."""
+        deadline = time.monotonic() + timeout_s
+        while self._pty is not None and self._pty.unread() and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def __enter__(self) -> Self:
         self.plug()

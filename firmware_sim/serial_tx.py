@@ -32,6 +32,7 @@ class SerialLink:
     def close(self) -> None:
         for chunk in self.faults.flush():
             self.port.write(chunk)
+        self.port.drain(1.0)
         self.port.unplug()
         for kind, n in self.faults.counts.items():
             self.stats[f"serial.{self.name}.{kind}"] = n

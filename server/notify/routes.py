@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from server import registry
 from server.auth import Principal
@@ -55,6 +55,16 @@ class SubscriberPatch(BaseModel):
     quiet: Quiet | None = None
     active: bool | None = None
     staff: bool | None = None
+
+    @model_validator(mode="after")
+    def _no_null_for_required(self) -> SubscriberPatch:
+        # null clears phone, e-mail and quiet hours; these always have a value (a 422, not
+        # a NOT NULL error from the database).
+        nulled = [f for f in ("name", "language", "active", "staff")
+                  if f in self.model_fields_set and getattr(self, f) is None]  # fmt: skip
+        if nulled:
+            raise ValueError(f"{', '.join(nulled)} cannot be null; leave it out to keep it")
+        return self
 
 
 class SubscriberOut(BaseModel):

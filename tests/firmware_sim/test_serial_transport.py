@@ -100,7 +100,10 @@ def test_injected_line_faults_are_exactly_what_a_reader_sees(tmp_path: Path) -> 
         try:
             while buf.count(b"\r\n") < 400:
                 buf += os.read(fd, 65536)
-            mp.stop()
+            # Ask it to stop and keep reading meanwhile: the simulator lets a reader take
+            # what is queued before it hangs the pty up (stopping first and reading after
+            # lost the last frames, and any fault injected into them).
+            signal_sim(mp, signal.SIGTERM)
             # Drain what is left until the simulator closes its end (EIO on a pty).
             while True:
                 try:
@@ -112,6 +115,7 @@ def test_injected_line_faults_are_exactly_what_a_reader_sees(tmp_path: Path) -> 
                 buf += chunk
         finally:
             os.close(fd)
+        mp.stop()
         stats = stats_of(mp)
     good, bad = [], 0
     for cand in split_stream(buf):

@@ -306,3 +306,16 @@ def test_staff_link_a_subscriber_to_a_farmer_login_of_their_hamlets_only(world: 
         assert r.status_code == 200
         assert r.json()["active"] is False
         assert c.get(f"/api/v1/notify/subscribers/{sid}", headers=w.h(FARMER2)).status_code == 404
+
+
+def test_null_for_a_required_field_is_a_clear_422(world: World) -> None:
+    """Schemathesis found PATCH {"name": null} answered 500 (NOT NULL in the database)."""
+    w = world
+    with httpx.Client(base_url=w.srv.url, headers=w.h(ADMIN)) as c:
+        for field in ("name", "language", "active", "staff"):
+            r = c.patch(f"/api/v1/notify/subscribers/{w.s1}", json={field: None})
+            assert r.status_code == 422, (field, r.status_code, r.text)
+            assert "cannot be null" in r.text, r.text
+        r = c.patch(f"/api/v1/notify/subscribers/{w.s1}", json={"quiet": None, "email": None})
+        assert r.status_code == 200, r.text
+        assert c.get(f"/api/v1/notify/subscribers/{w.s1}").json()["name"] == "Chú Bảy"
