@@ -19,9 +19,16 @@ page cache, so a tmpfs would read 0). For each durability window it offers two l
 
 Figures, all of the gateway process (every thread) over the measured span only (start-up
 excluded): bytes written to the block device per committed record and projected per day
-and year, fsync/fdatasync calls per hour (counted by ``perf stat``, when installed, without
-stopping the process), wake-ups per hour (voluntary context switches, in all and by thread)
-and CPU-seconds per hour.
+and year, WAL only and with the checkpoint of the span's WAL frames. A span of minutes holds
+no checkpoint at a hamlet's load (SQLite checkpoints every ``wal_autocheckpoint`` frames),
+yet each page written to the WAL is written once more to the database file then: the bench
+stops the gateway cleanly at the end of the span, SQLite checkpoints the WAL as it closes
+(only the gateway can: it holds the file exclusively), and ``wait4`` gives what the process
+wrote until it was gone. Also, as a model to compare with, the 4 KiB blocks of the database
+file that the distinct pages of the span's WAL frames dirty (read from the ``-wal`` file),
+and that model for a checkpoint every N frames. Also fsync/fdatasync calls per hour (counted
+by ``perf stat``, when installed, without stopping the process), wake-ups per hour
+(voluntary context switches, in all and by thread) and CPU-seconds per hour.
 The baseline is the same load with the 200 ms group-commit window every commit used before.
 """
 
@@ -42,7 +49,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -63,8 +70,70 @@ from bench._gateway_common import (
 )
 from bench._report import report
 from bench.gateway_throughput import status
+from gateway.buffer.schema import DB_NAME
 
 BENCH = "gateway_sd_writes"
+
+
+BLOCK = 4096  # what write_bytes counts per page-cache page dirtied
+
+
+@dataclass(frozen=True)
+class Wal:
+    """The committed frames of a ``-wal`` file, read from beside the running gateway (the
+    exclusive lock is SQLite's, the file itself is readable): which pages, in order."""
+
+    salt: bytes  # changes when a checkpoint restarts the WAL from its start
+    page_size: int
+    pages: tuple[int, ...]  # page number of each committed frame, in WAL order
+    commits: tuple[int, ...] = ()  # frame counts at which a transaction ended
+
+    @classmethod
+    def read(cls, db: Path) -> Wal:
+        try:
+            raw = (db.parent / (db.name + "-wal")).read_bytes()
+        except FileNotFoundError:
+            return cls(b"", 0, ())
+        if len(raw) < 32 or raw[:4] not in (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83"):
+            return cls(b"", 0, ())
+        page_size = int.from_bytes(raw[8:12], "big") or 65536
+        salt = raw[16:24]
+        pages: list[int] = []
+        commits: list[int] = []
+        off = 32
+        while off + 24 + page_size <= len(raw) and raw[off + 8 : off + 16] == salt:
+            pages.append(int.from_bytes(raw[off : off + 4], "big"))
+            if int.from_bytes(raw[off + 4 : off + 8], "big"):  # a commit frame
+                commits.append(len(pages))
+            off += 24 + page_size
+        done = commits[-1] if commits else 0
+        return cls(salt, page_size, tuple(pages[:done]), tuple(commits))
+
+    def since(self, start: Wal) -> tuple[int, ...]:
+        """Frames written after ``start``; all of them when a checkpoint restarted the WAL
+        meanwhile (that checkpoint's writes are then in ``write_bytes`` already)."""
+        return self.pages[len(start.pages) :] if self.salt == start.salt else self.pages
+
+    def checkpoint_bytes(self, pages: tuple[int, ...]) -> int:
+        """What checkpointing these frames writes to the database file: each distinct page
+        once, and the kernel counts the 4 KiB blocks of the file they dirty."""
+        return len({(p - 1) * self.page_size // BLOCK for p in set(pages)}) * BLOCK
+
+    def checkpoints_every(self, start: Wal, frames: int) -> int:
+        """The same, had SQLite checkpointed after the first commit that brought the WAL to
+        ``frames`` frames (``wal_autocheckpoint``): a page rewritten by many commits between
+        two checkpoints is written to the database file once per checkpoint."""
+        first = len(start.pages) if self.salt == start.salt else 0
+        total, begin = 0, first
+        for end in self.commits:
+            if end > begin and end - begin >= frames:
+                total += self.checkpoint_bytes(self.pages[begin:end])
+                begin = end
+        return total + self.checkpoint_bytes(self.pages[begin:])
+
+
+# Checkpoint intervals the bench also models from the span's frames (wal_autocheckpoint).
+CKPT_EVERY: Final = (50, 100, 200, 400, 800, 1334)
 
 
 def io_write_bytes(pid: int) -> int:
@@ -116,6 +185,24 @@ def wake_by_thread(pid: int, before: dict[int, int], after: dict[int, int]) -> d
         label = thread_label(pid, tid)
         by[label] = by.get(label, 0) + n - before.get(tid, 0)
     return dict(sorted(by.items(), key=lambda kv: -kv[1]))
+
+
+def stop_gateway(proc: subprocess.Popen[str]) -> int:
+    """Stop the gateway cleanly (SIGTERM) and reap it with ``wait4``: the bytes it wrote to
+    block devices over its whole life, the exit included (``ru_oublock`` counts 512-byte
+    units of ``write_bytes``)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_oublock * 512
+        if time.monotonic() > deadline:
+            proc.kill()
+            deadline = float("inf")
+        time.sleep(0.1)
 
 
 def fs_of(path: Path) -> str:
@@ -348,6 +435,8 @@ def run(
         pub = Publisher(port)
         st0 = status(sock)
         fsync_count = FsyncCount(pid, tmp / f"{gw_id}.perf")
+        db = data / DB_NAME
+        wal0 = Wal.read(db)
         w0, cpu0, wake0 = io_write_bytes(pid), proc_cpu_seconds(pid), wakeups(pid)
         t0 = time.monotonic()
         if load == "hamlet":
@@ -370,6 +459,8 @@ def run(
             time.sleep(2)
         took = time.monotonic() - t0
         written = io_write_bytes(pid) - w0
+        wal1 = Wal.read(db)
+        span_frames = wal1.since(wal0)
         cpu = proc_cpu_seconds(pid) - cpu0
         wake1 = wakeups(pid)
         wake_by = wake_by_thread(pid, wake0, wake1)
@@ -381,6 +472,13 @@ def run(
         quiet0 = wakeups(pid)
         time.sleep(idle_s)
         quiet = wake_by_thread(pid, quiet0, wakeups(pid))
+        # The checkpoint, measured: SQLite checkpoints the WAL when the gateway closes its
+        # buffer on a clean stop, and only this process can (it holds the file exclusively).
+        # Linux keeps counting write_bytes until the process is gone and hands the total to
+        # wait4(); what the exit wrote is that total less the count just before SIGTERM.
+        w_end = io_write_bytes(pid)
+        wal_end = Wal.read(db)
+        exit_written = stop_gateway(proc) - w_end
         return {
             "code": name,
             "window": window_s,
@@ -395,13 +493,18 @@ def run(
             "quiet": quiet,
             "fsyncs": fsyncs,
             "fs": fs_of(data),
+            "span_frames": len(span_frames),
+            "span_restarted": wal1.salt != wal0.salt,
+            "ckpt": wal1.checkpoint_bytes(span_frames),
+            "every": {k: wal1.checkpoints_every(wal0, k) for k in CKPT_EVERY},
+            "exit_written": exit_written,
+            "exit_predicted": wal_end.checkpoint_bytes(wal_end.pages),
+            "startup_frames": len(wal0.pages) if wal1.salt == wal0.salt else 0,
         }
     finally:
         stop.set()
-        # A clean stop.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        proc.wait(30)
+        if proc.returncode is None:
+            stop_gateway(proc)
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -467,17 +570,44 @@ def main() -> None:
     ]
     base: dict[str, dict[str, Any]] = {}
     for r in results:
-        per = r["written"] / max(r["records"], 1)
-        day = r["written"] / r["took"] * 86400
+        recs = max(r["records"], 1)
+        wal_per = r["written"] / recs
+        wal_day = r["written"] / r["took"] * 86400
+        # The real write cost: what the span wrote plus the checkpoint of its frames (each
+        # page the span wrote to the WAL is written once more to the database file), as
+        # measured at the clean stop: a little more than the span's own (the stop's last
+        # delete and seq state, the few start-up frames), never less.
+        total = r["written"] + r["exit_written"]
+        per = total / recs
+        model = r["written"] + r["ckpt"]
+        day = total / r["took"] * 86400
         h = 3600 / r["took"]
         tag = f"window {r['window']:g} s, {r['load']}" + (
             f" [{r['code'][1:]}]" if r["code"] else ""
         )
         fs = "n/a (no perf)" if r["fsyncs"] is None else f"{r['fsyncs'] * h:,.0f}"
+        writes = [
+            ("  WAL frames in the span", f"{r['span_frames']:,}",
+             "a checkpoint restarted the WAL meanwhile" if r["span_restarted"] else
+             f"no checkpoint in it; {r['startup_frames']} start-up frames before"),
+            ("  bytes written per record, WAL only", f"{wal_per:,.0f}", "write_bytes / committed"),
+            ("  bytes written per record, WAL + checkpoint", f"{per:,.0f}",
+             f"+ {r['exit_written'] / recs:,.0f}: the clean stop, measured (wait4)"),
+            ("    model: + the span's frames checkpointed", f"{model / recs:,.0f}",
+             "4 KiB blocks their distinct pages dirty"),
+            ("  projected MB/day, WAL only", f"{wal_day / 1e6:,.1f}",
+             f"{wal_day * 365 / 1e9:,.1f} GB/year"),
+            ("  projected MB/day, WAL + checkpoint", f"{day / 1e6:,.1f}",
+             f"{day * 365 / 1e9:,.1f} GB/year"),
+            *[(f"    model: a checkpoint every {k:,} frames", f"{(r['written'] + b) / recs:,.0f}",
+               f"B/record; {(r['written'] + b) / r['took'] * 0.0864:,.1f} MB/day")
+              for k, b in r["every"].items() if k < r["span_frames"]],
+            ("  clean stop: written at exit (wait4)", f"{r['exit_written']:,}",
+             f"bytes; model of its checkpoint: {r['exit_predicted']:,}"),
+        ]  # fmt: skip
         rows += [
             (f"{tag}: records", f"{r['records']:,}", f"in {r['took']:.0f} s"),
-            ("  bytes written per record", f"{per:,.0f}", "write_bytes / committed"),
-            ("  projected MB/day, GB/year", f"{day / 1e6:,.1f}", f"{day * 365 / 1e9:,.1f} GB/year"),
+            *writes,
             ("  fsyncs per hour", fs, ""),
             ("  wake-ups per hour", f"{r['wake'] * h:,.0f}", "voluntary ctxt switches"),
             *[
@@ -501,7 +631,7 @@ def main() -> None:
         if key not in base:
             base[key] = r
         b = base[key]
-        b_per = b["written"] / max(b["records"], 1)
+        b_per = (b["written"] + b["ckpt"]) / max(b["records"], 1)
         what = f"{r['load']}, window {r['window']:g} s{' ' + r['code'][1:] if r['code'] else ''}"
         if b is not r:
             rows.append(
@@ -511,6 +641,10 @@ def main() -> None:
                     f"{b_per:,.0f} B before",
                 )
             )
+        report(BENCH, f"bytes/record, WAL only ({what})", round(wal_per), "B",
+               higher_is_better=False)  # fmt: skip
+        report(BENCH, f"MB/day, WAL only ({what})", round(wal_day / 1e6, 1), "MB",
+               higher_is_better=False)  # fmt: skip
         report(BENCH, f"bytes/record ({what})", round(per), "B",
                baseline=b_per if b is not r else None, higher_is_better=False,
                floor="<= 300 B" if key == "hamlet" else None)  # fmt: skip
