@@ -11,22 +11,27 @@ Keys are kept for a bounded recent window (``BufferConfig.receipt_window`` recor
 evicted first, by the seq they were stored under); see docs/store-and-forward.md for why the
 window's size follows the broker's queue.
 
-The table is a log in seq order (``seq`` is the rowid) and the lookup is an in-memory map
-loaded from it at start: keys are random, and a table keyed by them dirtied one page of its
-b-tree per record (measured: 7.5 KB written to the SD card per reading with a full window,
-bench/gateway_sd_writes.py); appending writes one or two pages per commit. The map changes
-only after COMMIT, so a rolled-back transaction never leaves a key that was not stored.
+The table is a ring of ``window`` slots: the record with seq ``s`` takes slot ``s % window``,
+overwriting in place the receipt of the record ``window`` seqs before it. The lookup is an
+in-memory map loaded from the ring at start. Each layout before it cost the SD card more
+(bench/gateway_sd_writes.py): a table keyed by the random digests dirtied one b-tree page per
+record (7.5 KB written per reading with a full window); an append-only log with eviction
+wrote its pages twice, once to append and once to delete, plus the freelist (about a third
+of every commit's WAL frames). Updating a slot rewrites only the few pages the commit's
+consecutive slots share, and the file never grows or frees pages for receipts. The map
+changes only after COMMIT, so a rolled-back transaction never leaves a key that was not
+stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sqlite3
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
-# Evict in steps, not one row per commit: one DELETE per this many records stored.
-_EVICT_SLACK: Final = 1000
+from gateway.buffer.schema import Txn
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +64,48 @@ def receipts_for(key: int, n: int, *, check: bool) -> list[Receipt]:
 
 
 class Receipts:
-    """The receipt log as the store's writer thread sees it (inside its transactions)."""
+    """The receipt ring as the store's writer thread sees it (inside its transactions).
+
+    A key is recognised while its slot has not been overwritten: at least until ``window``
+    more records are stored (a record stored without a receipt, such as a heartbeat, leaves
+    its slot as it was, so an older key may be remembered longer, never shorter).
+    """
 
     def __init__(self, window: int) -> None:
         self.window = window
-        self.count = 0
+        self.count = 0  # receipts remembered (filled slots)
         self.recognised = 0  # copies recognised since start (a counter for status/heartbeat)
-        self._keys: dict[int, int] = {}  # key -> stored rows carrying it (committed)
-        self._added: list[int] = []  # in the open transaction
-        self._removed: list[int] = []
+        self._keys: dict[int, int] = {}  # key -> filled slots carrying it (committed)
+        self._slots = array("q", [_EMPTY]) * window  # slot -> key (committed)
+        self._pending: dict[int, int] = {}  # slot -> key, written in the open transaction
 
     def load(self, con: sqlite3.Connection) -> None:
-        """Load the committed keys (the table and its conversion: gateway/buffer/schema.py)."""
+        """Load the committed ring (its table and the conversions of older layouts:
+        gateway/buffer/schema.py), first re-slotting it if the window changed."""
+        rows = con.execute("SELECT slot, seq, key FROM receipt_ring").fetchall()
+        if any(slot >= self.window or seq % self.window != slot for slot, seq, _ in rows):
+            rows = self._reslot(con, rows)
+        self._slots = array("q", [_EMPTY]) * self.window
         self._keys = {}
-        for (key,) in con.execute("SELECT key FROM receipt"):
+        for slot, _seq, key in rows:
+            self._slots[slot] = key
             self._keys[key] = self._keys.get(key, 0) + 1
-        self.count = sum(self._keys.values())
-        self._added, self._removed = [], []
+        self.count = len(rows)
+        self._pending = {}
+
+    def _reslot(
+        self, con: sqlite3.Connection, rows: list[tuple[int, int, int]]
+    ) -> list[tuple[int, int, int]]:
+        """Another window (configuration or budget changed): keep the newest receipts,
+        each in the slot its seq takes in this window."""
+        newest: dict[int, tuple[int, int]] = {}
+        for _slot, seq, key in sorted(rows, key=lambda r: r[1], reverse=True)[: self.window]:
+            newest.setdefault(seq % self.window, (seq, key))
+        kept = [(slot, seq, key) for slot, (seq, key) in newest.items()]
+        with Txn(con):  # once, at open, before the store's own transactions
+            con.execute("DELETE FROM receipt_ring")
+            con.executemany("INSERT INTO receipt_ring(slot, seq, key) VALUES (?, ?, ?)", kept)
+        return kept
 
     def seen(self, con: sqlite3.Connection, receipt: Receipt) -> bool:
         """True when ``receipt`` is a copy of a stored record (call inside the transaction;
@@ -83,34 +113,38 @@ class Receipts:
         return receipt.check and receipt.key in self._keys
 
     def remember(self, con: sqlite3.Connection, rows: list[tuple[int, int]]) -> None:
-        """Store (key, seq) pairs, then evict beyond the window (same transaction)."""
+        """Store (key, seq) pairs in their slots (same transaction as the records)."""
         if not rows:
             return
-        con.executemany("INSERT INTO receipt(seq, key) VALUES (?, ?)", [(s, k) for k, s in rows])
-        self._added += [k for k, _ in rows]
-        count = self.count + len(self._added) - len(self._removed)
-        if count > self.window + _EVICT_SLACK:
-            (cut,) = con.execute(
-                "SELECT seq FROM receipt ORDER BY seq LIMIT 1 OFFSET ?", (count - self.window - 1,)
-            ).fetchone()
-            self._removed += [
-                int(k) for (k,) in con.execute("SELECT key FROM receipt WHERE seq <= ?", (cut,))
-            ]
-            con.execute("DELETE FROM receipt WHERE seq <= ?", (cut,))
+        # An upsert updates the row in place; REPLACE would delete it and insert it anew.
+        con.executemany(
+            "INSERT INTO receipt_ring(slot, seq, key) VALUES (?, ?, ?) "
+            "ON CONFLICT(slot) DO UPDATE SET seq = excluded.seq, key = excluded.key",
+            [(seq % self.window, seq, key) for key, seq in rows],
+        )
+        for key, seq in rows:
+            self._pending[seq % self.window] = key
 
     def committed(self) -> None:
-        """After COMMIT: the transaction's keys count from now on."""
-        keys = self._keys
-        for k in self._added:
-            keys[k] = keys.get(k, 0) + 1
-        for k in self._removed:
-            n = keys.get(k, 0) - 1
-            if n > 0:
-                keys[k] = n
+        """After COMMIT: the transaction's keys count from now on, and those they
+        overwrote no longer do."""
+        keys, slots = self._keys, self._slots
+        for slot, key in self._pending.items():
+            old = slots[slot]
+            if old == _EMPTY:
+                self.count += 1
             else:
-                keys.pop(k, None)
-        self.count += len(self._added) - len(self._removed)
-        self._added, self._removed = [], []
+                n = keys[old] - 1
+                if n:
+                    keys[old] = n
+                else:
+                    del keys[old]
+            slots[slot] = key
+            keys[key] = keys.get(key, 0) + 1
+        self._pending = {}
 
     def rolled_back(self) -> None:
-        self._added, self._removed = [], []
+        self._pending = {}
+
+
+_EMPTY: Final = -1  # keys are 63-bit, never negative

@@ -41,12 +41,16 @@ CREATE TABLE IF NOT EXISTS gap (
     first INTEGER PRIMARY KEY, last INTEGER NOT NULL, reason TEXT NOT NULL
 );
 """
-# The receipt log (gateway/buffer/identity.py): in seq order, ``seq`` is the rowid.
+# The receipt ring (gateway/buffer/identity.py): seq ``s`` in slot ``s % window``.
 RECEIPT_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS receipt_ring (
+    slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, key INTEGER NOT NULL
+);
 """
-# The first receipt layout (keyed by the digest); converted on open.
+# Earlier receipt layouts, converted on open: keyed by the digest (the first), then a log
+# in seq order with the oldest deleted.
 _KEYED: Final = "CREATE TABLE receipt (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
+_LOG: Final = "CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL)"
 
 
 def connect(path: Path, budget: Budget) -> tuple[sqlite3.Connection, Budget]:
@@ -92,23 +96,22 @@ def configure(con: sqlite3.Connection, budget: Budget) -> Budget:
     # The database file's share: SQLite refuses to grow it further (SQLITE_FULL). It
     # cannot be set below the current size; Store.open() shrinks a file that outgrew it.
     con.execute(f"PRAGMA max_page_count = {budget.db_pages}")
-    _convert_receipts(con)
     con.executescript(RECEIPT_SCHEMA)
+    _convert_receipts(con)
     return budget
 
 
 def _convert_receipts(con: sqlite3.Connection) -> None:
-    """A file with the keyed receipt table: rewrite it as the log."""
+    """A file with an earlier receipt table: move its rows into the ring, each in the slot
+    of its own seq for now (the window re-slots them when it loads: identity.py)."""
     row = con.execute("SELECT sql FROM sqlite_master WHERE name = 'receipt'").fetchone()
-    if row is None or " ".join(str(row[0]).split()) != _KEYED:
+    if row is None or " ".join(str(row[0]).split()) not in (_KEYED, _LOG):
         return
     con.executescript(
         "BEGIN IMMEDIATE;"
         "DROP INDEX IF EXISTS receipt_seq;"
-        "ALTER TABLE receipt RENAME TO receipt_keyed;"
-        "CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL);"
-        "INSERT INTO receipt(seq, key) SELECT seq, key FROM receipt_keyed ORDER BY seq;"
-        "DROP TABLE receipt_keyed;"
+        "INSERT INTO receipt_ring(slot, seq, key) SELECT seq, seq, key FROM receipt;"
+        "DROP TABLE receipt;"
         "COMMIT;"
     )
 

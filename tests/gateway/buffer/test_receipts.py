@@ -7,11 +7,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from pathlib import Path
 from typing import cast
 
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
-from gateway.buffer.identity import Receipt, receipt_key, receipts_for
+from gateway.buffer.identity import Receipt, Receipts, receipt_key, receipts_for
+from gateway.buffer.schema import DB_NAME, RECEIPT_SCHEMA
 from hamlet.contract import RecordKind
 from tests.gateway.conftest import buffer_config, closed_buffer, reading
 
@@ -66,8 +72,126 @@ async def test_window_forgets_the_oldest(tmp_path: Path) -> None:
         assert await buf.store_records(_with(2499, 1)) == [DUPLICATE]
         assert (await buf.store_records(_with(0, 1)))[0] > 0  # forgotten: stored anew
     with closed_buffer(tmp_path) as con:
-        n = int(con.execute("SELECT count(*) FROM receipt").fetchone()[0])
-    assert 1000 <= n <= 2000
+        rows = con.execute("SELECT slot, seq FROM receipt_ring").fetchall()
+    # Exactly the newest window, each seq in its slot.
+    assert sorted(seq for _, seq in rows) == list(range(1502, 2502))
+    assert all(slot == seq % 1000 for slot, seq in rows)
+
+
+async def test_ring_stops_growing_once_full(tmp_path: Path) -> None:
+    """Slots are updated in place: storing and uploading three more windows adds no page to
+    the receipts (the log it replaced appended pages and deleted them again)."""
+    cfg = buffer_config(receipt_window=1000)
+
+    async def store_window(buf: DurableBuffer, b0: int) -> None:
+        for b in range(b0, b0 + 10):
+            await buf.store_records([r for k in range(100) for r in _with(b * 100 + k, 1)])
+        recs, _ = await buf.read_batch(0, None, 5000, hold_pending=False)
+        await buf.confirm([r.seq for r in recs], [])
+
+    async with DurableBuffer(cfg, tmp_path, BOOT) as buf:
+        await store_window(buf, 0)
+    with closed_buffer(tmp_path) as con:
+        pages = _ring_pages(con)
+    async with DurableBuffer(cfg, tmp_path, BOOT) as buf:
+        for w in range(1, 4):
+            await store_window(buf, w * 10)
+    with closed_buffer(tmp_path) as con:
+        assert _ring_pages(con) == pages
+        assert con.execute("SELECT count(*) FROM receipt_ring").fetchone()[0] == 1000
+
+
+def _ring_pages(con: sqlite3.Connection) -> int:
+    (n,) = con.execute("SELECT count(*) FROM dbstat WHERE name = 'receipt_ring'").fetchone()
+    return int(n)
+
+
+@pytest.mark.parametrize("layout", ["log", "keyed"])
+async def test_earlier_receipt_layouts_are_converted_on_open(tmp_path: Path, layout: str) -> None:
+    """A buffer written by an earlier release keeps recognising its copies."""
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert await buf.store_records(_with(31, 3)) == [1, 2, 3]
+    # Rewrite the receipts as that release left them.
+    con = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    try:
+        rows = con.execute("SELECT seq, key FROM receipt_ring").fetchall()
+        con.execute("DROP TABLE receipt_ring")
+        if layout == "log":
+            con.execute("CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL)")
+        else:
+            con.execute("CREATE TABLE receipt (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)")
+            con.execute("CREATE INDEX receipt_seq ON receipt(seq)")
+        con.executemany("INSERT INTO receipt(seq, key) VALUES (?, ?)", rows)
+    finally:
+        con.close()
+    async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
+        assert await buf.store_records(_with(31, 3)) == [DUPLICATE] * 3
+        assert await buf.store_records(_with(32, 1)) == [4]
+    with closed_buffer(tmp_path) as con:
+        names = {n for (n,) in con.execute("SELECT name FROM sqlite_master")}
+    assert "receipt" not in names
+    assert "receipt_seq" not in names
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 40), min_size=1, max_size=12),  # keys; 0: no receipt
+            st.sampled_from(["commit", "commit", "rollback", "reopen"]),
+            st.integers(3, 9),  # the window after a reopen
+        ),
+        max_size=30,
+    ),
+    window=st.integers(3, 9),
+)
+def test_ring_remembers_at_least_the_last_window_and_nothing_unstored(
+    tmp_path_factory: pytest.TempPathFactory,
+    steps: list[tuple[list[int], str, int]],
+    window: int,
+) -> None:
+    """Against a model: every receipt among the last ``window`` stored seqs is recognised,
+    nothing that was never committed is, the table holds at most ``window`` rows, and all
+    of it holds across reopening with another window."""
+    path = tmp_path_factory.mktemp("ring") / "r.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.executescript(RECEIPT_SCHEMA)
+    ring = Receipts(window)
+    ring.load(con)
+    stored: list[tuple[int, int | None]] = []  # (seq, key) committed, in seq order
+    seq = 0
+    floor = 0  # a larger window after a reopen remembers the old one's receipts only
+    try:
+        for keys, action, new_window in steps:
+            if action == "reopen":
+                con.close()
+                con = sqlite3.connect(path, isolation_level=None)
+                floor = max(floor, seq - window)
+                window = new_window
+                ring = Receipts(window)
+                ring.load(con)
+            else:
+                con.execute("BEGIN IMMEDIATE")
+                batch = [(k, seq + 1 + i) for i, k in enumerate(keys)]
+                ring.remember(con, [(k, s) for k, s in batch if k])
+                if action == "commit":
+                    con.execute("COMMIT")
+                    ring.committed()
+                    stored += [(s, k or None) for k, s in batch]
+                    seq += len(keys)
+                else:
+                    con.execute("ROLLBACK")
+                    ring.rolled_back()
+            ever = {k for _, k in stored if k}
+            recent = {k for s, k in stored if k and s > max(seq - window, floor)}
+            known = {k for k in range(1, 41) if ring.seen(con, Receipt(k))}
+            assert recent <= known <= ever
+            (rows,) = con.execute("SELECT count(*) FROM receipt_ring").fetchone()
+            assert rows == ring.count <= window
+    finally:
+        con.close()
 
 
 async def test_unstorable_record_is_refused_alone(tmp_path: Path) -> None:
