@@ -41,16 +41,11 @@ CREATE TABLE IF NOT EXISTS gap (
     first INTEGER PRIMARY KEY, last INTEGER NOT NULL, reason TEXT NOT NULL
 );
 """
-# The receipt ring (gateway/buffer/identity.py): seq ``s`` in slot ``s % window``.
+# The receipt ring (gateway/buffer/identity.py, which also converts earlier layouts): 120
+# slots a row, the keys packed little-endian; seq ``s`` in slot ``s % meta.receipt_slots``.
 RECEIPT_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS receipt_ring (
-    slot INTEGER PRIMARY KEY, seq INTEGER NOT NULL, key INTEGER NOT NULL
-);
+CREATE TABLE IF NOT EXISTS receipt_block (blk INTEGER PRIMARY KEY, keys BLOB NOT NULL);
 """
-# Earlier receipt layouts, converted on open: keyed by the digest (the first), then a log
-# in seq order with the oldest deleted.
-_KEYED: Final = "CREATE TABLE receipt (key INTEGER PRIMARY KEY, seq INTEGER NOT NULL)"
-_LOG: Final = "CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL)"
 
 
 def connect(path: Path, budget: Budget) -> tuple[sqlite3.Connection, Budget]:
@@ -97,23 +92,7 @@ def configure(con: sqlite3.Connection, budget: Budget) -> Budget:
     # cannot be set below the current size; Store.open() shrinks a file that outgrew it.
     con.execute(f"PRAGMA max_page_count = {budget.db_pages}")
     con.executescript(RECEIPT_SCHEMA)
-    _convert_receipts(con)
     return budget
-
-
-def _convert_receipts(con: sqlite3.Connection) -> None:
-    """A file with an earlier receipt table: move its rows into the ring, each in the slot
-    of its own seq for now (the window re-slots them when it loads: identity.py)."""
-    row = con.execute("SELECT sql FROM sqlite_master WHERE name = 'receipt'").fetchone()
-    if row is None or " ".join(str(row[0]).split()) not in (_KEYED, _LOG):
-        return
-    con.executescript(
-        "BEGIN IMMEDIATE;"
-        "DROP INDEX IF EXISTS receipt_seq;"
-        "INSERT INTO receipt_ring(slot, seq, key) SELECT seq, seq, key FROM receipt;"
-        "DROP TABLE receipt;"
-        "COMMIT;"
-    )
 
 
 def meta(con: sqlite3.Connection, key: str) -> int | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import struct
 from pathlib import Path
 from typing import cast
 
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from gateway.buffer import DUPLICATE, REFUSED, DurableBuffer, NewRecord
 from gateway.buffer.identity import Receipt, Receipts, receipt_key, receipts_for
-from gateway.buffer.schema import DB_NAME, RECEIPT_SCHEMA
+from gateway.buffer.schema import DB_NAME, RECEIPT_SCHEMA, SCHEMA, set_meta
 from hamlet.contract import RecordKind
 from tests.gateway.conftest import buffer_config, closed_buffer, reading
 
@@ -72,10 +73,24 @@ async def test_window_forgets_the_oldest(tmp_path: Path) -> None:
         assert await buf.store_records(_with(2499, 1)) == [DUPLICATE]
         assert (await buf.store_records(_with(0, 1)))[0] > 0  # forgotten: stored anew
     with closed_buffer(tmp_path) as con:
-        rows = con.execute("SELECT slot, seq FROM receipt_ring").fetchall()
-    # Exactly the newest window, each seq in its slot.
-    assert sorted(seq for _, seq in rows) == list(range(1502, 2502))
-    assert all(slot == seq % 1000 for slot, seq in rows)
+        slots = _ring(con)
+    # 1,000 rounded up to whole blocks of 120: exactly the newest 1,080 receipts, each in
+    # the slot of its seq (seqs 1,422 to 2,501; the last is key 0 stored anew).
+    assert len(slots) == 1080
+    stored = {seq: receipts_for(seq - 1, 1, check=True)[0].key for seq in range(1, 2501)}
+    stored[2501] = receipts_for(0, 1, check=True)[0].key
+    assert all(slots[seq % 1080] == stored[seq] for seq in range(1422, 2502))
+
+
+def _ring(con: sqlite3.Connection) -> list[int]:
+    """The ring's slots as the file holds them (-1: empty), read independently."""
+    (n,) = con.execute("SELECT value FROM meta WHERE key = 'receipt_slots'").fetchone()
+    (per,) = con.execute("SELECT value FROM meta WHERE key = 'receipt_block'").fetchone()
+    slots = [-1] * int(n)
+    for blk, blob in con.execute("SELECT blk, keys FROM receipt_block"):
+        for i, (key,) in enumerate(struct.iter_unpack("<q", blob)):
+            slots[blk * per + i] = key
+    return slots
 
 
 async def test_ring_stops_growing_once_full(tmp_path: Path) -> None:
@@ -84,7 +99,7 @@ async def test_ring_stops_growing_once_full(tmp_path: Path) -> None:
     cfg = buffer_config(receipt_window=1000)
 
     async def store_window(buf: DurableBuffer, b0: int) -> None:
-        for b in range(b0, b0 + 10):
+        for b in range(b0, b0 + 11):
             await buf.store_records([r for k in range(100) for r in _with(b * 100 + k, 1)])
         recs, _ = await buf.read_batch(0, None, 5000, hold_pending=False)
         await buf.confirm([r.seq for r in recs], [])
@@ -95,14 +110,14 @@ async def test_ring_stops_growing_once_full(tmp_path: Path) -> None:
         pages = _ring_pages(con)
     async with DurableBuffer(cfg, tmp_path, BOOT) as buf:
         for w in range(1, 4):
-            await store_window(buf, w * 10)
+            await store_window(buf, w * 11)
     with closed_buffer(tmp_path) as con:
         assert _ring_pages(con) == pages
-        assert con.execute("SELECT count(*) FROM receipt_ring").fetchone()[0] == 1000
+        assert sum(1 for k in _ring(con) if k >= 0) == 1080
 
 
 def _ring_pages(con: sqlite3.Connection) -> int:
-    (n,) = con.execute("SELECT count(*) FROM dbstat WHERE name = 'receipt_ring'").fetchone()
+    (n,) = con.execute("SELECT count(*) FROM dbstat WHERE name = 'receipt_block'").fetchone()
     return int(n)
 
 
@@ -112,10 +127,11 @@ async def test_earlier_receipt_layouts_are_converted_on_open(tmp_path: Path, lay
     async with DurableBuffer(buffer_config(), tmp_path, BOOT) as buf:
         assert await buf.store_records(_with(31, 3)) == [1, 2, 3]
     # Rewrite the receipts as that release left them.
+    rows = [(seq, rc.key) for seq, rc in enumerate(receipts_for(31, 3, check=True), 1)]
     con = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
     try:
-        rows = con.execute("SELECT seq, key FROM receipt_ring").fetchall()
-        con.execute("DROP TABLE receipt_ring")
+        con.execute("DROP TABLE receipt_block")
+        con.execute("DELETE FROM meta WHERE key IN ('receipt_slots', 'receipt_block')")
         if layout == "log":
             con.execute("CREATE TABLE receipt (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL)")
         else:
@@ -129,12 +145,13 @@ async def test_earlier_receipt_layouts_are_converted_on_open(tmp_path: Path, lay
         assert await buf.store_records(_with(32, 1)) == [4]
     with closed_buffer(tmp_path) as con:
         names = {n for (n,) in con.execute("SELECT name FROM sqlite_master")}
+        assert sum(1 for k in _ring(con) if k >= 0) == 4
     assert "receipt" not in names
     assert "receipt_seq" not in names
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     steps=st.lists(
@@ -142,40 +159,44 @@ async def test_earlier_receipt_layouts_are_converted_on_open(tmp_path: Path, lay
             st.lists(st.integers(0, 40), min_size=1, max_size=12),  # keys; 0: no receipt
             st.sampled_from(["commit", "commit", "rollback", "reopen"]),
             st.integers(3, 9),  # the window after a reopen
+            st.integers(1, 4),  # and its keys per block
         ),
         max_size=30,
     ),
     window=st.integers(3, 9),
+    per_block=st.integers(1, 4),
 )
 def test_ring_remembers_at_least_the_last_window_and_nothing_unstored(
     tmp_path_factory: pytest.TempPathFactory,
-    steps: list[tuple[list[int], str, int]],
+    steps: list[tuple[list[int], str, int, int]],
     window: int,
+    per_block: int,
 ) -> None:
     """Against a model: every receipt among the last ``window`` stored seqs is recognised,
-    nothing that was never committed is, the table holds at most ``window`` rows, and all
-    of it holds across reopening with another window."""
+    nothing that was never committed is, the file holds exactly the slots in memory, and
+    all of it holds across reopening with another window or block size."""
     path = tmp_path_factory.mktemp("ring") / "r.db"
     con = sqlite3.connect(path, isolation_level=None)
-    con.executescript(RECEIPT_SCHEMA)
-    ring = Receipts(window)
+    con.executescript(SCHEMA + RECEIPT_SCHEMA)
+    ring = Receipts(window, per_block)
     ring.load(con)
     stored: list[tuple[int, int | None]] = []  # (seq, key) committed, in seq order
     seq = 0
     floor = 0  # a larger window after a reopen remembers the old one's receipts only
     try:
-        for keys, action, new_window in steps:
+        for keys, action, new_window, new_block in steps:
             if action == "reopen":
                 con.close()
                 con = sqlite3.connect(path, isolation_level=None)
                 floor = max(floor, seq - window)
-                window = new_window
-                ring = Receipts(window)
+                window, per_block = new_window, new_block
+                ring = Receipts(window, per_block)
                 ring.load(con)
             else:
                 con.execute("BEGIN IMMEDIATE")
                 batch = [(k, seq + 1 + i) for i, k in enumerate(keys)]
                 ring.remember(con, [(k, s) for k, s in batch if k])
+                set_meta(con, "last_seq", seq + len(keys))
                 if action == "commit":
                     con.execute("COMMIT")
                     ring.committed()
@@ -188,8 +209,10 @@ def test_ring_remembers_at_least_the_last_window_and_nothing_unstored(
             recent = {k for s, k in stored if k and s > max(seq - window, floor)}
             known = {k for k in range(1, 41) if ring.seen(con, Receipt(k))}
             assert recent <= known <= ever
-            (rows,) = con.execute("SELECT count(*) FROM receipt_ring").fetchone()
-            assert rows == ring.count <= window
+            in_file = _ring(con)
+            assert len(in_file) == ring.slots >= window
+            assert ring.count == sum(1 for k in in_file if k >= 0)
+            assert {k for k in in_file if k >= 0} == known
     finally:
         con.close()
 
