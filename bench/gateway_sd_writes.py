@@ -148,6 +148,7 @@ class WalRestarts(threading.Thread):
         self.wal = db.parent / (db.name + "-wal")
         self.stop_event = stop
         self.count = 0
+        self._last = self._salt()
 
     def _salt(self) -> bytes:
         try:
@@ -156,13 +157,15 @@ class WalRestarts(threading.Thread):
         except FileNotFoundError:
             return b""
 
+    def poll(self) -> None:
+        now = self._salt()
+        if now and self._last and now != self._last:
+            self.count += 1
+        self._last = now or self._last  # a truncated WAL has no header until the next write
+
     def run(self) -> None:
-        salt = self._salt()
         while not self.stop_event.wait(1.0):
-            now = self._salt()
-            if now and salt and now != salt:
-                self.count += 1
-            salt = now or salt
+            self.poll()
 
 
 # Checkpoint intervals the bench also models from the span's frames (wal_autocheckpoint).

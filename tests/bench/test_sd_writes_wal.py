@@ -5,9 +5,10 @@ the WAL from its start (bench/gateway_sd_writes.py, ``Wal``)."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
-from bench.gateway_sd_writes import BLOCK, Wal
+from bench.gateway_sd_writes import BLOCK, Wal, WalRestarts
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -69,4 +70,24 @@ def test_a_restarted_wal_counts_only_its_new_frames(tmp_path: Path) -> None:
     # The old, longer generation's frames are still in the file, under the old salt.
     assert (db.parent / "buffer.db-wal").stat().st_size > 32 + len(after.pages) * (24 + 1024)
     assert len(after.since(start)) == len(after.pages) == _log_frames(con)
+    con.close()
+
+
+def test_checkpoints_that_restart_the_wal_are_counted(tmp_path: Path) -> None:
+    """``--time-scale`` spans hold real checkpoints: the bench counts them by the WAL's salt,
+    whether SQLite reset the WAL in place or truncated it."""
+    db = tmp_path / "buffer.db"
+    con = _open(db)
+    _write(con, 0, 5)
+    restarts = WalRestarts(db, threading.Event())
+    for i, mode in enumerate(["PASSIVE", "TRUNCATE", "RESTART"], 1):
+        restarts.poll()
+        con.execute(f"PRAGMA wal_checkpoint({mode})")
+        restarts.poll()  # before the next write: the WAL has not restarted yet
+        _write(con, i * 10, 5)
+        restarts.poll()
+        assert restarts.count == i, mode
+    _write(con, 100, 5)  # no checkpoint: no restart
+    restarts.poll()
+    assert restarts.count == 3
     con.close()
