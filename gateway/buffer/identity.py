@@ -99,10 +99,11 @@ class Receipts:
             self._rewrite(con, self._derived_rows(con, geometry[0], geometry[1] or 1))
         elif geometry[0] is None:
             self._rewrite(con, [])  # a new file: record the ring's geometry
-        slots = _empty(self.slots)
+        slots, pb = _empty(self.slots), self.per_block
         for blk, blob in con.execute("SELECT blk, keys FROM receipt_block"):
-            block = _unpack(blob)
-            slots[blk * self.per_block : blk * self.per_block + len(block)] = block
+            if 0 <= blk < self.slots // pb:  # a slice assignment must never resize the ring
+                block = _unpack(blob)[:pb]
+                slots[blk * pb : blk * pb + len(block)] = block
         self._slots = slots
         self._keys = {}
         for key in slots:
