@@ -122,8 +122,8 @@ class Store:
         # Dead letters cannot give way to the budget, so they get a bounded share of it.
         dead_bytes = min(self.cfg.dead_letter_max_bytes, self.budget.dead_letter_bytes)
         self.cfg = self.cfg.model_copy(update={"dead_letter_max_bytes": dead_bytes})
-        # About 22 bytes a receipt in the ring (gateway/buffer/identity.py): 400 bytes of
-        # budget per receipt keeps the receipts under a twentieth of the byte budget.
+        # About 9 bytes a receipt in the ring (gateway/buffer/identity.py): 400 bytes of
+        # budget per receipt keeps the receipts under a fortieth of the byte budget.
         self.receipts = Receipts(min(self.cfg.receipt_window, max(self.cfg.max_bytes // 400, 1000)))
 
     # -- paths ----------------------------------------------------------------------
