@@ -121,6 +121,11 @@ class Wal:
         meanwhile (that checkpoint's writes are then in ``write_bytes`` already)."""
         return self.pages[len(start.pages) :] if self.salt == start.salt else self.pages
 
+    def transactions_since(self, start: Wal) -> int:
+        """Transactions committed after ``start`` (since the restart, if the WAL restarted)."""
+        first = len(start.pages) if self.salt == start.salt else 0
+        return sum(1 for end in self.commits if end > first)
+
     def checkpoint_bytes(self, pages: tuple[int, ...]) -> int:
         """What checkpointing these frames writes to the database file: each distinct page
         once, and the kernel counts the 4 KiB blocks of the file they dirty."""
@@ -535,6 +540,7 @@ def run(
             "fsyncs": fsyncs,
             "fs": fs_of(data),
             "span_frames": len(span_frames),
+            "span_txns": wal1.transactions_since(wal0),
             "span_restarted": wal1.salt != wal0.salt,
             "checkpoints": checkpoints,
             "scale": scale,
@@ -649,6 +655,10 @@ def main() -> None:
              f"since the last of {r['checkpoints']} checkpoints in the span (measured in "
              "write_bytes)" if r["span_restarted"] else
              f"no checkpoint in it; {r['startup_frames']} start-up frames before"),
+            ("  transactions in them", f"{r['span_txns']:,}",
+             f"{r['span_frames'] / max(r['span_txns'], 1):.1f} frames, "
+             f"{recs / max(r['span_txns'], 1):.0f} records each"
+             + (" (since the last checkpoint)" if r["span_restarted"] else "")),
             ("  bytes written per record, WAL only", f"{wal_per:,.0f}", "write_bytes / committed"),
             ("  bytes written per record, WAL + checkpoint", f"{per:,.0f}",
              f"+ {r['exit_written'] / recs:,.0f}: the clean stop, measured (wait4)"),

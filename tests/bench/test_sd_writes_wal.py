@@ -46,6 +46,8 @@ def test_frames_are_the_ones_sqlite_counts(tmp_path: Path) -> None:
     assert wal.page_size == 1024
     frames = wal.since(start)
     assert len(wal.commits) == 5
+    assert wal.transactions_since(start) == 5
+    assert Wal.read(db).transactions_since(wal) == 0
     assert len(frames) == _log_frames(con)
     # 200 rows of ~300 bytes: about 67 leaves written once or twice, and the interior page.
     distinct = set(frames)
@@ -67,6 +69,7 @@ def test_a_restarted_wal_counts_only_its_new_frames(tmp_path: Path) -> None:
     _write(con, 1000, 3)
     after = Wal.read(db)
     assert after.salt != before.salt
+    assert after.transactions_since(before) == 1
     # The old, longer generation's frames are still in the file, under the old salt.
     assert (db.parent / "buffer.db-wal").stat().st_size > 32 + len(after.pages) * (24 + 1024)
     assert len(after.since(start)) == len(after.pages) == _log_frames(con)
