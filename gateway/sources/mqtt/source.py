@@ -39,6 +39,9 @@ _RAW_KEEP: Final = 2048
 _HEALTHY_AFTER_S: Final = 10.0
 _MAX_DEVICES: Final = 2000  # per-device detail kept in state (bounded against id floods)
 _MAX_ATTEMPTS: Final = 2  # a message whose processing failed this often is dead-lettered
+# Batches committing at once. Above the buffer's commit_max_waiters, so the consumer never
+# waits out a whole window with the broker's in-flight window still open.
+MAX_INFLIGHT_SUBMITS: Final = 512
 
 
 class _Client(mqtt.Client):
@@ -225,26 +228,55 @@ class MqttSource:
     # ------------------------------------------------------------------ consuming
 
     async def _consume(self, inbox: asyncio.Queue[_Msg], sink: Sink, client: mqtt.Client) -> None:
-        while True:
-            batch = [await inbox.get()]
-            while len(batch) < self.cfg.batch_max and not inbox.empty():
-                batch.append(inbox.get_nowait())
-            records: list[Record] = []
-            for msg in batch:
-                try:
-                    records.extend(self._decode(msg, sink))
-                except Exception as err:
-                    # Not bad input (_decode dead-letters that) but a fault of ours on it.
-                    # The first time: fail the source, nothing acked, the broker redelivers.
-                    # The second time: dead-letter it and go on (a poison message).
-                    if not self._failed(msg, err, sink):
-                        raise SourceFailed(f"processing a message on {msg.topic!r}") from err
-            # Also with no records: the batch's dead letters are committed before its acks,
-            # so a bad message is never acknowledged and then lost with a power cut.
+        # Each batch is submitted as soon as it is decoded, in its own task, so the buffer
+        # gathers every message of a durability window into one group commit; the acks go
+        # out in arrival order, each batch's after its own commit (see _ack_in_order).
+        # Awaiting each commit before reading on made the first message after a commit
+        # open a window alone: two commits a window, and what arrived meanwhile waited up
+        # to a second window for its ack (bench/gateway_sd_writes.py).
+        slots = asyncio.Semaphore(MAX_INFLIGHT_SUBMITS)
+        acks: asyncio.Queue[tuple[asyncio.Task[None], list[_Msg]]] = asyncio.Queue()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._ack_in_order(acks, client), name=f"{self.name}-ack")
+            while True:
+                batch = [await inbox.get()]
+                while len(batch) < self.cfg.batch_max and not inbox.empty():
+                    batch.append(inbox.get_nowait())
+                records: list[Record] = []
+                for msg in batch:
+                    try:
+                        records.extend(self._decode(msg, sink))
+                    except Exception as err:
+                        # Not bad input (_decode dead-letters that) but a fault of ours on
+                        # it. The first time: fail the source, nothing acked, the broker
+                        # redelivers. The second time: dead-letter it and go on (a poison
+                        # message).
+                        if not self._failed(msg, err, sink):
+                            raise SourceFailed(f"processing a message on {msg.topic!r}") from err
+                await slots.acquire()  # back-pressure: the broker's in-flight window fills
+                task = tg.create_task(self._submit(sink, records, slots))
+                acks.put_nowait((task, batch))
+
+    async def _submit(self, sink: Sink, records: list[Record], slots: asyncio.Semaphore) -> None:
+        try:
+            # Also with no records: the batch's dead letters are committed before its
+            # acks, so a bad message is never acknowledged and then lost with a power cut.
             await sink.submit(records)
-            if records:
-                self.state.last_reading_at = time.time()
-                self.state.count("records", len(records))
+        finally:
+            slots.release()
+        if records:
+            self.state.last_reading_at = time.time()
+            self.state.count("records", len(records))
+
+    async def _ack_in_order(
+        self, acks: asyncio.Queue[tuple[asyncio.Task[None], list[_Msg]]], client: mqtt.Client
+    ) -> None:
+        """PUBACK each batch once its records are committed, in the order the broker sent
+        them (MQTT 3.1.1 §4.6). A failed submit fails the source here: nothing after it
+        is acknowledged, and the broker redelivers it all."""
+        while True:
+            task, batch = await acks.get()
+            await task
             # Committed (or dead-lettered): now the broker may forget them.
             acked = 0
             for msg in batch:

@@ -28,7 +28,9 @@ from typing import Final
 from gateway.records import Record, Sink
 from gateway.sources.base import SourceState
 
-MAX_INFLIGHT: Final = 32
+# Above the buffer's commit_max_waiters (256): a window of frames at a hamlet's rate meets
+# in one group commit, and a faster line is committed before the reader has to wait.
+MAX_INFLIGHT: Final = 512
 # How long a stopping source waits for its submits in flight to be committed.
 DRAIN_TIMEOUT_S: Final = 10.0
 

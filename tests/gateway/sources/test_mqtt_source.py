@@ -13,7 +13,11 @@ from typing import Any
 
 import pytest
 
-from gateway.records import Record
+from gateway.buffer import DurableBuffer
+from gateway.buffer.config import BufferConfig
+from gateway.clock import Clock, ClockConfig
+from gateway.pipeline import Pipeline
+from gateway.records import Reading, Record
 from gateway.sources.base import SourceStatus
 from gateway.sources.mqtt.config import FieldMapping, MqttSourceConfig
 from gateway.sources.mqtt.source import MqttSource
@@ -401,3 +405,57 @@ async def test_keepalive_holds_the_connection_while_the_thread_sleeps(
         publisher.publish("hamlet/sal-1/telemetry", _tele("sal-1", 1, salinity=0.8))
         await committed.wait_until(lambda: len(committed.items) >= 1)
     assert src.state.counters.get("reconnects", 0) == 0
+
+
+class _TimedSink:
+    """The real pipeline; notes when each message's reading was committed (its value)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.committed_at: dict[float, float] = {}
+        self.changed = asyncio.Event()
+
+    async def submit(self, records: Sequence[Record]) -> None:
+        await self.pipeline.submit(records)
+        now = time.monotonic()
+        for r in records:
+            if isinstance(r, Reading):
+                self.committed_at[float(r.value)] = now
+        self.changed.set()
+
+    def reject(self, source: str, reason: str, raw: bytes | str) -> None:
+        self.pipeline.reject(source, reason, raw)
+
+
+async def test_each_message_is_committed_within_one_window_of_arriving(
+    mqtt_broker: Broker, publisher: Publisher, tmp_path: Path
+) -> None:
+    """The durability window is the longest a message waits for its commit (and so for its
+    PUBACK): messages that arrive while a commit is pending join the next group at once.
+    When the source awaited each commit before reading on, a message arriving just after a
+    group opened waited for that group and then a whole window of its own: 2 windows."""
+    window = 2.0
+    clock = Clock(ClockConfig(sync="always"))
+    cfg = BufferConfig(durability_window_s=window)
+    async with DurableBuffer(cfg, tmp_path, clock.boot_id) as buffer:
+        sink = _TimedSink(Pipeline(buffer, clock))
+        src = MqttSource(_cfg(mqtt_broker, "gw-window"))
+        async with running(src, sink):
+            await _until_running(src)
+            commits0 = buffer.counters.commits
+            published: dict[float, float] = {}
+            for i in range(60):  # a message every 0.1 s for 6 s: three windows
+                value = round(0.01 * (i + 1), 2)
+                payload = _tele("win-1", i + 1, salinity=value)
+                await asyncio.to_thread(publisher.publish, "hamlet/win-1/telemetry", payload)
+                published[value] = time.monotonic()
+                await asyncio.sleep(0.1)  # the load's schedule
+            async with asyncio.timeout(4 * window):
+                while len(sink.committed_at) < 60:
+                    sink.changed.clear()
+                    await sink.changed.wait()
+            commits = buffer.counters.commits - commits0
+    waits = {v: sink.committed_at[v] - t for v, t in published.items()}
+    assert len(waits) == 60
+    assert max(waits.values()) <= window + 1.0, sorted(waits.values())[-5:]
+    assert commits <= 5  # one a window (three), not one a message
