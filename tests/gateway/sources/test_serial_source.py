@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+from gateway.buffer import DurableBuffer
+from gateway.buffer.config import BufferConfig
+from gateway.clock import Clock, ClockConfig
+from gateway.pipeline import Pipeline
 from gateway.sources.base import SourceStatus
 from gateway.sources.serial.config import SerialSourceConfig
 from gateway.sources.serial.protocol import encode_frame
@@ -233,3 +237,27 @@ async def test_retransmission_after_a_restart_is_recognised(
         await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
         wire.write(encode_frame("n7", 42, 1764309900.5, {"water_level": 1.31}))
         await _until(src, sink, lambda: len(sink.readings) == 2)
+
+
+async def test_a_window_of_frames_is_one_commit(
+    pty_pair: PtyPair, wire: Wire, tmp_path: Path
+) -> None:
+    """At a hamlet's rate every frame of a durability window meets in one group commit: the
+    reader keeps more submits in flight than a window brings (16 waiting submits used to
+    force a commit, one every 16 frames: at one frame a second, four commits a minute)."""
+    clock = Clock(ClockConfig(sync="always"))
+    async with DurableBuffer(
+        BufferConfig(durability_window_s=6.0), tmp_path, clock.boot_id
+    ) as buffer:
+        sink = Committed(Pipeline(buffer, clock), buffer)
+        src = SerialSource(_cfg(pty_pair.b))
+        async with running(src, sink):
+            await _until(src, sink, lambda: src.state.status == SourceStatus.RUNNING)
+            commits0 = buffer.counters.commits
+            for s in range(1, 31):  # a frame every 0.1 s for 3 s, well inside one window
+                wire.write(encode_frame("soil-2", s, None, {"soil_moisture": s}))
+                await asyncio.sleep(0.1)  # the node's schedule
+            await _until(src, sink, lambda: len(sink.items) >= 30, timeout=20)
+            commits = buffer.counters.commits - commits0
+    assert sorted(r["value"] for r in sink.readings) == list(range(1, 31))
+    assert commits == 1
