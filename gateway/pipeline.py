@@ -64,6 +64,7 @@ class Pipeline:
         self.counters = PipelineCounters()
         self._subs: set[TailSubscriber] = set()
         self._anchored: Anchor | None = None
+        self._reanchoring: asyncio.Future[None] | None = None
         # Set on every dead letter, for whoever reports them (gateway/status_report.py).
         self.dead_letter_added = asyncio.Event()
 
@@ -76,9 +77,13 @@ class Pipeline:
         stamp = self._clock.now()
         if self._clock.anchor is not None and self._clock.anchor is not self._anchored:
             self._anchored = self._clock.anchor
-            moved = await self._buffer.reanchor(self._anchored)
-            if moved:
-                log.info("clock: re-anchored %d records taken before sync", moved)
+            self._reanchoring = asyncio.ensure_future(self._reanchor(self._anchored))
+        if self._reanchoring is not None and not self._reanchoring.done():
+            # Every submit waits for the re-anchor, not only the one that started it: the
+            # waiters resume in call order, so submits reach the buffer in the order they
+            # were made (a later batch overtaking an earlier one could store a redelivered
+            # copy before its original).
+            await asyncio.shield(self._reanchoring)
         # Device units -> canonical, once per record; then what a frame implies (salinity).
         canonical: list[tuple[Record, Record]] = []  # (as received, canonical)
         for rec in records:
@@ -102,6 +107,8 @@ class Pipeline:
             out.append(new)
             kept.append(norm)
         if not out:
+            # Every record was dead-lettered here: on disk before the source acknowledges.
+            await self._buffer.flush()
             return
         outcomes = await self._buffer.store_records(out)
         self.counters.committed += sum(1 for o in outcomes if o > 0)
@@ -118,6 +125,11 @@ class Pipeline:
         self._buffer.put_dead(deadletter.make(self._clock.wall_ms(), source, reason, raw))
 
     # -- internals ------------------------------------------------------------------
+    async def _reanchor(self, anchor: Anchor) -> None:
+        moved = await self._buffer.reanchor(anchor)
+        if moved:
+            log.info("clock: re-anchored %d records taken before sync", moved)
+
     def _canonical(self, rec: Record, into: list[tuple[Record, Record]]) -> None:
         """Append ``(rec, canonical rec)`` to ``into``, or dead-letter ``rec`` with the reason."""
         try:

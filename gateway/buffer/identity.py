@@ -26,6 +26,7 @@ rolled-back transaction never leaves a key that was not stored.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sqlite3
 import sys
 from array import array
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from gateway.buffer.schema import Txn, meta, set_meta
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +99,21 @@ class Receipts:
         if old is not None:
             self._rewrite(con, old, drop_legacy=True)
         elif geometry[0] is not None and geometry != (self.slots, self.per_block):
-            self._rewrite(con, self._derived_rows(con, geometry[0], geometry[1] or 1))
+            old_slots, old_block = geometry[0], geometry[1] or 1
+            try:
+                self._rewrite(con, self._derived_rows(con, old_slots, old_block))
+            except sqlite3.OperationalError as err:
+                if getattr(err, "sqlite_errorname", "") != "SQLITE_FULL":
+                    raise
+                # A larger ring needs pages the byte budget does not have now: keep the
+                # ring as it is (its receipts stay valid) rather than fail the open, which
+                # would set the whole buffer aside as corrupt.
+                log.warning(
+                    "buffer: no room for a receipt ring of %d slots; keeping %d this run",
+                    self.slots,
+                    old_slots,
+                )
+                self.slots, self.per_block = old_slots, old_block
         elif geometry[0] is None:
             self._rewrite(con, [])  # a new file: record the ring's geometry
         slots, pb = _empty(self.slots), self.per_block
@@ -120,9 +137,11 @@ class Receipts:
         last = meta(con, "last_seq") or 0
         rows: list[tuple[int, int]] = []
         for blk, blob in con.execute("SELECT blk, keys FROM receipt_block"):
-            for i, key in enumerate(_unpack(blob)):
+            if not 0 <= blk < old_slots // old_block:
+                continue  # outside the ring (a damaged file): not a receipt
+            for i, key in enumerate(_unpack(blob)[:old_block]):
                 slot = blk * old_block + i
-                if key != _EMPTY and slot < old_slots:
+                if key != _EMPTY:
                     rows.append((last - (last - slot) % old_slots, key))
         return rows
 

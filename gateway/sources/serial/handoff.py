@@ -9,9 +9,9 @@ concurrent submits into one group commit; the reader goes straight back to the p
 most ``max_inflight`` submits run at a time: beyond that the reader waits (back-pressure
 reaches the tty, never memory).
 
-The records of one chunk keep their order. Chunks that meet in one group normally do too;
-only when the pipeline awaits before enqueueing (a clock re-anchor) may a later chunk take
-lower seqs. Seqs identify records and reading times order them, so nothing depends on it.
+The records of one chunk keep their order, and chunks reach the buffer in the order they
+were submitted (the pipeline holds every submit behind a clock re-anchor in progress, in
+call order), so a later chunk never takes lower seqs.
 
 Serial has nothing to acknowledge, so committing in the background loses nothing a
 blocking reader would have kept; on stop, the submits in flight are awaited.

@@ -5,6 +5,7 @@ Real SQLite files; a restart is a close and a reopen of the same directory.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -274,3 +275,44 @@ async def test_record_that_fails_twice_is_dead_lettered_and_committer_lives(
         assert buf.task is not None
         assert not buf.task.done()
         assert await buf.store_records([reading(value=3.0)]) == [3]
+
+
+def test_a_ring_with_no_room_to_grow_keeps_its_size(tmp_path: Path) -> None:
+    """A larger window needs pages the byte budget may not have at start: the ring keeps its
+    size and its receipts instead of failing the open (which would set the buffer aside)."""
+    path = tmp_path / "r.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        con.executescript(SCHEMA + RECEIPT_SCHEMA)
+        # One key every 120 seqs in a ring of one-key rows: in blocks of 120 each key takes
+        # a block of its own, ten 960-byte rows where ten small ones were.
+        small = Receipts(1200, 1)
+        small.load(con)
+        con.execute("BEGIN IMMEDIATE")
+        small.remember(con, [(k, 1 + 120 * (k - 1)) for k in range(1, 11)])
+        set_meta(con, "last_seq", 1200)
+        con.execute("COMMIT")
+        small.committed()
+        # The file at its page cap and full to the last bytes.
+        con.execute("CREATE TABLE filler (b BLOB)")
+        (pages,) = con.execute("PRAGMA page_count").fetchone()
+        con.execute(f"PRAGMA max_page_count = {pages + 1}")
+        for size in (500, 100, 20, 1):
+            with contextlib.suppress(sqlite3.OperationalError):
+                while True:
+                    con.execute("INSERT INTO filler VALUES (randomblob(?))", (size,))
+        big = Receipts(200_000)
+        big.load(con)
+        assert (big.slots, big.per_block) == (1200, 1)
+        assert big.count == 10
+        assert all(big.seen(con, Receipt(k)) for k in range(1, 11))
+        # And it keeps working at that size.
+        con.execute("DELETE FROM filler")
+        con.execute("BEGIN IMMEDIATE")
+        big.remember(con, [(11, 1201)])
+        con.execute("COMMIT")
+        big.committed()
+        assert big.seen(con, Receipt(11))
+        assert not big.seen(con, Receipt(1))  # slot 1 now holds seq 1201
+    finally:
+        con.close()
