@@ -656,9 +656,9 @@ def main() -> None:
              "write_bytes)" if r["span_restarted"] else
              f"no checkpoint in it; {r['startup_frames']} start-up frames before"),
             ("  transactions in them", f"{r['span_txns']:,}",
-             f"{r['span_frames'] / max(r['span_txns'], 1):.1f} frames, "
-             f"{recs / max(r['span_txns'], 1):.0f} records each"
-             + (" (since the last checkpoint)" if r["span_restarted"] else "")),
+             f"{r['span_frames'] / max(r['span_txns'], 1):.1f} frames each"
+             + ("" if r["span_restarted"] else
+                f", {recs / max(r['span_txns'], 1):.0f} records each")),
             ("  bytes written per record, WAL only", f"{wal_per:,.0f}", "write_bytes / committed"),
             ("  bytes written per record, WAL + checkpoint", f"{per:,.0f}",
              f"+ {r['exit_written'] / recs:,.0f}: the clean stop, measured (wait4)"),
