@@ -82,6 +82,8 @@ async def test_hamlet_preset_end_to_end(
         )
         publisher.publish("hamlet/kiosk-1/status", "offline", retain=True)
         await sink.wait_until(lambda: len(sink.items) >= 6)
+        # PUBACKs follow the commit from the acker task, so they may land just after it.
+        await src.state.wait_until(lambda st: st.counters.get("acked", 0) >= 4, timeout=10)
 
     by_metric = {r["metric"]: r for r in sink.readings}
     assert by_metric["salinity"]["value"] == 0.8

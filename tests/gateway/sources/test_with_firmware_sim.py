@@ -100,6 +100,7 @@ async def test_demo_hamlet_through_all_sources(
             await _until(
                 lambda: int(modbus.state.devices["soil-1"]["ok"] or 0) > ok_before, timeout=60
             )
+            await _until(lambda: mqtt.state.counters.get("acked", 0) >= 1)
     finally:
         sim.stop()
 
