@@ -11,11 +11,12 @@ seq only ever grows, even across a replaced file.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from hamlet.durable import write_atomic
 
 # Seqs reserved per write of the state file: at 10,000 readings/s one small fsync every 5 s.
 SEQ_BLOCK: Final = 50_000
@@ -39,20 +40,7 @@ def read_state(path: Path) -> SeqState | None:
 
 
 def write_state(path: Path, state: SeqState) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    data = json.dumps({"reserved": state.reserved, "floor": state.floor}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_atomic(path, json.dumps({"reserved": state.reserved, "floor": state.floor}).encode())
 
 
 @dataclass(slots=True)

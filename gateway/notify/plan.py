@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 
 import httpx
 import pydantic
 
+from hamlet.durable import write_atomic
 from hamlet.edgeplan import EdgePlan
 
 PLAN_PATH = "/api/v1/notify/edge-plan"
@@ -66,10 +66,4 @@ class EdgePlanCache:
         return plan
 
     def _save(self, plan: EdgePlan) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(json.dumps(plan.model_dump(), ensure_ascii=False))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(plan.model_dump(), ensure_ascii=False).encode())

@@ -1,8 +1,12 @@
 """Danger alerts through the gateway's own modem while the uplink is down.
 
-Every SMS sent is written to a journal (fsync'd JSON lines) before anything else happens, so a
-gateway that restarts never sends it again; the journal also holds what the server has not yet
-been told, reported as :class:`hamlet.edgeplan.EdgeSent` when the uplink is back.
+Every SMS goes through the modem's storage (PDU mode, ``hamlet.sms.storage``): it is stored,
+its indexes journalled (fsync'd JSON lines), then sent from storage, and journalled as sent.
+A gateway killed at any point, or a modem answer that never came, leaves either nothing
+stored (it goes again) or indexes whose stored status says whether it went: it is never sent
+twice. The journal also holds what the server has not yet been told, reported as
+:class:`hamlet.edgeplan.EdgeSent` when the uplink is back. Text mode has no storage path and
+stays at least once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 import httpx
 
 from hamlet.edgeplan import EdgePlan, EdgeSent, EdgeSentMessage, sms_key
+from hamlet.sms import storage
 from hamlet.sms.errors import ModemError
 from hamlet.sms.modem import AsyncGsmModem
 
@@ -48,7 +53,9 @@ class EdgeSender:
         self.uplink_down_after_s = uplink_down_after_s
         self.sent: dict[str, EdgeSentMessage] = {}
         self.reported: set[str] = set()
+        self.stored: dict[str, list[int]] = {}  # key -> storage indexes of a send not settled
         self.errors: list[str] = []  # modem errors, newest last (bounded), for the status page
+        self.repeats = 0  # offers of an alert already sent: each one an SMS not sent twice
         self._load()
 
     def _load(self) -> None:
@@ -58,10 +65,15 @@ class EdgeSender:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut by a power loss: the SMS it describes was not confirmed
+                continue  # a line cut by a power loss: what it describes was not confirmed
             if "sent" in entry:
                 m = EdgeSentMessage.model_validate(entry["sent"])
                 self.sent[m.key] = m
+                self.stored.pop(m.key, None)
+            elif "stored" in entry:
+                self.stored[entry["stored"]] = [int(i) for i in entry["slots"]]
+            elif "unstored" in entry:
+                self.stored.pop(entry["unstored"], None)
             elif "reported" in entry:
                 self.reported.update(entry["reported"])
 
@@ -71,6 +83,19 @@ class EdgeSender:
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def _note(self, err: str) -> None:
+        self.errors = [*self.errors[-49:], err]
+
+    async def _held(self) -> set[int]:
+        return {i for slots in self.stored.values() for i in slots}
+
+    async def sweep(self) -> int:
+        """At start-up, before anything is sent: delete outgoing messages in the modem's
+        storage that no unsettled send holds (``hamlet.sms.storage.sweep``)."""
+        if self.modem.config.mode == "text":
+            return 0
+        return await storage.sweep(self.modem, await self._held())
 
     async def on_alert(
         self, alert: EdgeAlert, plan: EdgePlan, uplink_down_for_s: float
@@ -87,13 +112,16 @@ class EdgeSender:
         for sub in plan.recipients(alert.rule, alert.severity, alert.field, alert.device):
             key = sms_key(alert.alert_id, alert.phase, sub.id)
             if key in self.sent:
+                self.repeats += 1
                 continue
             text = alert.message_vi if sub.language == "vi" else alert.message_en
             try:
-                await self.modem.send(sub.phone, text)
+                slots = await self._deliver(key, sub.phone, text)
             except ModemError as err:
-                self.errors = [*self.errors[-49:], f"{key}: {err}"]
-                continue  # the server sends it when the uplink is back
+                # Offered again at the next reading; a send whose answer was lost is then
+                # settled from the stored status, not sent again.
+                self._note(f"{key}: {err}")
+                continue
             m = EdgeSentMessage(
                 key=key, alert_id=alert.alert_id, rule=alert.rule, severity=alert.severity,
                 phase=alert.phase, at_ms=alert.at_ms, subscriber_id=sub.id,
@@ -102,8 +130,41 @@ class EdgeSender:
             )  # fmt: skip
             await asyncio.to_thread(self._append, {"sent": m.model_dump()})
             self.sent[key] = m
+            self.stored.pop(key, None)
             out.append(m)
+            await self._delete(slots)
         return out
+
+    async def _deliver(self, key: str, phone: str, text: str) -> list[int]:
+        """Send ``text`` once; the storage indexes to delete once it is journalled as sent."""
+        if self.modem.config.mode == "text":
+            await self.modem.send(phone, text)  # no storage: at least once
+            return []
+
+        async def forget() -> None:
+            self.stored.pop(key, None)
+            await asyncio.to_thread(self._append, {"unstored": key})
+
+        slots = self.stored.get(key)
+        if slots is not None:
+            stats = await storage.statuses(self.modem, slots)
+            if stats is not None:  # stored before a crash or a lost answer: what it says
+                await storage.send(self.modem, slots, stats, forget)
+                return slots
+            await forget()
+            self._note(f"{key}: the modem lost the stored SMS (power-cycled?); sent again")
+        slots = await storage.store(self.modem, phone, text, self._held)
+        await asyncio.to_thread(self._append, {"stored": key, "slots": slots})
+        self.stored[key] = slots
+        await storage.send(self.modem, slots, [None] * len(slots), forget)
+        return slots
+
+    async def _delete(self, slots: list[int]) -> None:
+        try:
+            for index in slots:
+                await self.modem.delete(index)
+        except ModemError as err:  # left in storage: the next start-up's sweep deletes it
+            self._note(f"deleting a sent SMS from the modem's storage: {err}")
 
     def unreported(self) -> list[EdgeSentMessage]:
         return [m for k, m in self.sent.items() if k not in self.reported]

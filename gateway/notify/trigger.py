@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Self
 import httpx
 
 from gateway.control_protocol import UplinkState
+from gateway.notify.episodes import EpisodeFile, Series
 from gateway.notify.plan import EdgePlanCache, PlanUnavailable
 from gateway.notify.sender import DANGER, EdgeAlert, EdgeSender
-from hamlet.alerteval import Episode, feed_threshold, fired
+from hamlet.alerteval import feed_threshold, fired
 from hamlet.alertmessages import message
 from hamlet.alertrules import RuleKind, Severity, Subject, resolve, rules_for_metric
 from hamlet.edgeplan import EdgePlan, natural_alert_id
@@ -38,15 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SEVERITY = {Severity.WATCH: 1, Severity.WARNING: 2, Severity.DANGER: DANGER}
-
-
-@dataclass
-class _Series:
-    """One rule on one device's metric: the episode going on, and whether it is ours to send
-    (it fired while the uplink was down; otherwise the server got the readings and sends)."""
-
-    episode: Episode | None = None
-    ours: bool = False
 
 
 @dataclass
@@ -89,15 +81,20 @@ class EdgeTrigger:
         self.counters = EdgeTriggerCounters()
         self.plan: EdgePlan | None = None
         self._plan_at = 0.0
-        self._series: dict[tuple[str, str, str], _Series] = {}
+        self._episodes = EpisodeFile(self._dir / "edge-episodes.json")
+        self._series = self._episodes.load()
         self._tasks: list[asyncio.Task[None]] = []
         self.sms_sent = asyncio.Event()  # set once an SMS was sent and journalled
+        self.offered = asyncio.Event()  # set whenever the sender was offered an alert
         self.plan_asked = asyncio.Event()  # set once the server was asked for the plan
 
     async def __aenter__(self) -> Self:
         try:
             await self.modem.__aenter__()
             await self.modem.prepare()
+            # Before anything is sent: what a crash left in the modem's storage.
+            if swept := await self.sender.sweep():
+                log.info("edge alerts: deleted %d leftover SMS from the modem's storage", swept)
         except ModemError as err:
             # The gateway's data matters more than its SMS: run on, the server still sends.
             log.error("edge alerts: modem not ready (%s); the gateway will not send SMS", err)  # noqa: TRY400
@@ -173,16 +170,20 @@ class EdgeTrigger:
             p = resolve(plan.alerts, rule.id, subject)
             if not p.enabled:
                 continue
-            s = self._series.setdefault((rule.id, device, metric), _Series())
+            s = self._series.setdefault((rule.id, device, metric), Series())
+            before = s.identity()
             had = s.episode is not None and fired(s.episode, p)
             _done, s.episode = feed_threshold(rule.op, p, s.episode, [(t, value)])
             ep = s.episode
-            if ep is None or not fired(ep, p):
-                continue  # ended, or not yet an alert: the server decides about the past
-            if not had:
+            if ep is not None and fired(ep, p) and not had:
                 self.counters.alerts_opened += 1
                 # Up: the server got these readings and sends. Starting or down: ours.
                 s.ours = self._uplink.status.state != UplinkState.UP
+            if s.identity() != before:
+                # On disk before any SMS it names goes out: a restart goes on with it.
+                await asyncio.to_thread(self._episodes.save, self._series)
+            if ep is None or not fired(ep, p):
+                continue  # ended, or not yet an alert: the server decides about the past
             severity = SEVERITY[rule.severity]
             if not s.ours or severity < DANGER:
                 continue
@@ -198,6 +199,7 @@ class EdgeTrigger:
             )  # fmt: skip
             if await self.sender.on_alert(alert, plan, self._down_for()):
                 self.sms_sent.set()
+            self.offered.set()
 
     # -- the uplink is back -------------------------------------------------------------
     async def before_post(self) -> None:

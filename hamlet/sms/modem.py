@@ -356,6 +356,7 @@ class AsyncGsmModem:
     """The driver for async code: opened and prepared on enter, one operation at a time."""
 
     def __init__(self, config: ModemConfig) -> None:
+        self.config = config
         self._modem = GsmModem(config)
         self._lock = asyncio.Lock()
         self.status: ModemStatus | None = None

@@ -19,9 +19,10 @@ from typing import Protocol
 
 import httpx
 
-from hamlet.sms.errors import ModemError, SendFailed
+from hamlet.sms import storage
+from hamlet.sms.errors import ModemError
 from hamlet.sms.gsm7 import unaccent
-from hamlet.sms.modem import STO_SENT, STO_UNSENT, STORAGE_FULL, AsyncGsmModem
+from hamlet.sms.modem import AsyncGsmModem
 from server.notify.config import SmtpConfig
 from server.notify.store import (
     SMS_CONFIRMED_NOTE,
@@ -81,15 +82,11 @@ class SmsSender:
 
     async def sweep(self) -> int:
         """At start-up, before anything is sent: delete outgoing messages in storage that no
-        unsettled outbox row points at (sent and settled before a crash, or stored by a send
-        cut off before its indexes were committed — that one had not gone and goes again)."""
-        held = await asyncio.to_thread(self.store.held_sms_slots)
-        n = 0
-        for index, _stat in await self.modem.outgoing_stored():
-            if index not in held:
-                await self.modem.delete(index)
-                n += 1
-        return n
+        unsettled outbox row points at (``hamlet.sms.storage.sweep``)."""
+        return await storage.sweep(self.modem, await self._held())
+
+    async def _held(self) -> set[int]:
+        return await asyncio.to_thread(self.store.held_sms_slots)
 
     async def settled(self, batch: Batch) -> None:
         slots = self._sent_slots.pop(batch.key, ())
@@ -129,38 +126,23 @@ class SmsSender:
             if not self.stored:
                 await self.modem.send(phone, text)
                 return
-            slots = await self._store(phone, text)
+            slots = await storage.store(self.modem, phone, text, self._held)
             await asyncio.to_thread(self.store.keep_sms_slots, batch, slots)
             await self._send_stored(batch, tuple(slots), [None] * len(slots))
         except ModemError as err:
             raise DeliveryError(str(err), retryable=err.retryable) from err
 
-    async def _store(self, phone: str, text: str) -> list[int]:
-        try:
-            return await self.modem.store(phone, text)
-        except SendFailed as err:
-            if err.code != STORAGE_FULL or not await self.sweep():
-                raise
-        # Full of leftovers (sent, or stored by a send whose answer was lost): cleared, again.
-        # Safe here: this channel sends one message at a time, so every stored message that
-        # is still wanted has its indexes committed on an outbox row.
-        return await self.modem.store(phone, text)
-
     async def _resume(self, batch: Batch) -> bool:
         """A batch a crash cut off after the modem stored it: what the storage says. False
         when the modem no longer has it (power-cycled, swapped): it must go again."""
         try:
-            statuses = [await self.modem.stored_status(i) for i in batch.sms_slots]
-            if any(stat not in (STO_UNSENT, STO_SENT) for stat in statuses):
-                # Empty, or a reply received since into the freed index: the storage was lost.
-                for index, stat in zip(batch.sms_slots, statuses, strict=True):
-                    if stat in (STO_UNSENT, STO_SENT):  # a part left over: no longer trusted
-                        await self.modem.delete(index)
+            stats = await storage.statuses(self.modem, batch.sms_slots)
+            if stats is None:
                 await asyncio.to_thread(self.store.forget_sms_slots, batch)
                 await asyncio.to_thread(self.store.note, batch, SMS_LOST_NOTE)
                 return False
-            gone = all(stat == STO_SENT for stat in statuses)
-            await self._send_stored(batch, batch.sms_slots, statuses)
+            gone = storage.already_went(stats)
+            await self._send_stored(batch, batch.sms_slots, stats)
         except ModemError as err:
             raise DeliveryError(str(err), retryable=err.retryable) from err
         note = SMS_CONFIRMED_NOTE if gone else SMS_FROM_STORAGE_NOTE
@@ -168,20 +150,12 @@ class SmsSender:
         return True
 
     async def _send_stored(
-        self, batch: Batch, slots: tuple[int, ...], statuses: list[int | None]
+        self, batch: Batch, slots: tuple[int, ...], stats: list[int | None]
     ) -> None:
-        """``AT+CMSS`` each part not yet sent. On ``+CMS ERROR`` the part did not go: the
-        stored copies are dropped and the message is stored anew on the retry. When the modem
-        does not answer the part may have gone: the indexes stay, and the retry reads them."""
-        try:
-            for n, (index, stat) in enumerate(zip(slots, statuses, strict=True)):
-                if stat != STO_SENT:
-                    await self.modem.send_stored(index, n)
-        except SendFailed:
+        async def forget() -> None:
             await asyncio.to_thread(self.store.forget_sms_slots, batch)
-            for index in slots:
-                await self.modem.delete(index)
-            raise
+
+        await storage.send(self.modem, slots, stats, forget)
         self._sent_slots[batch.key] = slots
 
 

@@ -3,6 +3,7 @@ gateway's simulated modem while the uplink is down, and the report the server lo
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,11 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from firmware_sim.gsm_modem import GsmModemSim
+from firmware_sim.gsm_modem import GsmModemSim, Stored
 from gateway.notify.plan import EdgePlanCache, PlanUnavailable
 from gateway.notify.sender import EdgeAlert, EdgeSender
-from hamlet.edgeplan import natural_alert_id
-from hamlet.sms.modem import AsyncGsmModem, ModemConfig
+from hamlet.edgeplan import EdgePlan, EdgeSubscriber, EdgeSubscription, natural_alert_id
+from hamlet.sms.modem import STO_SENT, STO_UNSENT, AsyncGsmModem, ModemConfig
+from hamlet.sms.pdu import submit_pdus
 from tests.server.notify.test_server_notify import admin_token
 from tests.support.procs import run_hamlet, start_server
 
@@ -28,14 +30,23 @@ ALERT = EdgeAlert(
 )  # fmt: skip
 
 
-@pytest.fixture
-async def modem(tmp_path: Path) -> AsyncIterator[tuple[GsmModemSim, AsyncGsmModem]]:
+Modem = tuple[GsmModemSim, AsyncGsmModem]
+
+
+@contextlib.asynccontextmanager
+async def _modem(tmp_path: Path, **config: float) -> AsyncIterator[Modem]:
     async with (
         GsmModemSim(tmp_path / "ttyUSB2") as sim,
-        AsyncGsmModem(ModemConfig(port=str(sim.link), command_timeout_s=2)) as m,
+        AsyncGsmModem(ModemConfig(port=str(sim.link), command_timeout_s=2, **config)) as m,
     ):
         await m.prepare()
         yield sim, m
+
+
+@pytest.fixture
+async def modem(tmp_path: Path) -> AsyncIterator[tuple[GsmModemSim, AsyncGsmModem]]:
+    async with _modem(tmp_path) as sm:
+        yield sm
 
 
 async def test_gateway_sends_while_the_uplink_is_down_and_the_server_logs_it(
@@ -108,3 +119,99 @@ def test_journal_survives_a_torn_last_line(tmp_path: Path) -> None:
     s = EdgeSender(None, j)  # type: ignore[arg-type]
     assert s.reported == {"k1"}
     assert s.sent == {}
+
+
+# -- exactly once through the modem's storage ------------------------------------------------
+
+PLAN = EdgePlan(
+    hamlet="dinh-mon", version="v1",
+    subscribers=[EdgeSubscriber(id=7, phone=FARMER, subscriptions=[EdgeSubscription()])],
+)  # fmt: skip
+
+
+def _sender(tmp_path: Path, m: AsyncGsmModem) -> EdgeSender:
+    """A sender over the gateway's journal, as a (re)started gateway builds it."""
+    return EdgeSender(m, tmp_path / "gw" / "edge-sent.jsonl", uplink_down_after_s=300)
+
+
+@pytest.fixture
+async def slow_answer_modem(tmp_path: Path) -> AsyncIterator[tuple[GsmModemSim, AsyncGsmModem]]:
+    """A modem whose send answers the host gives up on after half a second."""
+    async with _modem(tmp_path, send_timeout_s=0.5) as sm:
+        yield sm
+
+
+async def test_a_lost_modem_answer_is_settled_from_storage_not_sent_again(
+    tmp_path: Path, slow_answer_modem: tuple[GsmModemSim, AsyncGsmModem]
+) -> None:
+    sim, m = slow_answer_modem
+    sim.state.unanswered_sends = 1  # the SMS goes; the answer to AT+CMSS never comes
+    sender = _sender(tmp_path, m)
+    assert await sender.on_alert(ALERT, PLAN, uplink_down_for_s=301) == []
+    assert len(sim.sent) == 1
+    assert sender.errors  # the timeout, for the status page
+    # The alert is offered again at the next reading: the stored status says it went.
+    (m1,) = await sender.on_alert(ALERT, PLAN, uplink_down_for_s=302)
+    assert m1.subscriber_id == 7
+    assert len(sim.sent) == 1  # counted: one SMS, not two
+    assert sim.stored == {}  # deleted from storage once journalled
+    # A restart after that sends nothing either.
+    assert await _sender(tmp_path, m).on_alert(ALERT, PLAN, uplink_down_for_s=900) == []
+    assert len(sim.sent) == 1
+
+
+async def test_a_gateway_killed_before_the_modem_sent_sends_once_after_restart(
+    tmp_path: Path, slow_answer_modem: tuple[GsmModemSim, AsyncGsmModem]
+) -> None:
+    sim, m = slow_answer_modem
+    sim.state.stalled_sends = 1  # the modem hangs on AT+CMSS: nothing goes
+    assert await _sender(tmp_path, m).on_alert(ALERT, PLAN, uplink_down_for_s=301) == []
+    assert sim.sent == []
+    assert [s.stat for s in sim.stored.values()] == [STO_UNSENT]
+    # The process is gone (only its journal remains); the restarted gateway resumes it.
+    again = _sender(tmp_path, m)
+    assert await again.sweep() == 0  # held by the journal: not a leftover
+    (m1,) = await again.on_alert(ALERT, PLAN, uplink_down_for_s=302)
+    assert sim.messages() == [(FARMER, MSG_VI)]
+    assert sim.stored == {}
+    assert [x.key for x in _sender(tmp_path, m).unreported()] == [m1.key]
+
+
+async def test_a_modem_that_lost_its_storage_gets_the_sms_again(
+    tmp_path: Path, slow_answer_modem: tuple[GsmModemSim, AsyncGsmModem]
+) -> None:
+    sim, m = slow_answer_modem
+    sim.state.stalled_sends = 1
+    assert await _sender(tmp_path, m).on_alert(ALERT, PLAN, uplink_down_for_s=301) == []
+    sim.stored.clear()  # power-cycled with the message in RAM, or the SIM swapped
+    again = _sender(tmp_path, m)
+    assert len(await again.on_alert(ALERT, PLAN, uplink_down_for_s=302)) == 1
+    assert sim.messages() == [(FARMER, MSG_VI)]
+    assert any("lost the stored SMS" in e for e in again.errors)
+
+
+async def test_a_refused_send_is_stored_anew_on_the_next_offer(
+    tmp_path: Path, modem: tuple[GsmModemSim, AsyncGsmModem]
+) -> None:
+    sim, m = modem
+    sim.fail_next_sends(38)  # network out of order: the part did not go
+    sender = _sender(tmp_path, m)
+    assert await sender.on_alert(ALERT, PLAN, uplink_down_for_s=301) == []
+    assert sim.stored == {}  # its stored copy was dropped with the refusal
+    assert len(await sender.on_alert(ALERT, PLAN, uplink_down_for_s=302)) == 1
+    assert sim.messages() == [(FARMER, MSG_VI)]
+    assert _sender(tmp_path, m).stored == {}
+
+
+async def test_leftovers_in_the_modem_storage_are_swept_at_start(
+    tmp_path: Path, modem: tuple[GsmModemSim, AsyncGsmModem]
+) -> None:
+    sim, m = modem
+    for i in (1, 2):  # sent and journalled, then the gateway died before deleting them
+        (part,) = submit_pdus("+84900000009", f"old {i}")
+        sim.stored[i] = Stored(STO_SENT, part.pdu_hex, part.tpdu_len)
+    sender = _sender(tmp_path, m)
+    assert await sender.sweep() == 2
+    assert sim.stored == {}
+    assert len(await sender.on_alert(ALERT, PLAN, uplink_down_for_s=301)) == 1
+    assert len(sim.sent) == 1

@@ -176,6 +176,53 @@ async def test_uplink_down_the_gateway_sends_and_the_server_does_not_send_again(
     assert len(gm.sent) == 1
 
 
+async def _sent_or_repeated(gw: Gateway) -> None:
+    """Until an SMS was sent, or the sender was offered an alert it had sent, twice (past
+    the uplink's grace); checked each time the trigger offers the sender an alert."""
+    edge = gw.edge
+    assert edge is not None
+    while not (edge.sms_sent.is_set() or edge.sender.repeats >= 2):
+        edge.offered.clear()
+        await asyncio.wait_for(edge.offered.wait(), 30)
+
+
+async def test_a_gateway_restarted_during_an_episode_does_not_send_it_again(
+    tmp_path: Path, world: World
+) -> None:
+    """A storm: the uplink is down, salinity stays high, and the gateway restarts (a power
+    cut) after its SMS went. The restarted gateway goes on with the same episode, so the
+    same alert (its natural id), already sent: no second SMS from it or from the server."""
+    w = world
+    async with GsmModemSim(tmp_path / "ttyGateway") as gm:
+        async with Gateway(_config(tmp_path, w.srv.url, w.token, gm), sources=[]) as gw:
+            assert gw.edge is not None
+            await asyncio.wait_for(gw.edge.plan_asked.wait(), 30)  # the plan, cached on disk
+        for run in ("before the power cut", "after it"):
+            src = SteadySource("mqtt")
+            async with Gateway(_config(tmp_path, DEAD_URL, w.token, gm), sources=[src]) as gw:
+                edge = gw.edge
+                assert edge is not None
+                feeder = asyncio.create_task(_feed(src, 0.7))
+                try:
+                    await _sent_or_repeated(gw)
+                finally:
+                    feeder.cancel()
+                assert edge.sms_sent.is_set() == (run == "before the power cut"), run
+        assert len(gm.sent) == 1  # counted on the modem: one SMS
+
+        # The uplink is back: the server's own engine names the same alert.
+        async with Gateway(_config(tmp_path, w.srv.url, w.token, gm), sources=[]) as gw:
+            rows = await _deliveries(
+                w, lambda rs: {r["channel"] for r in rs if r["status"] == "sent"}
+                >= {"sms", "webhook"},
+            )  # fmt: skip
+    mine = [(r["channel"], r["origin"], r["status"]) for r in rows]
+    assert mine == [("sms", "gateway", "sent"), ("webhook", "server", "sent")], rows
+    assert len({r["alert_id"] for r in rows}) == 1, rows
+    assert w.server_modem.sent == []
+    assert len(gm.sent) == 1
+
+
 async def test_uplink_up_the_server_sends_and_the_gateway_does_not(
     tmp_path: Path, world: World
 ) -> None:
