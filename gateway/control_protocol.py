@@ -112,6 +112,19 @@ class DeadLetters(_Model):
     recent: list[DeadLetterInfo]
 
 
+class EdgeInfo(_Model):
+    """``[edge_alerts]``: danger alerts by SMS from the gateway's own modem (docs/notify.md)."""
+
+    modem_ready: bool
+    plan_version: str | None  # the subscribers' plan in use; None: none yet, nobody to warn
+    open_alerts: int  # episodes going on (kept on disk across restarts)
+    sms_sent: int
+    sms_unreported: int  # sent while the uplink was down; the server learns of them later
+    sms_in_modem: int  # stored in the modem, not yet settled (a lost answer, a crash)
+    repeats: int  # offers of an alert already sent: SMS not sent twice
+    errors: list[str]  # newest last
+
+
 class StatusSnapshot(_Model):
     gateway: str
     pid: int
@@ -123,6 +136,7 @@ class StatusSnapshot(_Model):
     health: Health
     sources: list[SourceInfo]
     dead_letters: DeadLetters
+    edge: EdgeInfo | None = None  # None: edge alerts are off
 
 
 class TailLine(_Model):

@@ -122,4 +122,5 @@ async def snapshot(gw: Gateway, recent: int = 20) -> StatusSnapshot:
             by_reason=by_reason,
             recent=[DeadLetterInfo.model_validate(d.as_json()) for d in letters],
         ),
+        edge=gw.edge.info() if gw.edge is not None else None,
     )

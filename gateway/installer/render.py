@@ -10,7 +10,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from gateway.control_protocol import Health, StatusSnapshot, TailLine, UplinkState
+from gateway.control_protocol import EdgeInfo, Health, StatusSnapshot, TailLine, UplinkState
 from gateway.installer.doctor import Check, Outcome
 from gateway.installer.ports import PortInfo
 from gateway.sources.base import SourceStatus
@@ -102,6 +102,27 @@ def uplink_line(st: StatusSnapshot, now: float) -> Text:
     return line
 
 
+def edge_line(edge: EdgeInfo) -> Text:
+    """Can this gateway warn farmers by SMS while its uplink is down, and what it sent."""
+    if not edge.modem_ready:
+        line = Text("modem NOT ready / modem chưa sẵn sàng", style="bold red")
+        line.append(" — check its power, SIM and the port in [edge_alerts.modem]")
+    elif edge.plan_version is None:
+        line = Text("no subscriber list yet / chưa có danh sách người nhận", style="yellow")
+        line.append(" — fetched from the server once the uplink is up")
+    else:
+        line = Text("ready / sẵn sàng", style="green")
+    line.append(
+        f"  {edge.open_alerts} alert(s) going on, {edge.sms_sent} SMS sent "
+        f"({edge.sms_unreported} not yet reported to the server)"
+    )
+    if edge.sms_in_modem:
+        line.append(f", {edge.sms_in_modem} waiting in the modem", style="yellow")
+    if edge.errors:
+        line.append(f"\nlast error: {edge.errors[-1]}", style="red")
+    return line
+
+
 def status_view(st: StatusSnapshot, now: float | None = None) -> Group:
     now = time.time() if now is None else now
     head = Table.grid(padding=(0, 2))
@@ -125,6 +146,8 @@ def status_view(st: StatusSnapshot, now: float | None = None) -> Group:
     if st.counters:
         head.add_row("counters", _kv(st.counters))
     head.add_row("health / tình trạng", health_line(st.health))
+    if st.edge is not None:
+        head.add_row("SMS alerts / cảnh báo SMS", edge_line(st.edge))
 
     src = Table(title="Sources / Nguồn dữ liệu")
     for col in ("name", "kind", "status", "since", "last reading", "counters"):

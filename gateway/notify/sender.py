@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from hamlet.edgeplan import EdgePlan, EdgeSent, EdgeSentMessage, sms_key
 from hamlet.sms import storage
 from hamlet.sms.errors import ModemError
 from hamlet.sms.modem import AsyncGsmModem
+
+log = logging.getLogger(__name__)
 
 SENT_PATH = "/api/v1/notify/edge-sent"
 DANGER = 3
@@ -116,7 +119,7 @@ class EdgeSender:
                 continue
             text = alert.message_vi if sub.language == "vi" else alert.message_en
             try:
-                slots = await self._deliver(key, sub.phone, text)
+                slots, how = await self._deliver(key, sub.phone, text)
             except ModemError as err:
                 # Offered again at the next reading; a send whose answer was lost is then
                 # settled from the stored status, not sent again.
@@ -132,14 +135,16 @@ class EdgeSender:
             self.sent[key] = m
             self.stored.pop(key, None)
             out.append(m)
+            log.info("edge alerts: SMS to subscriber %d %s (%s)", sub.id, how, key)
             await self._delete(slots)
         return out
 
-    async def _deliver(self, key: str, phone: str, text: str) -> list[int]:
-        """Send ``text`` once; the storage indexes to delete once it is journalled as sent."""
+    async def _deliver(self, key: str, phone: str, text: str) -> tuple[list[int], str]:
+        """Send ``text`` once; the storage indexes to delete once it is journalled as sent,
+        and how it went (for the log)."""
         if self.modem.config.mode == "text":
             await self.modem.send(phone, text)  # no storage: at least once
-            return []
+            return [], "sent (text mode)"
 
         async def forget() -> None:
             self.stored.pop(key, None)
@@ -150,14 +155,15 @@ class EdgeSender:
             stats = await storage.statuses(self.modem, slots)
             if stats is not None:  # stored before a crash or a lost answer: what it says
                 await storage.send(self.modem, slots, stats, forget)
-                return slots
+                went = storage.already_went(stats)
+                return slots, "confirmed from the modem's storage" if went else "sent from storage"
             await forget()
             self._note(f"{key}: the modem lost the stored SMS (power-cycled?); sent again")
         slots = await storage.store(self.modem, phone, text, self._held)
         await asyncio.to_thread(self._append, {"stored": key, "slots": slots})
         self.stored[key] = slots
         await storage.send(self.modem, slots, [None] * len(slots), forget)
-        return slots
+        return slots, "sent"
 
     async def _delete(self, slots: list[int]) -> None:
         try:

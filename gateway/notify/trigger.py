@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Self
 
 import httpx
 
-from gateway.control_protocol import UplinkState
+from gateway.control_protocol import EdgeInfo, UplinkState
 from gateway.notify.episodes import EpisodeFile, Series
 from gateway.notify.plan import EdgePlanCache, PlanUnavailable
 from gateway.notify.sender import DANGER, EdgeAlert, EdgeSender
@@ -86,6 +86,7 @@ class EdgeTrigger:
         self._tasks: list[asyncio.Task[None]] = []
         self.sms_sent = asyncio.Event()  # set once an SMS was sent and journalled
         self.offered = asyncio.Event()  # set whenever the sender was offered an alert
+        self.modem_ready = False  # opened, prepared and swept at start-up
         self.plan_asked = asyncio.Event()  # set once the server was asked for the plan
 
     async def __aenter__(self) -> Self:
@@ -95,6 +96,7 @@ class EdgeTrigger:
             # Before anything is sent: what a crash left in the modem's storage.
             if swept := await self.sender.sweep():
                 log.info("edge alerts: deleted %d leftover SMS from the modem's storage", swept)
+            self.modem_ready = True
         except ModemError as err:
             # The gateway's data matters more than its SMS: run on, the server still sends.
             log.error("edge alerts: modem not ready (%s); the gateway will not send SMS", err)  # noqa: TRY400
@@ -125,6 +127,20 @@ class EdgeTrigger:
     def tasks(self) -> list[asyncio.Task[None]]:
         """The long-lived tasks, for the gateway's supervision."""
         return self._tasks
+
+    def info(self) -> EdgeInfo:
+        """For ``hamlet gateway status``: can the gateway warn anyone, and what it did."""
+        sender = self.sender
+        return EdgeInfo(
+            modem_ready=self.modem_ready,
+            plan_version=self.plan.version if self.plan is not None else None,
+            open_alerts=sum(1 for s in self._series.values() if s.episode is not None),
+            sms_sent=len(sender.sent),
+            sms_unreported=len(sender.unreported()),
+            sms_in_modem=len(sender.stored),
+            repeats=sender.repeats,
+            errors=[*self.counters.errors, *sender.errors][-5:],
+        )
 
     def _note(self, err: str) -> None:
         self.counters.errors = [*self.counters.errors[-49:], err]
@@ -213,8 +229,10 @@ class EdgeTrigger:
         try:
             n = await self.sender.report(self._client, self._url, self._token, hamlet)
         except (httpx.HTTPError, KeyError, ValueError) as err:  # incl. an odd 200 body
-            # Never raised into the uplink's task: the readings go up anyway.
-            log.warning("edge alerts: report failed (%s); retried before the next post", err)
+            # Never raised into the uplink's task: the readings go up anyway. Unreachable is
+            # the uplink's own warning already, at every retry: not repeated here.
+            level = logging.DEBUG if isinstance(err, httpx.TransportError) else logging.WARNING
+            log.log(level, "edge alerts: report failed (%s); retried before the next post", err)
             self._note(f"report: {err}")
             return
         self.counters.reports += 1

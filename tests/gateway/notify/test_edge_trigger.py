@@ -20,8 +20,10 @@ import httpx
 import pytest
 
 from firmware_sim.gsm_modem import GsmModemSim
+from gateway import control_protocol
 from gateway.app import Gateway
 from gateway.config import GatewayConfig
+from gateway.installer.render import edge_line
 from gateway.records import Reading
 from hamlet.edgeplan import EdgeSentMessage
 from tests.gateway.conftest import gateway_config
@@ -48,19 +50,21 @@ class World:
 
 
 @contextlib.contextmanager
-def _server(tmp_path: Path, modem: GsmModemSim) -> Iterator[tuple[ServerProcess, str, str]]:
-    env = {
-        # The server's own modem, and alerts at the first reading beyond the line (the
-        # gateway receives these settings in its plan).
-        "HAMLET_SERVER__NOTIFY__MODEM__PORT": str(modem.link),
-        "HAMLET_SERVER__ALERTS__SALINITY_MIN_DURATION_S": "0",
-    }
+def edge_server(
+    tmp_path: Path, modem: GsmModemSim | None, gw: str = GW, device: str = "dm-sal-1"
+) -> Iterator[tuple[ServerProcess, str, str]]:
+    """A server with the hamlet, a gateway and a durian field's salinity probe, alerting at the
+    first reading beyond the line (the gateway receives these settings in its plan), with its
+    own modem if given. Yields (server, the gateway's token, an admin token)."""
+    env = {"HAMLET_SERVER__ALERTS__SALINITY_MIN_DURATION_S": "0"}
+    if modem is not None:
+        env["HAMLET_SERVER__NOTIFY__MODEM__PORT"] = str(modem.link)
     data = tmp_path / "server"
     with start_server(data, env=env) as srv:
         d = str(data)
         run_hamlet("server", "add-hamlet", HAMLET, "--data-dir", d)
-        token = srv.add_gateway(GW, hamlet=HAMLET)
-        run_hamlet("server", "add-device", "dm-sal-1", "--hamlet", HAMLET, "--crop", "durian",
+        token = srv.add_gateway(gw, hamlet=HAMLET)
+        run_hamlet("server", "add-device", device, "--hamlet", HAMLET, "--crop", "durian",
                    "--data-dir", d)  # fmt: skip
         yield srv, token, admin_token(data)
 
@@ -72,7 +76,8 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         try:
             # Started on a thread: the server prepares its modem at start-up, and the
             # simulated modem answers from this event loop.
-            srv, token, admin = await asyncio.to_thread(stack.enter_context, _server(tmp_path, sm))
+            server = edge_server(tmp_path, sm)
+            srv, token, admin = await asyncio.to_thread(stack.enter_context, server)
             url, _hook = stack.enter_context(webhook_receiver(SECRET))
             h = {"Authorization": f"Bearer {admin}"}
             async with httpx.AsyncClient(base_url=srv.url, headers=h, timeout=10) as c:
@@ -153,6 +158,15 @@ async def test_uplink_down_the_gateway_sends_and_the_server_does_not_send_again(
             finally:
                 feeder.cancel()
             assert gw.edge.counters.alerts_opened == 2  # salinity.watch and .danger
+            # What the installer sees: through the control socket, as rendered.
+            st = await asyncio.to_thread(control_protocol.status, Path(gw.control_path))
+        assert st.edge is not None
+        assert (st.edge.modem_ready, st.edge.sms_sent, st.edge.sms_unreported) == (True, 1, 1)
+        assert st.edge.plan_version is not None
+        assert st.edge.sms_in_modem == 0
+        line = edge_line(st.edge).plain
+        assert line.startswith("ready / sẵn sàng")
+        assert "1 SMS sent (1 not yet reported to the server)" in line
         assert gm.messages() == [(FARMER, "Độ mặn 0,7‰ — vượt ngưỡng sầu riêng 0,5‰")]
 
         # The uplink is back: the backlog goes up, and the gateway reports its SMS.
@@ -290,6 +304,12 @@ async def test_a_gateway_whose_modem_is_missing_runs_on_without_sms(tmp_path: Pa
         errors = gw.edge.counters.errors
         assert [e.split(":")[0] for e in errors] == ["modem", "plan"], errors
         assert not gw.supervision.failures
+        st = await asyncio.to_thread(control_protocol.status, Path(gw.control_path))
+    assert st.edge is not None
+    assert not st.edge.modem_ready
+    line = edge_line(st.edge)
+    assert line.plain.startswith("modem NOT ready / modem chưa sẵn sàng — check its power")
+    assert "last error: plan:" in line.plain
 
 
 async def test_a_refused_report_does_not_hold_the_readings_back(
