@@ -306,6 +306,7 @@ class Publisher:
         self.seq: dict[str, int] = {}
         self.infos: list[mqtt.MQTTMessageInfo] = []
         self.records = 0  # records the gateway will commit for what was published
+        self.bad_sent = 0  # messages the gateway will dead-letter
 
     def telemetry(self, dev: str, readings: dict[str, float]) -> None:
         self.seq[dev] = self.seq.get(dev, 0) + 1
@@ -317,6 +318,11 @@ class Publisher:
         body = json.dumps({"id": dev, "event": name, "attrs": {"page": "salinity"}})
         self.records += 1
         self.infos.append(self.c.publish(f"hamlet/{dev}/event", body, qos=1))
+
+    def bad(self, dev: str) -> None:
+        """A message no reader can parse (a rogue or broken LAN device): a dead letter."""
+        self.bad_sent += 1
+        self.infos.append(self.c.publish(f"hamlet/{dev}/telemetry", b"\xff not json", qos=1))
 
     def close(self) -> None:
         for info in self.infos:
@@ -354,6 +360,18 @@ def hamlet_load(pub: Publisher, seconds: float, stop: threading.Event, scale: fl
         else:
             for k in range(200):
                 pub.telemetry("sensor-backfill", {"salinity": field_value("salinity", k, rng)})
+
+
+def bad_load(pub: Publisher, rate: float, stop: threading.Event) -> None:
+    """A device sending nothing but bad messages, ``rate`` a second, until ``stop``."""
+    t0 = time.monotonic()
+    i = 0
+    while not stop.is_set():
+        due = int((time.monotonic() - t0) * rate)
+        while i < due:
+            pub.bad("rogue-1")
+            i += 1
+        stop.wait(0.005)
 
 
 def steady_load(pub: Publisher, seconds: float, rate: float, stop: threading.Event) -> None:
@@ -428,6 +446,7 @@ def run(
     code: tuple[str, Path | None] = ("", None),
     idle_s: float = 0.0,
     scale: float = 1.0,
+    hostile: float = 0.0,
 ) -> dict[str, Any]:
     name, root = code
     gw_id = f"gw-sd-{load.replace('/', '')}-{str(window_s).replace('.', '-')}{name}"
@@ -484,18 +503,27 @@ def run(
         restarts.start()
         w0, cpu0, wake0 = io_write_bytes(pid), proc_cpu_seconds(pid), wakeups(pid)
         t0 = time.monotonic()
+        rogue_stop = threading.Event()
+        rogue = threading.Thread(target=bad_load, args=(pub, hostile * scale, rogue_stop))
+        if hostile:
+            rogue.start()
         if load == "hamlet":
             hamlet_load(pub, seconds, stop, scale)
         else:
             steady_load(pub, seconds, 1000.0, stop)
+        rogue_stop.set()
+        if hostile:
+            rogue.join()
         # The span ends when everything offered is committed and uploaded (same for both).
         pub.close()
         want = int(st0["counters"]["committed"]) + pub.records  # type: ignore[call-overload]
+        want_dead = int(st0["counters"]["dead_lettered"]) + pub.bad_sent  # type: ignore[call-overload]
         deadline = time.monotonic() + 120 + window_s
         while True:
             st = status(sock)
             done = int(st["counters"]["committed"])  # type: ignore[call-overload]
-            if done >= want and st["buffer"]["depth"] == 0:  # type: ignore[call-overload]
+            dead = int(st["counters"]["dead_lettered"])  # type: ignore[call-overload]
+            if done >= want and dead >= want_dead and st["buffer"]["depth"] == 0:  # type: ignore[call-overload]
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"gateway did not commit and upload {want}: {st}")
@@ -529,6 +557,8 @@ def run(
             "code": name,
             "window": window_s,
             "load": load,
+            "hostile": hostile,
+            "bad": pub.bad_sent,
             "took": took,
             "records": records,
             "written": written,
@@ -587,6 +617,13 @@ def main() -> None:
         help="play the hamlet this many times faster (window and heartbeat too; at most 60)",
     )
     ap.add_argument(
+        "--hostile",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="hamlet load: also a device sending RATE bad messages a (hamlet) second",
+    )
+    ap.add_argument(
         "--receipts",
         type=int,
         default=None,
@@ -622,7 +659,8 @@ def main() -> None:
                         results.append(
                             run(tmp, Path(args.data_root), broker.port, srv, w, load, span,
                                 receipts, code, args.idle_seconds,
-                                args.time_scale if load == "hamlet" else 1.0)
+                                args.time_scale if load == "hamlet" else 1.0,
+                                args.hostile if load == "hamlet" else 0.0)
                         )  # fmt: skip
     rows: list[tuple[str, str, str]] = [
         ("data directory on", results[0]["fs"], ""),
@@ -646,6 +684,7 @@ def main() -> None:
         scaled = r["scale"] != 1.0
         tag = (
             f"window {r['window']:g} s, {r['load']}"
+            + (f" + {r['hostile']:g} bad msg/s" if r["hostile"] else "")
             + (f" [{r['code'][1:]}]" if r["code"] else "")
             + (f", {r['scale']:g}× time" if scaled else "")
         )
@@ -684,6 +723,17 @@ def main() -> None:
                 + (f" ({hamlet_s / 3600:.1f} hamlet-hours)" if scaled else ""),
             ),
             *writes,
+            *(
+                [
+                    (
+                        "  bad messages dead-lettered",
+                        f"{r['bad']:,}",
+                        "each acknowledged after its dead letter was committed",
+                    )
+                ]
+                if r["hostile"]
+                else []
+            ),
             ("  fsyncs per hour", fs, "per hamlet-hour" if scaled else ""),
         ]
         if not scaled:  # paho's keepalive and the status polls are not time-scaled
@@ -712,6 +762,7 @@ def main() -> None:
         b = base[key]
         b_per = (b["written"] + b["ckpt"]) / max(b["records"], 1)
         what = f"{r['load']}, window {r['window']:g} s{' ' + r['code'][1:] if r['code'] else ''}"
+        what += f", + {r['hostile']:g} bad msg/s" if r["hostile"] else ""
         what += f", {r['scale']:g}× time" if scaled else ""
         if b is not r:
             rows.append(

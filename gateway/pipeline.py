@@ -71,7 +71,7 @@ class Pipeline:
     # -- Sink -----------------------------------------------------------------------
     async def submit(self, records: Sequence[Record]) -> None:
         if not records:
-            await self._buffer.flush()  # dead letters a source just handed over, on disk
+            await self._buffer.durable()  # dead letters a source just handed over, on disk
             return
         self.counters.received += len(records)
         stamp = self._clock.now()
@@ -108,7 +108,7 @@ class Pipeline:
             kept.append(norm)
         if not out:
             # Every record was dead-lettered here: on disk before the source acknowledges.
-            await self._buffer.flush()
+            await self._buffer.durable()
             return
         outcomes = await self._buffer.store_records(out)
         self.counters.committed += sum(1 for o in outcomes if o > 0)

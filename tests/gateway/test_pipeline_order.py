@@ -41,3 +41,34 @@ async def test_records_dead_lettered_by_the_pipeline_are_committed_before_it_ret
         await pipe.submit([Reading("bad id!", "water_level", 1.0)])  # refused: bad_ident
         # submit() returned, so the source acknowledges: the dead letter must be stored.
         assert buf.counters.dead_lettered == 1
+
+
+async def test_bad_input_arriving_message_by_message_rides_the_group_commit(
+    tmp_path: Path,
+) -> None:
+    """A LAN device sending nothing but bad input, each message submitted as it arrives (as
+    the MQTT source does): the dead letters wait for the window's group commit like good
+    readings, instead of an fsync each, and each submit still returns only once its letter
+    is on disk (it forced a commit of its own before: the SD card's wear at the device's
+    message rate)."""
+    clock, flag, _offset = make_clock(tmp_path)
+    flag.touch()
+    async with DurableBuffer(
+        buffer_config(commit_interval_ms=3000), tmp_path / "buf", clock.boot_id
+    ) as buf:
+        pipe = Pipeline(buf, clock)
+        commits_before = buf.counters.commits
+        submits = []
+        for i in range(20):
+            if i % 2:  # refused by the pipeline itself
+                submit = pipe.submit([Reading("bad id!", "water_level", float(i))])
+            else:  # refused by the source (not JSON, say), which submits nothing
+                pipe.reject("mqtt", "bad_json: not JSON", b"\xff" * i)
+                submit = pipe.submit([])
+            submits.append(asyncio.create_task(submit))
+            await asyncio.sleep(0.01)  # the device's pace
+        assert not any(s.done() for s in submits)  # none acknowledged before the commit
+        await asyncio.gather(*submits)
+        assert buf.counters.dead_lettered == 20  # counted at commit: all on disk
+        commits = buf.counters.commits - commits_before
+    assert commits == 1
