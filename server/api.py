@@ -27,6 +27,7 @@ from server.models import (
     DeviceOut,
     EventOut,
     GatewayIn,
+    GatewayStatusOut,
     GatewayToken,
     HamletOut,
     LatestValue,
@@ -265,6 +266,32 @@ async def gateway_rejections(
         raise HTTPException(404, f"no gateway {gateway_id!r}")
     rows = await state.registry.rejections(gw, limit)
     return [RejectionOut(seq=s, reason=r, at=t) for s, r, t in rows]
+
+
+@router.get(
+    "/gateways/{gateway_id}/status",
+    response_model=GatewayStatusOut,
+    summary="The gateway's latest status report: its sources, components and dead letters",
+    responses=_err(401, 403, 404, 422),
+)
+async def gateway_status(state: State, caller: Caller, gateway_id: GatewayId) -> GatewayStatusOut:
+    gw = await state.registry.gateway(gateway_id)
+    if gw is None:
+        raise HTTPException(404, f"no gateway {gateway_id!r}")
+    if gw.hamlet is not None:
+        await require_hamlet(state, caller, gw.hamlet)  # who may read its hamlet
+    elif not can_manage_gateways(caller):
+        raise deny(caller)  # not placed yet: installers' and admins' business
+    latest = (await state.registry.status_reports([gw])).get(gw.num)
+    if latest is None:
+        raise HTTPException(404, f"gateway {gateway_id!r} has sent no status report yet")
+    report = latest.report
+    if not can_manage_gateways(caller):
+        # What devices sent is for installers and admins, as on the installer page.
+        report = report.model_copy(update={"dead": report.dead.model_copy(update={"recent": []})})
+    return GatewayStatusOut(
+        seq=latest.seq, at=latest.t, received_ms=latest.received_ms, report=report
+    )
 
 
 @router.get(

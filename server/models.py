@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hamlet.contract import Ident
+from hamlet.status_report import GatewayReport
 
 
 class Resolution(StrEnum):
@@ -178,6 +179,18 @@ class RejectionOut(BaseModel):
     seq: int
     reason: str = Field(examples=["salinity=99 ‰ is outside the possible range 0..45"])
     at: int = Field(description="server time of the rejection, ms")
+
+
+class GatewayStatusOut(BaseModel):
+    """A gateway's latest status report (hamlet/status_report.py), as it sent it."""
+
+    seq: int = Field(description="the report's seq: a newer report always has a higher one")
+    at: int = Field(description="the gateway's time of the report, ms")
+    received_ms: int = Field(description="server time it arrived, ms (late after an outage)")
+    report: GatewayReport = Field(
+        description="each source's state and last error, failed components, dead letters "
+        "(their recent contents only for installers and admins)"
+    )
 
 
 class EventOut(BaseModel):

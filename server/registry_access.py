@@ -15,8 +15,9 @@ from server.audit import Action, AuditEntry
 from server.auth import Principal, can_edit_devices, identify, readable_hamlets
 from server.models import DeviceIn, HamletOut
 from server.registry import GatewayRow, Role, UserRow
-from server.store import ledger
+from server.store import gw_status, ledger
 from server.store.db import Database
+from server.store.gw_status import LatestReport
 
 
 class RegistryAccess:
@@ -78,6 +79,10 @@ class RegistryAccess:
     async def rejections(self, gateway: GatewayRow, limit: int) -> list[tuple[int, str, int]]:
         """The gateway's newest rejected records: (seq, reason, at ms)."""
         return await self._db.read(ledger.rejections, gateway.num, limit)
+
+    async def status_reports(self, gateways: list[GatewayRow]) -> dict[int, LatestReport]:
+        """{gateway num: its latest status report} of those that ever sent one."""
+        return await self._db.read(gw_status.latest, [g.num for g in gateways])
 
     async def upsert_device(self, hamlet: str, dev: DeviceIn) -> None:
         await self._db.write(registry.upsert_device, hamlet, dev)

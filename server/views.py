@@ -28,7 +28,6 @@ from server.indicators.source import ScopeError
 from server.models import HamletOut, Resolution
 from server.pagekit import PAGE_HEADERS, base_context, page_lang, render, static_url
 from server.state import AppState
-from server.store import gw_status
 from server.store.gw_status import LatestReport
 from server.timeparam import parse_month
 
@@ -238,7 +237,7 @@ async def installer(request: Request) -> Response:
     gws = await v.st.registry.gateways(v.allowed)
     acct = {a.id: a for a in await v.st.store.accounting(gws)}
     manage = can_manage_gateways(v.p)
-    reports = await v.st.store.db.read(gw_status.latest, [g.num for g in gws])
+    reports = await v.st.registry.status_reports(gws)
     rows = []
     for g in gws:
         a = acct.get(g.id)

@@ -20,6 +20,7 @@ from hamlet.contract import (
     TimeQuality,
     UplinkBatch,
 )
+from hamlet.status_report import REPORT_ATTR, STATUS_EVENT, GatewayReport, SourceReport
 
 
 def now_ms() -> int:
@@ -43,6 +44,18 @@ def block(
     ts = times if times is not None else [t0 + i * step_ms for i in range(len(seqs))]
     pts = [Point(seq=s, t=ts[i], v=vals[i], q=q) for i, s in enumerate(seqs)]
     return SeriesBlock.from_points(device, metric, kind, pts)
+
+
+def status_event(
+    gateway: str, seq: int, report: str | None = None, t: int | None = None
+) -> EventRecord:
+    """The gateway's own status report as it sends it (hamlet/status_report.py); by default
+    one healthy MQTT source."""
+    t = now_ms() if t is None else t
+    if report is None:
+        src = SourceReport(name="mqtt", kind="mqtt", state="running", since=t)
+        report = GatewayReport(at=t, sources=[src]).encode()
+    return EventRecord(seq=seq, device=gateway, name=STATUS_EVENT, t=t, attrs={REPORT_ATTR: report})
 
 
 def batch(

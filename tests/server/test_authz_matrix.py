@@ -13,7 +13,7 @@ import pytest
 from server import registry
 from server.registry import Role
 from tests.conftest import REPO
-from tests.server.helpers import batch, block, body, now_ms
+from tests.server.helpers import batch, block, body, now_ms, status_event
 from tests.support.procs import ServerProcess, run_hamlet, start_server
 
 ANON, REVOKED, GATEWAY = "anonymous", "revoked-token", "gateway-token"
@@ -56,7 +56,11 @@ def world(
         with httpx.Client(base_url=srv.url) as c:
             for h in ("h1", "h2", "hpub"):
                 tok = srv.add_gateway(f"gw-{h}", hamlet=h)
-                data_, hdrs = body(batch(f"gw-{h}", [block("d1", "salinity", [1, 2])]))
+                # gw-h1 also sends its status report (the installer's view of it, by API).
+                events = [status_event(f"gw-{h}", 3)] if h == "h1" else []
+                data_, hdrs = body(
+                    batch(f"gw-{h}", [block("d1", "salinity", [1, 2])], events=events)
+                )
                 r = c.post(
                     "/api/v1/ingest",
                     content=data_,
@@ -101,6 +105,7 @@ MATRIX: list[tuple[str, str, dict[str, int]]] = [
     ),
     ("POST", "/api/v1/gateways", _expect(403, anonymous=401, installer=201, admin=201)),
     ("POST", "/api/v1/gateways/{victim}/revoke", _expect(403, anonymous=401, admin=204)),
+    ("GET", "/api/v1/gateways/gw-h1/status", PRIVATE_H1),
     (
         "GET",
         "/api/v1/gateways/gw-h1/rejections",

@@ -24,7 +24,7 @@ from hamlet.status_report import (
     parse_attrs,
     parse_report,
 )
-from tests.server.helpers import batch, block, now_ms, post
+from tests.server.helpers import batch, block, now_ms, post, status_event
 from tests.support.procs import ServerProcess, run_hamlet
 
 GW = "gw-status"
@@ -110,7 +110,7 @@ def test_oversized_report_is_refused_by_size_first() -> None:
 
 
 def _status(seq: int, text: str, t: int) -> EventRecord:
-    return EventRecord(seq=seq, device=GW, name=STATUS_EVENT, t=t, attrs={REPORT_ATTR: text})
+    return status_event(GW, seq, text, t)
 
 
 def test_hostile_reports_are_rejected_alone_and_the_newest_is_kept(server: ServerProcess) -> None:
@@ -149,6 +149,12 @@ def test_hostile_reports_are_rejected_alone_and_the_newest_is_kept(server: Serve
         again = post(c, token, b).json()
         assert again["duplicates"] == 6 + 4
         page = c.get("/installer?lang=en").text
+        # The same report by API, for scripts and a commune's own monitoring.
+        api = c.get(f"/api/v1/gateways/{GW}/status")
+        assert api.status_code == 200, api.text
+        assert api.json()["seq"] == 10
+        assert [x["name"] for x in api.json()["report"]["sources"]] == ["radio", "mqtt", "rs485"]
+        assert c.get("/api/v1/gateways/gw-nobody/status").status_code == 404
         events = c.get(
             "/api/v1/hamlets/dinh-phuoc/events", params={"start": t - 60_000, "end": t + 60_000}
         )
@@ -189,8 +195,13 @@ def test_dead_letters_show_only_to_installers(server: ServerProcess) -> None:
         anonymous = c.get("/installer?lang=en").text
         assert "bad_json" not in anonymous
         assert "Log in as an installer" in anonymous
+        dead = c.get(f"/api/v1/gateways/{GW}/status").json()["report"]["dead"]
+        assert (dead["stored"], dead["recent"]) == (1, [])  # counted, contents withheld
         c.post("/login", data={"username": "kythuat", "password": "lắp-đặt-2026-xyz"})
         page = c.get("/installer?lang=en").text
+        dead = c.get(f"/api/v1/gateways/{GW}/status").json()["report"]["dead"]
+        assert [x["reason"] for x in dead["recent"]] == ["bad_json: Expecting value"]
+        assert dead["recent"][0]["excerpt"] == "<img src=x onerror=1>"  # JSON, not HTML
     assert "bad_json: Expecting value" in page
     assert "hamlet/k1/event" in page
     assert "&lt;img src=x onerror=1&gt;" in page
