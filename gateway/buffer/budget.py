@@ -397,8 +397,8 @@ def _replace_with_aggregates(
 ) -> list[tuple[object, ...]]:
     new_rows: list[tuple[object, ...]] = []
     con = store.con
-    with store._txn():
-        first = store._take_seqs(len(groups))
+    with store.txn():
+        first = store.take_seqs(len(groups))
         for i, ((sid, _bucket), g) in enumerate(groups.items()):
             new_rows.append(
                 (
@@ -425,7 +425,7 @@ def _replace_with_aggregates(
             new_rows,
         )
         declare(con, seq_runs, GapReason.AGGREGATED)
-        store._set_meta("last_seq", store.seqs.next - 1)
+        store.save_last_seq()
     return new_rows
 
 
@@ -435,7 +435,7 @@ def _drop_chunk(store: Store, kind: RecordKind) -> int:
         return 0
     seq_runs = runs(seqs)
     code = KIND_CODE[kind]
-    with store._txn():
+    with store.txn():
         store.con.executemany(
             "DELETE FROM rec WHERE seq BETWEEN ? AND ? AND kind = ?",
             [(a, z, code) for a, z in seq_runs],
@@ -473,17 +473,17 @@ def commit_when_full(
             continue
         while _drop_chunk(store, stage.kind):
             try:
-                return store._commit(records, dead)
+                return store.commit_group(records, dead)
             except sqlite3.DatabaseError as err:
                 if getattr(err, "sqlite_errorname", "") != "SQLITE_FULL":
                     raise
     seq0 = store.seqs.next
     try:
-        with store._txn():
-            first = store._take_seqs(len(records))
+        with store.txn():
+            first = store.take_seqs(len(records))
             if records:
                 declare(store.con, [(first, first + len(records) - 1)], GapReason.DROPPED)
-            store._set_meta("last_seq", store.seqs.next - 1)
+            store.save_last_seq()
     except BaseException:
         store.seqs.next = seq0
         raise
@@ -507,7 +507,7 @@ def in_steps(
     step = max(store.budget.txn_bytes // ROW_BYTES // 2, 1)
     total = 0
     while True:
-        with store._txn():
+        with store.txn():
             cur = store.con.execute(
                 f"UPDATE rec SET {set_sql} WHERE seq IN "
                 f"(SELECT seq FROM rec WHERE {where} ORDER BY seq LIMIT ?)",

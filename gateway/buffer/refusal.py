@@ -35,7 +35,7 @@ def unstorable(r: NewRecord) -> str | None:
         return f"bad_kind: {r.kind!r} is not a record kind"
     for what, text in (("device", r.device), ("name", r.metric), ("attrs", r.attrs)):
         if not isinstance(text, str):
-            continue  # not text at all: SQLite decides (and refuses it alone, see Store._commit)
+            continue  # not text: SQLite decides (and refuses it alone: Store.commit_group)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as err:

@@ -205,15 +205,15 @@ class Store:
         self.counters.lost_corrupt += plan.count(GapReason.CORRUPT)
         self.counters.unused += plan.count(GapReason.UNUSED)
         if plan.gaps:
-            with self._txn():
+            with self.txn():
                 for reason in GapReason:
                     policy.declare(
                         self.con,
                         [(a, b) for a, b, r in plan.gaps if r is reason and a >= 1],
                         reason,
                     )
-        with self._txn():
-            self._set_meta("last_seq", self.seqs.next - 1)
+        with self.txn():
+            self.save_last_seq()
         self.depth = 0
 
     def recover_runtime(self, err: sqlite3.DatabaseError) -> None:
@@ -270,8 +270,15 @@ class Store:
                 self._con = None
 
     # -- helpers --------------------------------------------------------------------
-    def _txn(self) -> schema.Txn:
+    # The budget policy (budget.py) works inside the store's transactions and numbering:
+    # txn, take_seqs, save_last_seq and commit_group are for it, nothing else outside.
+    def txn(self) -> schema.Txn:
+        """One transaction on the buffer's connection (the buffer thread only)."""
         return schema.Txn(self.con)
+
+    def save_last_seq(self) -> None:
+        """The highest seq handed out, into the file (inside the caller's transaction)."""
+        self._set_meta("last_seq", self.seqs.next - 1)
 
     def _meta(self, key: str) -> int | None:
         return schema.meta(self.con, key)
@@ -302,7 +309,8 @@ class Store:
             self._series_rev[sid] = key
         return sid
 
-    def _take_seqs(self, n: int) -> int:
+    def take_seqs(self, n: int) -> int:
+        """The first of ``n`` consecutive new seqs (reserved on disk first when needed)."""
         return self.seqs.take(n, self._floor)
 
     # -- append (group commit) -----------------------------------------------------
@@ -345,7 +353,7 @@ class Store:
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
     ) -> list[int]:
         try:
-            return self._commit(records, dead)
+            return self.commit_group(records, dead)
         except sqlite3.DatabaseError as err:
             name = getattr(err, "sqlite_errorname", "")
             try:
@@ -359,11 +367,12 @@ class Store:
             if not recovery.is_corrupt(err):
                 raise BufferError(f"cannot commit to {self.db_path}: {err}") from err
             self.recover_runtime(err)
-            return self._commit(records, dead)
+            return self.commit_group(records, dead)
 
-    def _commit(
+    def commit_group(
         self, records: Sequence[NewRecord], dead: Sequence[deadletter.DeadLetter]
     ) -> list[int]:
+        """One group in one transaction; a record SQLite cannot take is refused alone."""
         seq0, changed0 = self.seqs.next, self.receipts.count
         try:
             try:
@@ -408,7 +417,7 @@ class Store:
     ) -> tuple[list[int], list[deadletter.DeadLetter], int]:
         outcomes: list[int] = []
         letters = list(dead)
-        with self._txn():
+        with self.txn():
             self._delete_settled()
             keys: list[tuple[int, int]] = []
             batch_keys: set[int] = set()
@@ -432,7 +441,7 @@ class Store:
                 if isolate:
                     seq = self.seqs.next - 1
                 else:
-                    seq = self._take_seqs(1)
+                    seq = self.take_seqs(1)
                     rows.append(self._row(seq, r))
                 outcomes.append(seq)
                 if rc is not None:
@@ -445,7 +454,7 @@ class Store:
                     rows,
                 )
             self.receipts.remember(self.con, keys)
-            self._set_meta("last_seq", self.seqs.next - 1)
+            self.save_last_seq()
             copies = outcomes.count(DUPLICATE)
             if copies:
                 # Cumulative across restarts, so the heartbeat tells the server the total.
@@ -474,7 +483,7 @@ class Store:
         self.con.execute("SAVEPOINT one")
         seq0 = self.seqs.next
         try:
-            seq = self._take_seqs(1)
+            seq = self.take_seqs(1)
             self.con.execute(
                 "INSERT INTO rec(seq, kind, sid, value, wall_ms, tq, boot, mono_ns, attrs) "
                 "VALUES (?,?,?,?,?,?,?,?,?)",
@@ -571,7 +580,7 @@ class Store:
             self._settled = seq_runs
             deleted = len(seqs)  # in flight, so present: the budget never takes those rows
         else:
-            with self._txn():
+            with self.txn():
                 self._delete_settled()
                 before = self.con.total_changes
                 self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
@@ -595,7 +604,7 @@ class Store:
 
     def _delete_settled_now(self) -> None:
         if self._settled:
-            with self._txn():
+            with self.txn():
                 self._delete_settled()
             self._settled = []
 
@@ -608,7 +617,7 @@ class Store:
     def give_up(self, seqs: Sequence[int], dead: Sequence[deadletter.DeadLetter]) -> int:
         """Records the server refuses as invalid: dead-letter, delete, declare REJECTED."""
         seq_runs = runs(sorted(seqs))
-        with self._txn():
+        with self.txn():
             before = self.con.total_changes
             self.con.executemany("DELETE FROM rec WHERE seq BETWEEN ? AND ?", seq_runs)
             deleted = self.con.total_changes - before
