@@ -65,6 +65,7 @@ class Pipeline:
         self._subs: set[TailSubscriber] = set()
         self._anchored: Anchor | None = None
         self._reanchoring: asyncio.Future[None] | None = None
+        self._in_order = asyncio.Lock()
         # Set on every dead letter, for whoever reports them (gateway/status_report.py).
         self.dead_letter_added = asyncio.Event()
 
@@ -75,15 +76,38 @@ class Pipeline:
             return
         self.counters.received += len(records)
         stamp = self._clock.now()
-        if self._clock.anchor is not None and self._clock.anchor is not self._anchored:
-            self._anchored = self._clock.anchor
-            self._reanchoring = asyncio.ensure_future(self._reanchor(self._anchored))
-        if self._reanchoring is not None and not self._reanchoring.done():
-            # Every submit waits for the re-anchor, not only the one that started it: the
-            # waiters resume in call order, so submits reach the buffer in the order they
-            # were made (a later batch overtaking an earlier one could store a redelivered
-            # copy before its original).
-            await asyncio.shield(self._reanchoring)
+        # Submits reach the buffer in the order they were made (a later batch overtaking an
+        # earlier one could store a redelivered copy before its original, or a device's
+        # status before its earlier event). Only a re-anchor makes a submit wait in here,
+        # and asyncio's lock is FIFO: one made just as the lock is released queues behind
+        # the submits already waiting instead of overtaking them.
+        async with self._in_order:
+            if self._clock.anchor is not None and self._clock.anchor is not self._anchored:
+                self._anchored = self._clock.anchor
+                self._reanchoring = asyncio.ensure_future(self._reanchor(self._anchored))
+            if self._reanchoring is not None and not self._reanchoring.done():
+                # Shielded: a submit cancelled while it waits must not cancel the re-anchor.
+                await asyncio.shield(self._reanchoring)
+            out, kept = self._prepared(records, stamp)
+            committed = self._buffer.enqueue(out) if out else None
+        if committed is None:
+            # Every record was dead-lettered here: on disk before the source acknowledges.
+            await self._buffer.durable()
+            return
+        outcomes = await committed
+        self.counters.committed += sum(1 for o in outcomes if o > 0)
+        self.counters.duplicates += outcomes.count(DUPLICATE)
+        self.counters.dead_lettered += outcomes.count(REFUSED)
+        if REFUSED in outcomes:
+            self.dead_letter_added.set()
+        if self._subs:
+            self._fan_out(outcomes, out, kept)
+
+    def _prepared(
+        self, records: Sequence[Record], stamp: Any
+    ) -> tuple[list[NewRecord], list[Record]]:
+        """What the buffer stores for ``records``, and their canonical forms; the rest is
+        dead-lettered, each with its reason."""
         # Device units -> canonical, once per record; then what a frame implies (salinity).
         canonical: list[tuple[Record, Record]] = []  # (as received, canonical)
         for rec in records:
@@ -106,18 +130,7 @@ class Pipeline:
                 continue
             out.append(new)
             kept.append(norm)
-        if not out:
-            # Every record was dead-lettered here: on disk before the source acknowledges.
-            await self._buffer.durable()
-            return
-        outcomes = await self._buffer.store_records(out)
-        self.counters.committed += sum(1 for o in outcomes if o > 0)
-        self.counters.duplicates += outcomes.count(DUPLICATE)
-        self.counters.dead_lettered += outcomes.count(REFUSED)
-        if REFUSED in outcomes:
-            self.dead_letter_added.set()
-        if self._subs:
-            self._fan_out(outcomes, out, kept)
+        return out, kept
 
     def reject(self, source: str, reason: str, raw: bytes | str) -> None:
         self.counters.dead_lettered += 1

@@ -135,11 +135,16 @@ class DurableBuffer:
 
     async def store_records(self, records: Sequence[NewRecord]) -> list[int]:
         """Commit ``records``; one outcome per record: its seq, DUPLICATE or REFUSED."""
+        return await self.enqueue(records)
+
+    def enqueue(self, records: Sequence[NewRecord]) -> asyncio.Future[list[int]]:
+        """Queue ``records`` for the next group commit, behind everything queued before (seqs
+        follow the order of the calls); the future of their outcomes, as ``store_records``."""
         if self._closing:
             raise BufferError("buffer is closing")
         fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._enqueue(records, fut)
-        return await fut
+        return fut
 
     def _enqueue(self, records: Sequence[NewRecord], fut: asyncio.Future[list[int]]) -> None:
         if not self._pending and not self._dead:

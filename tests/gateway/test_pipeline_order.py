@@ -72,3 +72,31 @@ async def test_bad_input_arriving_message_by_message_rides_the_group_commit(
         assert buf.counters.dead_lettered == 20  # counted at commit: all on disk
         commits = buf.counters.commits - commits_before
     assert commits == 1
+
+
+async def test_a_submit_made_as_the_reanchor_ends_does_not_overtake_its_waiters(
+    tmp_path: Path,
+) -> None:
+    """Submits made on every turn of the event loop while the re-anchor runs and ends: one
+    made after it finished but before the submits waiting for it had resumed once took the
+    lower seq (seen in CI: a kiosk's status stored before its earlier event)."""
+    clock, flag, offset = make_clock(tmp_path)
+    step(offset, -50 * YEAR_MS)
+    async with DurableBuffer(buffer_config(), tmp_path / "buf", clock.boot_id) as buf:
+        pipe = Pipeline(buf, clock)
+        await pipe.submit([Reading("wl-1", "water_level", 0.0)])  # before sync
+        step(offset, 0)
+        flag.touch()
+        submits = [asyncio.create_task(pipe.submit([Reading("wl-1", "water_level", 0.001)]))]
+        while not submits[0].done():  # the first starts the re-anchor; one more every turn
+            value = (len(submits) + 1) / 1000  # metres, in range: none is refused
+            submits.append(
+                asyncio.create_task(pipe.submit([Reading("wl-1", "water_level", value)]))
+            )
+            await asyncio.sleep(0)
+        await asyncio.gather(*submits)
+        values: list[float] = []
+        while recs := (await buf.read_batch(len(values), None, 100_000, hold_pending=False))[0]:
+            values += [float(r.value or 0) for r in recs]  # a batch: one transaction's worth
+    assert len(values) == len(submits) + 1
+    assert values == sorted(values), "a later submit took a lower seq"
