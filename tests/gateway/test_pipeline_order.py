@@ -4,6 +4,8 @@ dead-letters itself is on disk before the source may acknowledge it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gateway.buffer import DurableBuffer
@@ -13,22 +15,30 @@ from tests.gateway.conftest import buffer_config
 from tests.gateway.test_clock import YEAR_MS, make_clock, step
 
 
-async def test_submits_reach_the_buffer_in_call_order_across_a_reanchor(tmp_path: Path) -> None:
-    """The first submit after the clock syncs waits for the re-anchor; one made just after
-    it (the MQTT source no longer waits for a commit before submitting the next batch)
-    must not overtake it and take the lower seq."""
+@contextlib.asynccontextmanager
+async def _just_synced(tmp_path: Path) -> AsyncIterator[tuple[DurableBuffer, Pipeline]]:
+    """A gateway that booted 50 years off, stored a reading, and whose clock has just
+    synced: its next submit starts the re-anchor of that reading."""
     clock, flag, offset = make_clock(tmp_path)
     step(offset, -50 * YEAR_MS)
     async with DurableBuffer(buffer_config(), tmp_path / "buf", clock.boot_id) as buf:
         pipe = Pipeline(buf, clock)
-        await pipe.submit([Reading("wl-1", "water_level", 1.0)])  # before sync
+        await pipe.submit([Reading("wl-1", "water_level", 0.0)])  # before sync
         step(offset, 0)
         flag.touch()
+        yield buf, pipe
+
+
+async def test_submits_reach_the_buffer_in_call_order_across_a_reanchor(tmp_path: Path) -> None:
+    """The first submit after the clock syncs waits for the re-anchor; one made just after
+    it (the MQTT source no longer waits for a commit before submitting the next batch)
+    must not overtake it and take the lower seq."""
+    async with _just_synced(tmp_path) as (buf, pipe):
         first = asyncio.create_task(pipe.submit([Reading("wl-1", "water_level", 2.0)]))
         second = asyncio.create_task(pipe.submit([Reading("wl-1", "water_level", 3.0)]))
         await asyncio.gather(first, second)
         recs, _ = await buf.read_batch(0, None, 10, hold_pending=False)
-    assert [(r.seq, r.value) for r in recs] == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert [(r.seq, r.value) for r in recs] == [(1, 0.0), (2, 2.0), (3, 3.0)]
 
 
 async def test_records_dead_lettered_by_the_pipeline_are_committed_before_it_returns(
@@ -80,13 +90,7 @@ async def test_a_submit_made_as_the_reanchor_ends_does_not_overtake_its_waiters(
     """Submits made on every turn of the event loop while the re-anchor runs and ends: one
     made after it finished but before the submits waiting for it had resumed once took the
     lower seq (seen in CI: a kiosk's status stored before its earlier event)."""
-    clock, flag, offset = make_clock(tmp_path)
-    step(offset, -50 * YEAR_MS)
-    async with DurableBuffer(buffer_config(), tmp_path / "buf", clock.boot_id) as buf:
-        pipe = Pipeline(buf, clock)
-        await pipe.submit([Reading("wl-1", "water_level", 0.0)])  # before sync
-        step(offset, 0)
-        flag.touch()
+    async with _just_synced(tmp_path) as (buf, pipe):
         submits = [asyncio.create_task(pipe.submit([Reading("wl-1", "water_level", 0.001)]))]
         while not submits[0].done():  # the first starts the re-anchor; one more every turn
             value = (len(submits) + 1) / 1000  # metres, in range: none is refused
