@@ -122,8 +122,9 @@ def feed_stuck(
         vals = [v for _t, v in pts]
         if min(map(abs, map(operator.sub, vals[1:], vals[:-1]))) > tol:
             # Fast path, a healthy sensor: every reading differs from the one before, so
-            # only the run carried in can end (at the first reading) and the last starts.
-            first, _ = feed_stuck(p, state, pts[:1])
+            # only the run carried in can end (at the first reading, or at the second when
+            # the first still continues it) and the last starts.
+            first, _ = feed_stuck(p, state, pts[:2])
             t, v = pts[-1]
             return first, Episode(start=t, peak=v, peak_t=t, last_t=t, value=v)
     cur = state
